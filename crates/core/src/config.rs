@@ -1,0 +1,119 @@
+//! Settings of the use cases, read once at cold start from the function's environment (the
+//! variables `template.yaml` sets, which the local gateway sets too). Defaults suit local use.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Most items one task may hold (`MAX_ITEMS`, default 10,000).
+    pub max_items: usize,
+    /// Largest request body accepted (`MAX_BODY_BYTES`, default 6,000,000: Lambda's limit).
+    pub max_body_bytes: usize,
+    /// Items per queue message (`CHUNK_SIZE`, default 99, at most 99).
+    pub chunk_size: usize,
+    /// Message groups per task (`GROUPS_PER_TASK`, default 4).
+    pub groups_per_task: u32,
+    /// How long finished tasks stay readable (`RETENTION_DAYS`, default 30).
+    pub retention: Duration,
+    /// How many BOS calls one consumer invocation makes at once (`BOS_CONCURRENCY`, default 8).
+    pub bos_concurrency: usize,
+    /// Time kept back from the Lambda deadline to record outcomes (`DEADLINE_RESERVE_MS`).
+    pub deadline_reserve: Duration,
+    /// Key that signs page tokens (`PAGE_TOKEN_SECRET`).
+    pub page_token_secret: Vec<u8>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_items: 10_000,
+            max_body_bytes: 6_000_000,
+            chunk_size: crate::chunk::MAX_CHUNK_SIZE,
+            groups_per_task: 4,
+            retention: Duration::from_secs(30 * 24 * 3600),
+            bos_concurrency: 8,
+            deadline_reserve: Duration::from_millis(2_000),
+            page_token_secret: b"local-development-only".to_vec(),
+        }
+    }
+}
+
+/// A variable that is set but does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("environment variable {name} has an invalid value")]
+pub struct InvalidSetting {
+    pub name: &'static str,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Self, InvalidSetting> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, InvalidSetting> {
+        fn num<T: std::str::FromStr>(
+            get: &impl Fn(&str) -> Option<String>,
+            name: &'static str,
+            default: T,
+        ) -> Result<T, InvalidSetting> {
+            match get(name) {
+                None => Ok(default),
+                Some(v) if v.trim().is_empty() => Ok(default),
+                Some(v) => v.trim().parse().map_err(|_| InvalidSetting { name }),
+            }
+        }
+        let d = Settings::default();
+        let chunk_size: usize = num(&get, "CHUNK_SIZE", d.chunk_size)?;
+        if chunk_size == 0 || chunk_size > crate::chunk::MAX_CHUNK_SIZE {
+            return Err(InvalidSetting { name: "CHUNK_SIZE" });
+        }
+        let secret = get("PAGE_TOKEN_SECRET").filter(|s| !s.is_empty());
+        Ok(Self {
+            max_items: num(&get, "MAX_ITEMS", d.max_items)?,
+            max_body_bytes: num(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
+            chunk_size,
+            groups_per_task: num(&get, "GROUPS_PER_TASK", d.groups_per_task)?.max(1),
+            retention: Duration::from_secs(num(&get, "RETENTION_DAYS", 30u64)? * 24 * 3600),
+            bos_concurrency: num(&get, "BOS_CONCURRENCY", d.bos_concurrency)?.max(1),
+            deadline_reserve: Duration::from_millis(num(&get, "DEADLINE_RESERVE_MS", 2_000u64)?),
+            page_token_secret: secret
+                .map(String::into_bytes)
+                .unwrap_or(d.page_token_secret),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, InvalidSetting> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = from(&[]).unwrap();
+        assert_eq!(s.max_items, 10_000);
+        let s = from(&[("MAX_ITEMS", "50"), ("RETENTION_DAYS", "1")]).unwrap();
+        assert_eq!(s.max_items, 50);
+        assert_eq!(s.retention, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        assert_eq!(
+            from(&[("MAX_ITEMS", "lots")]).unwrap_err().name,
+            "MAX_ITEMS"
+        );
+        assert_eq!(
+            from(&[("CHUNK_SIZE", "100")]).unwrap_err().name,
+            "CHUNK_SIZE"
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! Core of the background tasks API: the domain (beneficiaries, tasks, chunks, the one error
+//! shape), the use cases the Lambda functions run, and the ports (small traits) through which
+//! those use cases reach storage, the work queue and the upstream back-office service.
+//!
+//! Nothing here knows about AWS types: the DynamoDB, SQS and BOS adapters live in their own
+//! crates and implement [`ports`]; [`memory`] implements them in memory for unit tests and
+//! in-process benchmarks.
+
+pub mod beneficiary;
+pub mod chunk;
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod memory;
+pub mod paging;
+pub mod ports;
+pub mod task;
+pub mod usecases;

@@ -1,0 +1,247 @@
+//! In-memory implementations of the ports, for unit tests and in-process benchmarks. Never
+//! used by a deployed function or by the integration tests, which run against DynamoDB Local,
+//! moto's SQS and the BOS simulator.
+
+use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
+use crate::chunk::ChunkMessage;
+use crate::ports::*;
+use crate::task::{Task, TaskId, TaskStatus};
+use async_trait::async_trait;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+use time::OffsetDateTime;
+
+/// A std Mutex is enough: no lock is held across an `.await`.
+#[derive(Default)]
+pub struct MemoryStore {
+    tasks: Mutex<HashMap<TaskId, Task>>,
+    outcomes: Mutex<BTreeMap<(TaskId, u32), ItemOutcome>>,
+}
+
+impl MemoryStore {
+    pub fn get(&self, id: TaskId) -> Option<Task> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+    pub fn put(&self, task: Task) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(task.id, task);
+    }
+    pub fn task_count(&self) -> usize {
+        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.put(task.clone());
+        Ok(())
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        Ok(self.get(id))
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+        Ok(())
+    }
+
+    async fn transition(
+        &self,
+        id: TaskId,
+        from: TaskStatus,
+        to: TaskStatus,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(task) = tasks.get_mut(&id) else {
+            return Ok(false);
+        };
+        if task.status != from || !from.can_become(to) {
+            return Ok(false);
+        }
+        task.status = to;
+        task.updated_at = now;
+        if to == TaskStatus::Running {
+            task.started_at.get_or_insert(now);
+        }
+        if to.is_final() {
+            task.finished_at = Some(now);
+            task.expires_at = expires_at;
+        }
+        Ok(true)
+    }
+
+    async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
+        let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(indexes
+            .iter()
+            .copied()
+            .filter(|i| outcomes.contains_key(&(id, *i)))
+            .collect())
+    }
+
+    async fn record_outcomes(
+        &self,
+        id: TaskId,
+        new: &[ItemOutcome],
+        now: OffsetDateTime,
+        _expires_at: OffsetDateTime,
+    ) -> Result<Recorded, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        if new.iter().any(|o| outcomes.contains_key(&(id, o.index))) {
+            return Ok(Recorded::Conflict);
+        }
+        let Some(task) = tasks.get_mut(&id) else {
+            return Err(StoreError::Other("task not found".into()));
+        };
+        for o in new {
+            if o.result.is_success() {
+                task.succeeded += 1;
+            } else {
+                task.failed += 1;
+            }
+            outcomes.insert((id, o.index), o.clone());
+        }
+        task.updated_at = now;
+        Ok(Recorded::All)
+    }
+
+    async fn list_outcomes(
+        &self,
+        id: TaskId,
+        filter: OutcomeFilter,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(Vec<ItemOutcome>, bool), StoreError> {
+        let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let start = after.map_or(0, |a| a + 1);
+        let mut matching = outcomes
+            .range((id, start)..=(id, u32::MAX))
+            .map(|(_, o)| o)
+            .filter(|o| filter == OutcomeFilter::All || !o.result.is_success());
+        let page: Vec<ItemOutcome> = matching.by_ref().take(limit).cloned().collect();
+        let more = matching.next().is_some();
+        Ok((page, more))
+    }
+}
+
+/// Records what would have been sent; can be switched "down" to test enqueue failures.
+#[derive(Default)]
+pub struct MemoryQueue {
+    sent: Mutex<Vec<ChunkMessage>>,
+    down: AtomicBool,
+    send_calls: AtomicUsize,
+}
+
+impl MemoryQueue {
+    pub fn sent(&self) -> Vec<ChunkMessage> {
+        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+    /// `SendMessageBatch` calls the SQS adapter would make (10 messages each).
+    pub fn batch_calls(&self) -> usize {
+        self.send_calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl WorkQueue for MemoryQueue {
+    async fn enqueue(&self, chunks: &[ChunkMessage]) -> Result<(), QueueError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(QueueError::Unavailable("memory queue is down".into()));
+        }
+        self.send_calls
+            .fetch_add(chunks.len().div_ceil(10), Ordering::SeqCst);
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(chunks);
+        Ok(())
+    }
+}
+
+/// A back office that honours idempotency keys and can reject IBANs or be unavailable.
+#[derive(Default)]
+pub struct MemoryBackend {
+    by_key: Mutex<HashMap<String, CreatedBeneficiary>>,
+    rejected_ibans: Mutex<HashSet<String>>,
+    unavailable: AtomicBool,
+    creations: AtomicUsize,
+}
+
+impl MemoryBackend {
+    pub fn creations(&self) -> usize {
+        self.creations.load(Ordering::SeqCst)
+    }
+    pub fn reject_iban(&self, iban: &str) {
+        self.rejected_ibans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(iban.to_owned());
+    }
+    pub fn set_unavailable(&self, v: bool) {
+        self.unavailable.store(v, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl BeneficiaryBackend for MemoryBackend {
+    async fn create(
+        &self,
+        b: &Beneficiary,
+        key: &str,
+        _deadline: Instant,
+    ) -> Result<CreatedBeneficiary, BackendError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable("503".into()));
+        }
+        if self
+            .rejected_ibans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(b.iban())
+        {
+            return Err(BackendError::Rejected(Rejection {
+                kind: RejectionKind::Duplicate,
+                code: "duplicate_beneficiary".into(),
+                message: "A beneficiary with this IBAN already exists.".into(),
+                field: Some("iban".into()),
+            }));
+        }
+        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(first) = by_key.get(key) {
+            return Ok(first.clone());
+        }
+        let n = self.creations.fetch_add(1, Ordering::SeqCst);
+        let created = CreatedBeneficiary {
+            id: format!("ben_{n}"),
+            name: b.name().to_owned(),
+            country: b.country().to_owned(),
+            currency: b.currency().to_owned(),
+            iban: b.iban().to_owned(),
+            bic: b.bic().map(str::to_owned),
+            email: b.email().map(str::to_owned),
+            external_id: b.external_id().map(str::to_owned),
+            created_at: "2026-01-01T00:00:00Z".into(),
+        };
+        by_key.insert(key.to_owned(), created.clone());
+        Ok(created)
+    }
+}

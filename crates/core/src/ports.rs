@@ -1,0 +1,164 @@
+//! Ports: the narrow traits through which use cases reach the outside world. DynamoDB, SQS
+//! and the BOS HTTP client implement them at the edge; [`crate::memory`] implements them for
+//! unit tests. Each error says whether trying again can help.
+
+use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
+use crate::chunk::ChunkMessage;
+use crate::error::ErrorDetail;
+use crate::task::{Task, TaskId, TaskStatus};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::time::Instant;
+use time::OffsetDateTime;
+
+/// The final outcome of one item of a task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemOutcome {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(flatten)]
+    pub result: OutcomeResult,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OutcomeResult {
+    Succeeded { beneficiary: CreatedBeneficiary },
+    Failed { error: ErrorDetail },
+}
+
+impl OutcomeResult {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Succeeded { .. })
+    }
+}
+
+/// Which outcomes a listing returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeFilter {
+    All,
+    FailedOnly,
+}
+
+/// A storage failure. `Unavailable` is worth retrying (throttling, network); `Other` is not.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+/// What [`TaskStore::record_outcomes`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Every outcome was written and the counters moved, atomically.
+    All,
+    /// At least one item already had an outcome (a redelivery raced us); nothing was written.
+    Conflict,
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Writes a new task; its id is random, so this never overwrites.
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError>;
+
+    /// Strongly consistent read of a task; expiry is the caller's business.
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError>;
+
+    /// Removes a task nobody was told about (its enqueue failed).
+    async fn delete_task(&self, id: TaskId) -> Result<(), StoreError>;
+
+    /// Moves the task from `from` to `to` if it is still in `from`; false if another writer
+    /// moved it first. Sets `started_at`, `finished_at` and `expires_at` as `to` implies.
+    async fn transition(
+        &self,
+        id: TaskId,
+        from: TaskStatus,
+        to: TaskStatus,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError>;
+
+    /// Which of these item indexes already have an outcome.
+    async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError>;
+
+    /// Writes outcomes of items that have none yet and adds them to the task's counters in one
+    /// atomic step, so counters can never disagree with the items, whatever crashes.
+    async fn record_outcomes(
+        &self,
+        id: TaskId,
+        outcomes: &[ItemOutcome],
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<Recorded, StoreError>;
+
+    /// Outcomes by ascending index, starting after `after`; returns the page and whether more
+    /// may follow.
+    async fn list_outcomes(
+        &self,
+        id: TaskId,
+        filter: OutcomeFilter,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(Vec<ItemOutcome>, bool), StoreError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[async_trait]
+pub trait WorkQueue: Send + Sync {
+    /// Sends every chunk or fails; a retried send of the same chunk is deduplicated by SQS.
+    async fn enqueue(&self, chunks: &[ChunkMessage]) -> Result<(), QueueError>;
+}
+
+/// How the back office answered, classified for retry decisions.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// A permanent, business answer: retrying cannot change it.
+    #[error("rejected: {}", .0.code)]
+    Rejected(Rejection),
+    /// 5xx, 429 or a connection failure, still failing when retries ran out.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+    /// No answer within the request time-out.
+    #[error("backend timed out")]
+    Timeout,
+    /// An answer we cannot interpret: worth an alarm, not a retry.
+    #[error("unexpected backend answer: {0}")]
+    BadResponse(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub kind: RejectionKind,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionKind {
+    Duplicate,
+    Invalid,
+}
+
+/// The upstream that really creates beneficiaries (today BOS, tomorrow perhaps a beneficiary
+/// command service).
+#[async_trait]
+pub trait BeneficiaryBackend: Send + Sync {
+    /// Creates one beneficiary. The same `idempotency_key` always yields the first answer and
+    /// never a second creation. Retries stop before `deadline`.
+    async fn create(
+        &self,
+        beneficiary: &Beneficiary,
+        idempotency_key: &str,
+        deadline: Instant,
+    ) -> Result<CreatedBeneficiary, BackendError>;
+}

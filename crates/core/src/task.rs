@@ -1,0 +1,317 @@
+//! The task resource: its id, its type, its state machine and its progress, and the JSON view
+//! clients read.
+
+use crate::identity::Owner;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A task's public id: a random UUID, never an internal key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// The kinds of background work the API offers; the path segment is the slug.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskType {
+    BeneficiariesImport,
+}
+
+impl TaskType {
+    pub const ALL: [TaskType; 1] = [TaskType::BeneficiariesImport];
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::BeneficiariesImport => "beneficiaries-import",
+        }
+    }
+
+    pub fn from_slug(slug: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.slug() == slug)
+    }
+}
+
+/// `queued → running → completed | completed_with_errors | failed | cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Queued,
+    Running,
+    Completed,
+    CompletedWithErrors,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::CompletedWithErrors => "completed_with_errors",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Completed,
+            Self::CompletedWithErrors,
+            Self::Failed,
+            Self::Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+
+    /// The one place that says which transitions exist. Stores apply them with conditional
+    /// writes, so two writers can never both move a task.
+    pub fn can_become(self, next: TaskStatus) -> bool {
+        use TaskStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Running)
+                | (
+                    Queued | Running,
+                    Completed | CompletedWithErrors | Failed | Cancelled
+                )
+        )
+    }
+}
+
+/// The stored task. Counters only grow, by atomic increments, as item outcomes are recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: TaskId,
+    pub task_type: TaskType,
+    pub owner: Owner,
+    pub status: TaskStatus,
+    pub total: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub created_at: OffsetDateTime,
+    pub started_at: Option<OffsetDateTime>,
+    pub updated_at: OffsetDateTime,
+    pub finished_at: Option<OffsetDateTime>,
+    /// When the record may be deleted (DynamoDB TTL); set once the task is final.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Task {
+    pub fn new(task_type: TaskType, owner: Owner, total: u32, now: OffsetDateTime) -> Self {
+        Self {
+            id: TaskId::new_random(),
+            task_type,
+            owner,
+            status: TaskStatus::Queued,
+            total,
+            succeeded: 0,
+            failed: 0,
+            created_at: now,
+            started_at: None,
+            updated_at: now,
+            finished_at: None,
+            expires_at: None,
+        }
+    }
+
+    pub fn processed(&self) -> u32 {
+        self.succeeded + self.failed
+    }
+
+    /// The final state this task should move to, once every item has an outcome.
+    pub fn completion_status(&self) -> Option<TaskStatus> {
+        if self.status.is_final() || self.processed() < self.total {
+            return None;
+        }
+        Some(if self.failed == 0 {
+            TaskStatus::Completed
+        } else {
+            TaskStatus::CompletedWithErrors
+        })
+    }
+
+    /// Expired records are hidden even before DynamoDB's lazy TTL deletion removes them.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    pub fn view(&self) -> TaskView {
+        let processed = self.processed();
+        let percent = if self.total == 0 {
+            100
+        } else {
+            processed * 100 / self.total
+        };
+        let base = format!("/tasks/{}/{}", self.task_type.slug(), self.id);
+        TaskView {
+            task_id: self.id,
+            task_type: self.task_type,
+            status: self.status,
+            progress: Progress {
+                total: self.total,
+                processed,
+                succeeded: self.succeeded,
+                failed: self.failed,
+                percent,
+            },
+            created_at: self.created_at,
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+            finished_at: self.finished_at,
+            links: Links {
+                errors: format!("{base}/errors"),
+                result: format!("{base}/result"),
+                self_: base,
+            },
+        }
+    }
+}
+
+/// The task JSON clients read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskView {
+    pub task_id: TaskId,
+    pub task_type: TaskType,
+    pub status: TaskStatus,
+    pub progress: Progress,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+    pub links: Links,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    pub total: u32,
+    pub processed: u32,
+    pub succeeded: u32,
+    pub failed: u32,
+    pub percent: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Links {
+    #[serde(rename = "self")]
+    pub self_: String,
+    pub errors: String,
+    pub result: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use TaskStatus::*;
+
+    #[test]
+    fn transitions() {
+        let allowed = [
+            (Queued, Running),
+            (Queued, Cancelled),
+            (Queued, Failed),
+            (Running, Completed),
+            (Running, CompletedWithErrors),
+            (Running, Failed),
+            (Running, Cancelled),
+        ];
+        for (from, to) in allowed {
+            assert!(from.can_become(to), "{from:?} -> {to:?}");
+        }
+        let refused = [
+            (Running, Queued),
+            (Completed, Running),
+            (Cancelled, Completed),
+            (Failed, Running),
+            (Running, Running),
+        ];
+        for (from, to) in refused {
+            assert!(!from.can_become(to), "{from:?} -> {to:?}");
+        }
+    }
+
+    #[test]
+    fn completion_needs_every_item_and_counts_errors() {
+        let owner = Owner::from_subject("o").unwrap();
+        let mut t = Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            3,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        t.status = Running;
+        t.succeeded = 2;
+        assert_eq!(t.completion_status(), None);
+        t.succeeded = 3;
+        assert_eq!(t.completion_status(), Some(Completed));
+        t.succeeded = 2;
+        t.failed = 1;
+        assert_eq!(t.completion_status(), Some(CompletedWithErrors));
+        t.status = CompletedWithErrors;
+        assert_eq!(t.completion_status(), None, "already final");
+    }
+
+    #[test]
+    fn view_has_percent_and_links() {
+        let owner = Owner::from_subject("o").unwrap();
+        let mut t = Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            4,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        t.succeeded = 1;
+        let v = serde_json::to_value(t.view()).unwrap();
+        assert_eq!(v["progress"]["percent"], 25);
+        assert_eq!(v["status"], "queued");
+        assert_eq!(v["task_type"], "beneficiaries-import");
+        assert_eq!(
+            v["links"]["self"],
+            format!("/tasks/beneficiaries-import/{}", t.id)
+        );
+        assert_eq!(v["created_at"], "1970-01-01T00:00:00Z");
+        assert!(v["finished_at"].is_null());
+    }
+
+    #[test]
+    fn slugs_round_trip() {
+        for t in TaskType::ALL {
+            assert_eq!(TaskType::from_slug(t.slug()), Some(t));
+        }
+        assert_eq!(TaskType::from_slug("nope"), None);
+    }
+}

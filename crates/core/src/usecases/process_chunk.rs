@@ -1,0 +1,334 @@
+//! The consumer's work on one chunk message. Safe to run any number of times for the same
+//! chunk, concurrently or not:
+//! - items that already have an outcome are skipped (redelivery, DLQ redrive);
+//! - each BOS call carries the idempotency key `{task_id}:{index}`, so a crash between the
+//!   call and the write replays BOS's first answer instead of creating twice;
+//! - outcomes and counters are written in one atomic step that refuses items already final.
+//!
+//! Anything left undone (BOS still failing after retries, the deadline near) makes the whole
+//! message fail, so SQS redelivers it and, after `maxReceiveCount`, dead-letters it.
+
+use crate::chunk::{ChunkItem, ChunkMessage};
+use crate::config::Settings;
+use crate::ports::{
+    BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, TaskStore,
+};
+use crate::task::TaskStatus;
+use crate::usecases::create_beneficiary::{create_one, permanent_item_error};
+use crate::usecases::finish::finish_if_complete;
+use futures::StreamExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use time::OffsetDateTime;
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ChunkReport {
+    /// Items that got their outcome in this run.
+    pub recorded: usize,
+    /// Items that already had one.
+    pub skipped: usize,
+    pub finished: Option<TaskStatus>,
+}
+
+/// Why the message must be redelivered. Every variant means "retry may help"; a chunk that
+/// keeps failing ends in the dead-letter queue.
+#[derive(Debug, thiserror::Error)]
+pub enum ChunkError {
+    #[error("{left} item(s) not processed: {reason}")]
+    Incomplete { left: usize, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Outcome of one item attempt.
+enum Attempt {
+    Done(ItemOutcome),
+    /// Transient failure or no time left: the item stays pending.
+    Pending(String),
+}
+
+#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk))]
+pub async fn process_chunk(
+    store: &dyn TaskStore,
+    backend: &dyn BeneficiaryBackend,
+    settings: &Settings,
+    msg: &ChunkMessage,
+    deadline: Instant,
+) -> Result<ChunkReport, ChunkError> {
+    let Some(task) = store.get_task(msg.task_id).await? else {
+        // The task was removed because its enqueue failed, or it expired: nothing to do.
+        tracing::warn!("chunk of an unknown task dropped");
+        return Ok(ChunkReport::default());
+    };
+    if task.status.is_final() {
+        return Ok(ChunkReport {
+            skipped: msg.items.len(),
+            ..ChunkReport::default()
+        });
+    }
+    if task.status == TaskStatus::Queued {
+        store
+            .transition(
+                task.id,
+                TaskStatus::Queued,
+                TaskStatus::Running,
+                OffsetDateTime::now_utc(),
+                None,
+            )
+            .await?;
+    }
+
+    let done = store.final_items(msg.task_id, &msg.indexes()).await?;
+    let pending: Vec<&ChunkItem> = msg
+        .items
+        .iter()
+        .filter(|i| !done.contains(&i.index))
+        .collect();
+    let skipped = msg.items.len() - pending.len();
+
+    // Work stops early once an item fails transiently: BOS is struggling and the message
+    // will be retried anyway, so hammering it with the rest of the chunk helps nobody.
+    let stop = AtomicBool::new(false);
+    let work_deadline = deadline
+        .checked_sub(settings.deadline_reserve)
+        .unwrap_or_else(Instant::now);
+    let attempts: Vec<Attempt> = futures::stream::iter(pending)
+        .map(|item| attempt(backend, msg, item, work_deadline, &stop))
+        .buffer_unordered(settings.bos_concurrency)
+        .collect()
+        .await;
+
+    let mut outcomes = Vec::new();
+    let mut left = 0;
+    let mut reason = String::new();
+    for a in attempts {
+        match a {
+            Attempt::Done(o) => outcomes.push(o),
+            Attempt::Pending(why) => {
+                left += 1;
+                reason = why;
+            }
+        }
+    }
+
+    let recorded = record(store, msg, outcomes, settings).await?;
+    let finished = finish_if_complete(
+        store,
+        msg.task_id,
+        OffsetDateTime::now_utc(),
+        settings.retention,
+    )
+    .await?;
+    if left > 0 {
+        return Err(ChunkError::Incomplete { left, reason });
+    }
+    Ok(ChunkReport {
+        recorded,
+        skipped,
+        finished,
+    })
+}
+
+async fn attempt(
+    backend: &dyn BeneficiaryBackend,
+    msg: &ChunkMessage,
+    item: &ChunkItem,
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> Attempt {
+    if stop.load(Ordering::Relaxed) {
+        return Attempt::Pending("stopped after an earlier transient failure".into());
+    }
+    if Instant::now() >= deadline {
+        return Attempt::Pending("not started before the deadline".into());
+    }
+    let key = format!("{}:{}", msg.task_id, item.index);
+    let external_id = item.beneficiary.external_id().map(str::to_owned);
+    let result = match create_one(backend, &item.beneficiary, &key, deadline).await {
+        Ok(beneficiary) => OutcomeResult::Succeeded { beneficiary },
+        Err(e) => match permanent_item_error(&e) {
+            Some(detail) => OutcomeResult::Failed {
+                error: detail.at(item.index, external_id.as_deref()),
+            },
+            None => {
+                stop.store(true, Ordering::Relaxed);
+                tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
+                return Attempt::Pending(e.code().to_owned());
+            }
+        },
+    };
+    Attempt::Done(ItemOutcome {
+        index: item.index,
+        external_id,
+        result,
+    })
+}
+
+/// Records outcomes; when another consumer recorded some of these items first, drops those
+/// and tries again with the rest. Returns how many outcomes this call wrote.
+pub(crate) async fn record(
+    store: &dyn TaskStore,
+    msg: &ChunkMessage,
+    mut outcomes: Vec<ItemOutcome>,
+    settings: &Settings,
+) -> Result<usize, StoreError> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        if outcomes.is_empty() {
+            return Ok(0);
+        }
+        let now = OffsetDateTime::now_utc();
+        match store
+            .record_outcomes(msg.task_id, &outcomes, now, now + settings.retention)
+            .await?
+        {
+            Recorded::All => return Ok(outcomes.len()),
+            Recorded::Conflict => {
+                let indexes: Vec<u32> = outcomes.iter().map(|o| o.index).collect();
+                let done = store.final_items(msg.task_id, &indexes).await?;
+                outcomes.retain(|o| !done.contains(&o.index));
+            }
+        }
+    }
+    Err(StoreError::Unavailable("outcomes kept conflicting".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chunk::split;
+    use crate::identity::Owner;
+    use crate::memory::{MemoryBackend, MemoryStore};
+    use crate::ports::OutcomeFilter;
+    use crate::task::{Task, TaskType};
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn beneficiary(iban: &str) -> crate::beneficiary::Beneficiary {
+        crate::beneficiary::Beneficiary::parse(&json!({"name": "N", "country": "DE",
+            "currency": "EUR", "iban": iban}))
+        .unwrap()
+    }
+
+    async fn setup(n: usize) -> (MemoryStore, Task, Vec<ChunkMessage>) {
+        let store = MemoryStore::default();
+        let owner = Owner::from_subject("alice").unwrap();
+        let task = Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            n as u32,
+            OffsetDateTime::now_utc(),
+        );
+        store.insert_task(&task).await.unwrap();
+        let items = (0..n)
+            .map(|_| beneficiary("DE89370400440532013000"))
+            .collect();
+        let chunks = split(task.id, task.task_type, items, 4);
+        (store, task, chunks)
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn processes_every_chunk_and_finishes_once() {
+        let (store, task, chunks) = (setup(10)).await;
+        let backend = MemoryBackend::default();
+        let mut finished = vec![];
+        for c in &chunks {
+            let r = process_chunk(&store, &backend, &Settings::default(), c, later())
+                .await
+                .unwrap();
+            finished.extend(r.finished);
+        }
+        assert_eq!(finished, vec![TaskStatus::Completed]);
+        let t = store.get(task.id).unwrap();
+        assert_eq!(
+            (t.succeeded, t.failed, t.status),
+            (10, 0, TaskStatus::Completed)
+        );
+        assert_eq!(backend.creations(), 10);
+    }
+
+    #[tokio::test]
+    async fn redelivery_skips_final_items_and_creates_nothing_twice() {
+        let (store, task, chunks) = setup(4).await;
+        let backend = MemoryBackend::default();
+        let s = Settings::default();
+        process_chunk(&store, &backend, &s, &chunks[0], later())
+            .await
+            .unwrap();
+        let again = process_chunk(&store, &backend, &s, &chunks[0], later())
+            .await
+            .unwrap();
+        assert_eq!((again.recorded, again.skipped), (0, 4));
+        assert_eq!(backend.creations(), 4);
+        assert_eq!(store.get(task.id).unwrap().succeeded, 4);
+    }
+
+    #[tokio::test]
+    async fn rejections_become_item_errors() {
+        let (store, task, chunks) = setup(3).await;
+        let backend = MemoryBackend::default();
+        backend.reject_iban("DE89370400440532013000");
+        process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+            .await
+            .unwrap();
+        let t = store.get(task.id).unwrap();
+        assert_eq!((t.failed, t.status), (3, TaskStatus::CompletedWithErrors));
+        let (errors, _) = store
+            .list_outcomes(task.id, OutcomeFilter::FailedOnly, None, 10)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&errors[0].result, OutcomeResult::Failed { error } if error.code == "duplicate_beneficiary")
+        );
+    }
+
+    #[tokio::test]
+    async fn transient_failure_fails_the_message_and_keeps_items_pending() {
+        let (store, task, chunks) = setup(4).await;
+        let backend = MemoryBackend::default();
+        backend.set_unavailable(true);
+        let err = process_chunk(&store, &backend, &Settings::default(), &chunks[0], later()).await;
+        assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
+        assert_eq!(store.get(task.id).unwrap().processed(), 0);
+        backend.set_unavailable(false);
+        process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+            .await
+            .unwrap();
+        assert_eq!(store.get(task.id).unwrap().status, TaskStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn nothing_starts_past_the_deadline() {
+        let (store, _task, chunks) = setup(4).await;
+        let backend = MemoryBackend::default();
+        let err = process_chunk(
+            &store,
+            &backend,
+            &Settings::default(),
+            &chunks[0],
+            Instant::now(),
+        )
+        .await;
+        assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
+        assert_eq!(backend.creations(), 0);
+    }
+
+    #[tokio::test]
+    async fn chunks_of_unknown_tasks_are_dropped() {
+        let (_store, _task, chunks) = setup(1).await;
+        let empty = MemoryStore::default();
+        let r = process_chunk(
+            &empty,
+            &MemoryBackend::default(),
+            &Settings::default(),
+            &chunks[0],
+            later(),
+        )
+        .await;
+        assert_eq!(r.unwrap(), ChunkReport::default());
+    }
+}

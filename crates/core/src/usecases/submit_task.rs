@@ -1,0 +1,237 @@
+//! `POST /tasks/{task_type}`: validate every item synchronously, then create the task and
+//! enqueue its chunks. Either the client gets a task that will be processed, or an error and
+//! no task at all.
+
+use crate::beneficiary::Beneficiary;
+use crate::chunk;
+use crate::config::Settings;
+use crate::error::{AppError, ErrorDetail};
+use crate::identity::Owner;
+use crate::ports::{TaskStore, WorkQueue};
+use crate::task::{Task, TaskType};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+/// A 422 lists at most this many details, so the answer stays far below Lambda's 6 MB
+/// response limit even when every item of a 10,000-item batch is wrong.
+pub const MAX_DETAILS: usize = 1_000;
+
+/// Parses and validates a batch body: a non-empty JSON array of single-create bodies.
+pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>, AppError> {
+    if body.len() > settings.max_body_bytes {
+        return Err(AppError::BodyTooLarge {
+            max_bytes: settings.max_body_bytes,
+        });
+    }
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| AppError::MalformedJson(e.to_string()))?;
+    let serde_json::Value::Array(values) = value else {
+        return Err(AppError::InvalidBody("a JSON array of beneficiaries"));
+    };
+    if values.is_empty() {
+        return Err(AppError::EmptyBatch);
+    }
+    if values.len() > settings.max_items {
+        return Err(AppError::TooManyItems {
+            max: settings.max_items,
+        });
+    }
+
+    let mut items = Vec::with_capacity(values.len());
+    let mut details = Vec::new();
+    let mut seen_external_ids: HashMap<&str, usize> = HashMap::new();
+    for (index, value) in values.iter().enumerate() {
+        let external_id = value.get("external_id").and_then(|v| v.as_str());
+        match Beneficiary::parse(value) {
+            Ok(b) => items.push(b),
+            Err(errors) => {
+                details.extend(errors.into_iter().map(|e| e.at(index as u32, external_id)))
+            }
+        }
+        if let Some(ext) = external_id {
+            if let Some(first) = seen_external_ids.insert(ext, index) {
+                details.push(
+                    ErrorDetail::field(
+                        "external_id",
+                        "duplicate_external_id",
+                        format!("This external_id is already used by item {first}."),
+                    )
+                    .at(index as u32, Some(ext)),
+                );
+            }
+        }
+    }
+    if details.is_empty() {
+        Ok(items)
+    } else {
+        details.truncate(MAX_DETAILS);
+        Err(AppError::ValidationFailed(details))
+    }
+}
+
+#[tracing::instrument(skip_all, fields(task_type = task_type.slug(), owner = %owner.log_id()))]
+pub async fn submit(
+    store: &dyn TaskStore,
+    queue: &dyn WorkQueue,
+    settings: &Settings,
+    owner: Owner,
+    task_type: TaskType,
+    body: &[u8],
+    now: OffsetDateTime,
+) -> Result<Task, AppError> {
+    let items = parse_items(body, settings)?;
+    let task = Task::new(task_type, owner, items.len() as u32, now);
+    store
+        .insert_task(&task)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let chunks = chunk::split(task.id, task_type, items, settings.chunk_size);
+    if let Err(error) = queue.enqueue(&chunks).await {
+        // No message may be missing behind a task a client was told about: the client gets
+        // 503 and no task. Chunks that did reach the queue find no task and are dropped.
+        tracing::error!(task_id = %task.id, error = %error, "enqueue failed; removing the task");
+        if let Err(e) = store.delete_task(task.id).await {
+            tracing::error!(task_id = %task.id, error = %e, "could not remove the unqueued task");
+        }
+        return Err(AppError::QueueUnavailable);
+    }
+    tracing::info!(task_id = %task.id, items = task.total, chunks = chunks.len(), "task queued");
+    Ok(task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::{MemoryQueue, MemoryStore};
+    use serde_json::json;
+
+    fn item(ext: Option<&str>) -> serde_json::Value {
+        let mut v = json!({"name": "Ada", "country": "DE", "currency": "EUR",
+            "iban": "DE89370400440532013000"});
+        if let Some(e) = ext {
+            v["external_id"] = json!(e);
+        }
+        v
+    }
+
+    fn body(v: serde_json::Value) -> Vec<u8> {
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    fn code(r: Result<Vec<Beneficiary>, AppError>) -> &'static str {
+        r.err().map(|e| e.code()).unwrap_or("ok")
+    }
+
+    #[test]
+    fn batch_shape_errors() {
+        let s = Settings {
+            max_items: 3,
+            max_body_bytes: 2_000,
+            ..Settings::default()
+        };
+        assert_eq!(code(parse_items(b"[", &s)), "malformed_json");
+        assert_eq!(code(parse_items(b"{}", &s)), "invalid_body");
+        assert_eq!(code(parse_items(b"[]", &s)), "empty_batch");
+        assert_eq!(
+            code(parse_items(&body(json!(vec![item(None); 4])), &s)),
+            "too_many_items"
+        );
+        assert_eq!(code(parse_items(&vec![b' '; 2_001], &s)), "body_too_large");
+        assert_eq!(
+            code(parse_items(&body(json!(vec![item(None); 3])), &s)),
+            "ok"
+        );
+    }
+
+    #[test]
+    fn details_carry_index_and_external_id() {
+        let mut bad = item(Some("b-1"));
+        bad["iban"] = json!("DE00370400440532013000");
+        let err = parse_items(
+            &body(json!([item(Some("a")), bad, item(Some("a"))])),
+            &Settings::default(),
+        )
+        .unwrap_err();
+        let AppError::ValidationFailed(details) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(details.len(), 2);
+        assert_eq!(
+            (details[0].index, details[0].external_id.as_deref()),
+            (Some(1), Some("b-1"))
+        );
+        assert_eq!(details[0].code, "invalid_checksum");
+        assert_eq!(
+            (details[1].index, details[1].code.as_str()),
+            (Some(2), "duplicate_external_id")
+        );
+    }
+
+    #[tokio::test]
+    async fn creates_task_and_enqueues_every_item_once() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let s = Settings {
+            chunk_size: 10,
+            ..Settings::default()
+        };
+        let owner = Owner::from_subject("alice").unwrap();
+        let task = submit(
+            &store,
+            &queue,
+            &s,
+            owner,
+            TaskType::BeneficiariesImport,
+            &body(json!(vec![item(None); 25])),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(task.total, 25);
+        let sent = queue.sent();
+        assert_eq!(sent.len(), 3);
+        assert_eq!(sent.iter().map(|c| c.items.len()).sum::<usize>(), 25);
+        assert!(store.get(task.id).is_some());
+    }
+
+    #[tokio::test]
+    async fn invalid_batch_creates_nothing() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        let owner = Owner::from_subject("alice").unwrap();
+        let mut bad = item(None);
+        bad["currency"] = json!("EURO");
+        let err = submit(
+            &store,
+            &queue,
+            &Settings::default(),
+            owner,
+            TaskType::BeneficiariesImport,
+            &body(json!([item(None), bad])),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "validation_failed");
+        assert_eq!(store.task_count(), 0);
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn queue_down_leaves_no_task_behind() {
+        let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
+        queue.set_down(true);
+        let owner = Owner::from_subject("alice").unwrap();
+        let err = submit(
+            &store,
+            &queue,
+            &Settings::default(),
+            owner,
+            TaskType::BeneficiariesImport,
+            &body(json!([item(None)])),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), "queue_unavailable");
+        assert_eq!(store.task_count(), 0);
+    }
+}
