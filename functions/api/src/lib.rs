@@ -1,1 +1,8 @@
+//! The api function: routes API Gateway requests to the core's use cases and turns their
+//! results into HTTP answers. Identity is read only from the authorizer's claims in the
+//! request context; nothing a client can put in a header or body decides who they are.
 
+mod http_errors;
+mod routes;
+
+pub use routes::App;

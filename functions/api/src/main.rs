@@ -1,1 +1,36 @@
-fn main() {}
+//! Lambda entry point of the api function: build clients and settings once, then serve.
+
+use api::App;
+use aws_adapters::startup::{aws_config, init_tracing, required_env};
+use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
+use bos_client::{BosClient, BosConfig};
+use lambda_http::{service_fn, Error, Request};
+use std::sync::Arc;
+use tasks_core::config::Settings;
+use tasks_core::paging::PageTokens;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let settings = Settings::from_env()?;
+    let aws = aws_config().await;
+    let app = Arc::new(App {
+        store: Arc::new(DynamoTaskStore::from_config(
+            &aws,
+            required_env("TABLE_NAME")?,
+        )),
+        queue: Arc::new(SqsWorkQueue::from_config(
+            &aws,
+            required_env("WORK_QUEUE_URL")?,
+            settings.groups_per_task,
+        )),
+        backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
+        tokens: PageTokens::new(&settings.page_token_secret),
+        settings,
+    });
+    lambda_http::run(service_fn(move |req: Request| {
+        let app = Arc::clone(&app);
+        async move { Ok::<_, Error>(app.handle(req).await) }
+    }))
+    .await
+}

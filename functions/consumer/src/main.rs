@@ -1,1 +1,29 @@
-fn main() {}
+//! Lambda entry point of the consumer function.
+
+use aws_adapters::startup::{aws_config, init_tracing, required_env};
+use aws_adapters::DynamoTaskStore;
+use aws_lambda_events::event::sqs::SqsEvent;
+use bos_client::{BosClient, BosConfig};
+use consumer::Consumer;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+use tasks_core::config::Settings;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let aws = aws_config().await;
+    let consumer = Arc::new(Consumer {
+        store: Arc::new(DynamoTaskStore::from_config(
+            &aws,
+            required_env("TABLE_NAME")?,
+        )),
+        backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
+        settings: Settings::from_env()?,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let consumer = Arc::clone(&consumer);
+        async move { Ok::<_, Error>(consumer.handle(event).await) }
+    }))
+    .await
+}

@@ -1,1 +1,27 @@
-fn main() {}
+//! Lambda entry point of the dead-letter function.
+
+use aws_adapters::startup::{aws_config, init_tracing, required_env};
+use aws_adapters::DynamoTaskStore;
+use aws_lambda_events::event::sqs::SqsEvent;
+use dead_letter::DeadLetter;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use std::sync::Arc;
+use tasks_core::config::Settings;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    let aws = aws_config().await;
+    let handler = Arc::new(DeadLetter {
+        store: Arc::new(DynamoTaskStore::from_config(
+            &aws,
+            required_env("TABLE_NAME")?,
+        )),
+        settings: Settings::from_env()?,
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = Arc::clone(&handler);
+        async move { Ok::<_, Error>(handler.handle(event).await) }
+    }))
+    .await
+}

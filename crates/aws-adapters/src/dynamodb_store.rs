@@ -1,0 +1,507 @@
+//! The task store on one DynamoDB table (single-table design):
+//!
+//! | item            | pk          | sk            | also                                    |
+//! |-----------------|-------------|---------------|-----------------------------------------|
+//! | task            | `TASK#{id}` | `TASK`        | `gsi1pk = OWNER#{owner}#TYPE#{type}`, `gsi1sk = {created_at}#{id}` (listing, newest first) |
+//! | item outcome    | `TASK#{id}` | `ITEM#000042` | `outcome` (succeeded/failed), `body` (JSON) |
+//!
+//! `expires_at` (epoch seconds) is the table's TTL attribute. Every attribute name in an
+//! expression goes through `#names`, since DynamoDB reserves many common words (`status`).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tasks_core::identity::Owner;
+use tasks_core::ports::{ItemOutcome, OutcomeFilter, Recorded, StoreError, TaskStore};
+use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// One transaction holds at most 100 actions: 99 outcomes and the counter update.
+const OUTCOMES_PER_TRANSACTION: usize = 99;
+const KEYS_PER_BATCH_GET: usize = 100;
+
+#[derive(Clone)]
+pub struct DynamoTaskStore {
+    client: Client,
+    table: String,
+}
+
+fn task_pk(id: TaskId) -> String {
+    format!("TASK#{id}")
+}
+
+fn item_sk(index: u32) -> String {
+    format!("ITEM#{index:06}")
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+/// Throttling, time-outs and network trouble are worth a retry; the rest are not.
+fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    e: SdkError<E, R>,
+) -> StoreError {
+    const RETRYABLE: [&str; 6] = [
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "TransactionConflictException",
+        "TransactionInProgressException",
+    ];
+    let retryable = match &e {
+        SdkError::ServiceError(se) => se.err().code().is_some_and(|c| RETRYABLE.contains(&c)),
+        _ => true,
+    };
+    let text = DisplayErrorContext(e).to_string();
+    if retryable {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Other(text)
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Other(format!("corrupt record: {what}"))
+}
+
+impl DynamoTaskStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    fn task_key(id: TaskId) -> Item {
+        HashMap::from([("pk".into(), s(task_pk(id))), ("sk".into(), s("TASK"))])
+    }
+
+    fn task_to_item(task: &Task) -> Item {
+        let mut item = Self::task_key(task.id);
+        item.insert(
+            "gsi1pk".into(),
+            s(format!(
+                "OWNER#{}#TYPE#{}",
+                task.owner.as_str(),
+                task.task_type.slug()
+            )),
+        );
+        item.insert(
+            "gsi1sk".into(),
+            s(format!("{}#{}", rfc3339(task.created_at), task.id)),
+        );
+        item.insert("task_type".into(), s(task.task_type.slug()));
+        item.insert("owner".into(), s(task.owner.as_str()));
+        item.insert("status".into(), s(task.status.as_str()));
+        item.insert("total".into(), n(task.total));
+        item.insert("succeeded".into(), n(task.succeeded));
+        item.insert("failed".into(), n(task.failed));
+        item.insert("created_at".into(), s(rfc3339(task.created_at)));
+        item.insert("updated_at".into(), s(rfc3339(task.updated_at)));
+        if let Some(t) = task.started_at {
+            item.insert("started_at".into(), s(rfc3339(t)));
+        }
+        if let Some(t) = task.finished_at {
+            item.insert("finished_at".into(), s(rfc3339(t)));
+        }
+        if let Some(t) = task.expires_at {
+            item.insert("expires_at".into(), n(t.unix_timestamp()));
+        }
+        item
+    }
+
+    fn task_from_item(item: &Item) -> Result<Task, StoreError> {
+        let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+        let num = |k: &str| -> Result<u32, StoreError> {
+            item.get(k)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(k))
+        };
+        let date = |k: &str| -> Result<Option<OffsetDateTime>, StoreError> {
+            text(k)
+                .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| corrupt(k)))
+                .transpose()
+        };
+        let id = text("pk")
+            .and_then(|pk| pk.strip_prefix("TASK#"))
+            .and_then(|id| id.parse().ok())
+            .ok_or_else(|| corrupt("pk"))?;
+        Ok(Task {
+            id,
+            task_type: text("task_type")
+                .and_then(TaskType::from_slug)
+                .ok_or_else(|| corrupt("task_type"))?,
+            owner: text("owner")
+                .and_then(Owner::from_subject)
+                .ok_or_else(|| corrupt("owner"))?,
+            status: text("status")
+                .and_then(TaskStatus::parse)
+                .ok_or_else(|| corrupt("status"))?,
+            total: num("total")?,
+            succeeded: num("succeeded")?,
+            failed: num("failed")?,
+            created_at: date("created_at")?.ok_or_else(|| corrupt("created_at"))?,
+            started_at: date("started_at")?,
+            updated_at: date("updated_at")?.ok_or_else(|| corrupt("updated_at"))?,
+            finished_at: date("finished_at")?,
+            expires_at: item
+                .get("expires_at")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .and_then(|v| OffsetDateTime::from_unix_timestamp(v).ok()),
+        })
+    }
+
+    fn outcome_to_item(
+        id: TaskId,
+        o: &ItemOutcome,
+        expires_at: OffsetDateTime,
+    ) -> Result<Item, StoreError> {
+        let body = serde_json::to_string(o).map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(HashMap::from([
+            ("pk".into(), s(task_pk(id))),
+            ("sk".into(), s(item_sk(o.index))),
+            ("idx".into(), n(o.index)),
+            (
+                "outcome".into(),
+                s(if o.result.is_success() {
+                    "succeeded"
+                } else {
+                    "failed"
+                }),
+            ),
+            ("body".into(), s(body)),
+            ("expires_at".into(), n(expires_at.unix_timestamp())),
+        ]))
+    }
+
+    async fn record_group(
+        &self,
+        id: TaskId,
+        outcomes: &[ItemOutcome],
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<Recorded, StoreError> {
+        let succeeded = outcomes.iter().filter(|o| o.result.is_success()).count();
+        let failed = outcomes.len() - succeeded;
+        let mut actions = Vec::with_capacity(outcomes.len() + 1);
+        for o in outcomes {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(Self::outcome_to_item(id, o, expires_at)?))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", "pk")
+                .build()
+                .map_err(|e| StoreError::Other(e.to_string()))?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        let update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::task_key(id)))
+            .update_expression("ADD #succeeded :s, #failed :f SET #updated_at = :now")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#succeeded", "succeeded")
+            .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":s", n(succeeded))
+            .expression_attribute_values(":f", n(failed))
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        actions.push(TransactWriteItem::builder().update(update).build());
+
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Recorded::All),
+            Err(SdkError::ServiceError(se)) => {
+                if let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() {
+                    let reasons = tc.cancellation_reasons();
+                    let failed_at = |i: usize| {
+                        reasons.get(i).and_then(|r| r.code()) == Some("ConditionalCheckFailed")
+                    };
+                    if (0..outcomes.len()).any(failed_at) {
+                        return Ok(Recorded::Conflict);
+                    }
+                    if failed_at(outcomes.len()) {
+                        return Err(StoreError::Other(
+                            "task not found while recording outcomes".into(),
+                        ));
+                    }
+                }
+                Err(store_error(SdkError::ServiceError(se)))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for DynamoTaskStore {
+    #[tracing::instrument(skip_all, fields(task_id = %task.id))]
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(Self::task_to_item(task)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::task_key(id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        out.item().map(Self::task_from_item).transpose()
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::task_key(id)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, to = to.as_str()))]
+    async fn transition(
+        &self,
+        id: TaskId,
+        from: TaskStatus,
+        to: TaskStatus,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Ok(false);
+        }
+        let mut set = vec!["#status = :to", "#updated_at = :now"];
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::task_key(id)))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        if to == TaskStatus::Running {
+            set.push("#started_at = if_not_exists(#started_at, :now)");
+            req = req.expression_attribute_names("#started_at", "started_at");
+        }
+        if to.is_final() {
+            set.push("#finished_at = :now");
+            req = req.expression_attribute_names("#finished_at", "finished_at");
+            if let Some(exp) = expires_at {
+                set.push("#expires_at = :exp");
+                req = req
+                    .expression_attribute_names("#expires_at", "expires_at")
+                    .expression_attribute_values(":exp", n(exp.unix_timestamp()));
+            }
+        }
+        match req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
+        let mut found = HashSet::new();
+        for group in indexes.chunks(KEYS_PER_BATCH_GET) {
+            let keys: Vec<Item> = group
+                .iter()
+                .map(|i| {
+                    HashMap::from([("pk".into(), s(task_pk(id))), ("sk".into(), s(item_sk(*i)))])
+                })
+                .collect();
+            let mut request = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .projection_expression("#idx")
+                    .expression_attribute_names("#idx", "idx")
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Other(e.to_string()))?,
+            );
+            let mut round = 0u32;
+            while let Some(keys) = request.take() {
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
+                }
+                round += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(i) = item
+                        .get("idx")
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse().ok())
+                    {
+                        found.insert(i);
+                    }
+                }
+                request = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if round > 10 && request.is_some() {
+                    return Err(StoreError::Unavailable(
+                        "batch get kept returning unprocessed keys".into(),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, outcomes = outcomes.len()))]
+    async fn record_outcomes(
+        &self,
+        id: TaskId,
+        outcomes: &[ItemOutcome],
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<Recorded, StoreError> {
+        for group in outcomes.chunks(OUTCOMES_PER_TRANSACTION) {
+            if self.record_group(id, group, now, expires_at).await? == Recorded::Conflict {
+                return Ok(Recorded::Conflict);
+            }
+        }
+        Ok(Recorded::All)
+    }
+
+    async fn list_outcomes(
+        &self,
+        id: TaskId,
+        filter: OutcomeFilter,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(Vec<ItemOutcome>, bool), StoreError> {
+        let from = item_sk(after.map_or(0, |a| a + 1));
+        let mut items: Vec<ItemOutcome> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#sk", "sk")
+                .expression_attribute_values(":pk", s(task_pk(id)))
+                .expression_attribute_values(":from", s(&from))
+                .expression_attribute_values(":to", s("ITEM#999999"))
+                .consistent_read(true)
+                // One more than asked: tells whether another page exists.
+                .limit((limit + 1 - items.len()) as i32)
+                .set_exclusive_start_key(start.take());
+            if filter == OutcomeFilter::FailedOnly {
+                q = q
+                    .filter_expression("#outcome = :failed")
+                    .expression_attribute_names("#outcome", "outcome")
+                    .expression_attribute_values(":failed", s("failed"));
+            }
+            let out = q.send().await.map_err(store_error)?;
+            for item in out.items() {
+                let body = item
+                    .get("body")
+                    .and_then(|v| v.as_s().ok())
+                    .ok_or_else(|| corrupt("body"))?;
+                items.push(serde_json::from_str(body).map_err(|_| corrupt("body"))?);
+            }
+            start = out.last_evaluated_key().cloned();
+            if items.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let more = items.len() > limit;
+        items.truncate(limit);
+        Ok((items, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_items_round_trip() {
+        let owner = Owner::from_subject("alice").unwrap();
+        let mut t = Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            7,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        t.succeeded = 3;
+        t.expires_at = Some(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(86_400));
+        let back = DynamoTaskStore::task_from_item(&DynamoTaskStore::task_to_item(&t)).unwrap();
+        assert_eq!(back, t);
+    }
+
+    #[test]
+    fn sort_keys_order_numerically() {
+        assert!(item_sk(9) < item_sk(10));
+        assert!(item_sk(99_999) < item_sk(100_000));
+    }
+}
