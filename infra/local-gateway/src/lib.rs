@@ -1,1 +1,227 @@
+//! The local gateway/runner: everything AWS does around the three functions, on loopback.
+//!
+//! [`LocalStack::start`] reads `template.yaml`, creates its table and queues (under a name
+//! prefix) in DynamoDB Local and moto, starts each function's real binary behind its own
+//! Lambda Runtime API with the environment the template gives it, serves the api function
+//! over HTTP like API Gateway, and polls the queues like Lambda's event source mappings.
+//! The `local-gateway` binary does this for `scripts/dev`; the integration tests do it once
+//! per test, each with its own prefix.
 
+pub mod function;
+pub mod http_gateway;
+pub mod poller;
+pub mod resources;
+pub mod runtime_api;
+pub mod template;
+
+use function::{FunctionConfig, FunctionPool};
+use resources::{provision, resolve, Provisioned};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use template::Template;
+use tokio::task::JoinHandle;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct StackConfig {
+    pub template: PathBuf,
+    /// Prefix of every table and queue name this stack creates.
+    pub prefix: String,
+    pub dynamodb_endpoint: String,
+    pub sqs_endpoint: String,
+    /// Folder holding the built function binaries (`target/debug` or `target/release`).
+    pub functions_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// Template parameter values (e.g. `BosUrl`) replacing the defaults.
+    pub parameters: BTreeMap<String, String>,
+    /// Variables added to every function's environment, after the template's.
+    pub extra_env: BTreeMap<String, String>,
+    /// Development bearer token → subject (the JWT `sub` claim).
+    pub tokens: HashMap<String, String>,
+    /// Processes per function (Lambda's concurrency).
+    pub concurrency: usize,
+    /// Folder for the functions' logs, one file per function; `None` prints them.
+    pub log_dir: Option<PathBuf>,
+    /// How soon a failed SQS message comes back (AWS: the visibility timeout).
+    pub retry_delay: Duration,
+    /// Documents served as they are: path → (content type, bytes).
+    pub static_files: HashMap<String, (String, Vec<u8>)>,
+}
+
+impl StackConfig {
+    /// Defaults for this repository: template at the root, emulators on their usual ports.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        Self {
+            template: root.join("template.yaml"),
+            prefix: "local".into(),
+            dynamodb_endpoint: "http://127.0.0.1:8000".into(),
+            sqs_endpoint: "http://127.0.0.1:5000".into(),
+            functions_dir: root.join("target/debug"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            parameters: BTreeMap::new(),
+            extra_env: BTreeMap::new(),
+            tokens: HashMap::from([
+                ("dev-token-alice".to_owned(), "alice".to_owned()),
+                ("dev-token-bob".to_owned(), "bob".to_owned()),
+            ]),
+            concurrency: 2,
+            log_dir: None,
+            retry_delay: Duration::from_secs(1),
+            static_files: HashMap::new(),
+        }
+    }
+}
+
+pub struct LocalStack {
+    pub addr: SocketAddr,
+    pub provisioned: Provisioned,
+    pools: Vec<Arc<FunctionPool>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// SDK clients for the emulators: fixed fake credentials, never a real account.
+pub async fn emulator_clients(
+    dynamodb: &str,
+    sqs: &str,
+) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
+    let creds =
+        aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "local-gateway");
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await;
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&base)
+            .endpoint_url(dynamodb)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&base)
+            .endpoint_url(sqs)
+            .build(),
+    );
+    (ddb, sqs)
+}
+
+impl LocalStack {
+    pub async fn start(config: StackConfig) -> Result<Self, BoxError> {
+        let template = Template::load(&config.template)?;
+        let (ddb, sqs) = emulator_clients(&config.dynamodb_endpoint, &config.sqs_endpoint).await;
+        let provisioned =
+            provision(&template, &config.prefix, &ddb, &sqs, &config.parameters).await?;
+
+        let mut pools = Vec::new();
+        let mut tasks = Vec::new();
+        let mut api = None;
+        let mut routes = Vec::new();
+        for f in &template.functions {
+            let mut environment = BTreeMap::new();
+            for (k, expr) in &f.environment {
+                environment.insert(k.clone(), resolve(expr, &provisioned)?);
+            }
+            environment.extend([
+                ("AWS_REGION".to_owned(), "us-east-1".to_owned()),
+                ("AWS_DEFAULT_REGION".to_owned(), "us-east-1".to_owned()),
+                ("AWS_ACCESS_KEY_ID".to_owned(), "local".to_owned()),
+                ("AWS_SECRET_ACCESS_KEY".to_owned(), "local".to_owned()),
+                (
+                    "AWS_ENDPOINT_URL_DYNAMODB".to_owned(),
+                    config.dynamodb_endpoint.clone(),
+                ),
+                (
+                    "AWS_ENDPOINT_URL_SQS".to_owned(),
+                    config.sqs_endpoint.clone(),
+                ),
+            ]);
+            environment.extend(config.extra_env.clone());
+            let pool = FunctionPool::start(FunctionConfig {
+                name: format!("{}-{}", config.prefix, f.logical_id),
+                binary: config.functions_dir.join(&f.binary),
+                environment,
+                timeout: Duration::from_secs(f.timeout_secs),
+                memory_mb: f.memory_mb,
+                concurrency: config.concurrency,
+                log_file: config
+                    .log_dir
+                    .as_ref()
+                    .map(|d| d.join(format!("{}.log", f.binary))),
+            })
+            .await?;
+            for source in &f.sqs_sources {
+                let queue = provisioned
+                    .queues
+                    .get(&source.queue_logical_id)
+                    .ok_or_else(|| {
+                        format!(
+                            "{}: unknown queue {}",
+                            f.logical_id, source.queue_logical_id
+                        )
+                    })?;
+                // One poller per process: Lambda scales pollers with concurrency likewise.
+                for _ in 0..config.concurrency.max(1) {
+                    tasks.push(tokio::spawn(poller::run(
+                        sqs.clone(),
+                        Arc::clone(&pool),
+                        poller::PollerConfig {
+                            queue_url: queue.url.clone(),
+                            queue_arn: queue.arn.clone(),
+                            batch_size: source.batch_size,
+                            report_batch_item_failures: source.report_batch_item_failures,
+                            retry_delay: config.retry_delay,
+                        },
+                    )));
+                }
+            }
+            if !f.http_routes.is_empty() {
+                routes.extend(f.http_routes.iter().cloned());
+                api = Some(Arc::clone(&pool));
+            }
+            pools.push(pool);
+        }
+        let api = api.ok_or("the template has no function with HttpApi events")?;
+        let gateway = Arc::new(http_gateway::Gateway {
+            api,
+            routes,
+            tokens: config.tokens.clone(),
+            static_files: config.static_files.clone(),
+        });
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, http_gateway::router(gateway)).await {
+                tracing::error!(error = %e, "gateway stopped");
+            }
+        }));
+        Ok(Self {
+            addr,
+            provisioned,
+            pools,
+            tasks,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn stop(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for p in &self.pools {
+            p.stop();
+        }
+    }
+}
+
+impl Drop for LocalStack {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,198 @@
+//! Creates the template's table and queues in DynamoDB Local and moto, under a name prefix
+//! so that several stacks (parallel tests, a dev stack) share one emulator without touching
+//! each other, and resolves `Ref`/`GetAtt` for function environments.
+
+use crate::template::{Expr, Template};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, Clone)]
+pub struct QueueInfo {
+    pub name: String,
+    pub url: String,
+    pub arn: String,
+}
+
+/// What exists after provisioning, by logical id.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioned {
+    pub tables: HashMap<String, String>,
+    pub queues: HashMap<String, QueueInfo>,
+    pub parameters: BTreeMap<String, String>,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn keys(schema: &[(String, String)]) -> Result<Vec<KeySchemaElement>, BoxError> {
+    schema
+        .iter()
+        .map(|(name, kind)| {
+            Ok(KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(KeyType::from(kind.as_str()))
+                .build()?)
+        })
+        .collect()
+}
+
+pub async fn provision(
+    template: &Template,
+    prefix: &str,
+    ddb: &aws_sdk_dynamodb::Client,
+    sqs: &aws_sdk_sqs::Client,
+    parameter_overrides: &BTreeMap<String, String>,
+) -> Result<Provisioned, BoxError> {
+    let mut out = Provisioned {
+        parameters: template.parameters.clone(),
+        ..Default::default()
+    };
+    out.parameters.extend(parameter_overrides.clone());
+
+    for t in &template.tables {
+        let name = format!("{prefix}-{}", t.logical_id);
+        let mut req = ddb
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(keys(&t.key_schema)?));
+        for (attr, kind) in &t.attributes {
+            req = req.attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(attr)
+                    .attribute_type(ScalarAttributeType::from(kind.as_str()))
+                    .build()?,
+            );
+        }
+        for i in &t.indexes {
+            req = req.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(&i.name)
+                    .set_key_schema(Some(keys(&i.key_schema)?))
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(i.projection.as_str()))
+                            .build(),
+                    )
+                    .build()?,
+            );
+        }
+        match req.send().await {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
+            {
+                tracing::info!(table = %name, "table exists; reusing it");
+            }
+            Err(e) => {
+                return Err(aws_sdk_dynamodb::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into())
+            }
+        }
+        if let Some(attr) = &t.ttl_attribute {
+            // DynamoDB Local accepts the setting; it does not delete expired items, which is
+            // why reads hide expired records themselves.
+            let _ttl_is_best_effort_locally = ddb
+                .update_time_to_live()
+                .table_name(&name)
+                .time_to_live_specification(
+                    TimeToLiveSpecification::builder()
+                        .attribute_name(attr)
+                        .enabled(true)
+                        .build()?,
+                )
+                .send()
+                .await;
+        }
+        out.tables.insert(t.logical_id.clone(), name);
+    }
+
+    // Dead-letter targets first: a queue's redrive policy needs its target's ARN.
+    let mut queues = template.queues.clone();
+    queues.sort_by_key(|q| q.redrive.is_some());
+    for q in &queues {
+        let name = format!(
+            "{prefix}-{}{}",
+            q.logical_id,
+            if q.fifo { ".fifo" } else { "" }
+        );
+        let mut req = sqs.create_queue().queue_name(&name).attributes(
+            QueueAttributeName::VisibilityTimeout,
+            q.visibility_timeout.to_string(),
+        );
+        if q.fifo {
+            req = req
+                .attributes(QueueAttributeName::FifoQueue, "true")
+                .attributes(
+                    QueueAttributeName::ContentBasedDeduplication,
+                    q.content_based_deduplication.to_string(),
+                );
+        }
+        if let Some((target, max_receive)) = &q.redrive {
+            let target_arn = &out
+                .queues
+                .get(target)
+                .ok_or_else(|| format!("{}: dead-letter queue {target} not found", q.logical_id))?
+                .arn;
+            let max = resolve(max_receive, &out)?;
+            let policy =
+                serde_json::json!({"deadLetterTargetArn": target_arn, "maxReceiveCount": max});
+            req = req.attributes(QueueAttributeName::RedrivePolicy, policy.to_string());
+        }
+        let url = req
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?
+            .queue_url()
+            .ok_or("create_queue returned no URL")?
+            .to_owned();
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
+        let arn = attrs
+            .attributes()
+            .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+            .ok_or("queue has no ARN")?
+            .clone();
+        out.queues
+            .insert(q.logical_id.clone(), QueueInfo { name, url, arn });
+    }
+    Ok(out)
+}
+
+/// The value CloudFormation would give `expr` once the stack exists.
+pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
+    match expr {
+        Expr::Literal(v) => Ok(v.clone()),
+        Expr::Ref(id) => p
+            .parameters
+            .get(id)
+            .or_else(|| p.tables.get(id))
+            .cloned()
+            .or_else(|| p.queues.get(id).map(|q| q.url.clone()))
+            .ok_or_else(|| format!("cannot resolve !Ref {id}").into()),
+        Expr::GetAtt(id, att) => {
+            if let Some(q) = p.queues.get(id) {
+                return match att.as_str() {
+                    "Arn" => Ok(q.arn.clone()),
+                    "QueueName" => Ok(q.name.clone()),
+                    "QueueUrl" => Ok(q.url.clone()),
+                    _ => Err(format!("unsupported !GetAtt {id}.{att}").into()),
+                };
+            }
+            if let (Some(t), "Arn") = (p.tables.get(id), att.as_str()) {
+                return Ok(format!("arn:aws:dynamodb:us-east-1:000000000000:table/{t}"));
+            }
+            Err(format!("cannot resolve !GetAtt {id}.{att}").into())
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Reads `template.yaml`: the table, the queues, the functions with their environment,
+//! event sources and HTTP routes. The local stack is built from this, so it cannot drift
+//! from what SAM deploys. Only the intrinsic functions the template uses for wiring (`Ref`,
+//! `GetAtt`) are understood; anything else is reported, not guessed.
+
+use serde_norway::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read the template: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot parse the template: {0}")]
+    Yaml(#[from] serde_norway::Error),
+    #[error("template: {0}")]
+    Shape(String),
+}
+
+fn shape(msg: impl Into<String>) -> TemplateError {
+    TemplateError::Shape(msg.into())
+}
+
+/// A value that may refer to another resource or a parameter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Literal(String),
+    Ref(String),
+    GetAtt(String, String),
+}
+
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub logical_id: String,
+    pub attributes: Vec<(String, String)>,
+    pub key_schema: Vec<(String, String)>,
+    pub indexes: Vec<IndexSpec>,
+    pub ttl_attribute: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IndexSpec {
+    pub name: String,
+    pub key_schema: Vec<(String, String)>,
+    pub projection: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueSpec {
+    pub logical_id: String,
+    pub fifo: bool,
+    pub content_based_deduplication: bool,
+    pub visibility_timeout: u32,
+    /// Logical id of the dead-letter queue and the receive count before moving there.
+    pub redrive: Option<(String, Expr)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    /// The cargo binary (`Metadata.BuildProperties.Binary`).
+    pub binary: String,
+    pub timeout_secs: u64,
+    pub memory_mb: u32,
+    pub environment: BTreeMap<String, Expr>,
+    pub sqs_sources: Vec<SqsSource>,
+    pub http_routes: Vec<HttpRoute>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqsSource {
+    pub queue_logical_id: String,
+    pub batch_size: u32,
+    pub report_batch_item_failures: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRoute {
+    pub method: String,
+    pub path: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub parameters: BTreeMap<String, String>,
+    pub tables: Vec<TableSpec>,
+    pub queues: Vec<QueueSpec>,
+    pub functions: Vec<FunctionSpec>,
+}
+
+fn expr(v: &Value) -> Result<Expr, TemplateError> {
+    match v {
+        Value::String(s) => Ok(Expr::Literal(s.clone())),
+        Value::Number(n) => Ok(Expr::Literal(n.to_string())),
+        Value::Bool(b) => Ok(Expr::Literal(b.to_string())),
+        Value::Tagged(t) if t.tag == "Ref" => Ok(Expr::Ref(str_of(&t.value)?.to_owned())),
+        Value::Tagged(t) if t.tag == "GetAtt" => {
+            let s = str_of(&t.value)?;
+            let (res, att) = s
+                .split_once('.')
+                .ok_or_else(|| shape(format!("bad GetAtt {s}")))?;
+            Ok(Expr::GetAtt(res.to_owned(), att.to_owned()))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            if let Some(r) = m.get("Ref") {
+                return Ok(Expr::Ref(str_of(r)?.to_owned()));
+            }
+            if let Some(Value::Sequence(parts)) = m.get("Fn::GetAtt") {
+                if let [res, att] = parts.as_slice() {
+                    return Ok(Expr::GetAtt(
+                        str_of(res)?.to_owned(),
+                        str_of(att)?.to_owned(),
+                    ));
+                }
+            }
+            Err(shape(format!("unsupported intrinsic {v:?}")))
+        }
+        other => Err(shape(format!("unsupported value {other:?}"))),
+    }
+}
+
+fn str_of(v: &Value) -> Result<&str, TemplateError> {
+    v.as_str()
+        .ok_or_else(|| shape(format!("expected a string, got {v:?}")))
+}
+
+fn pairs(v: Option<&Value>, a: &str, b: &str) -> Result<Vec<(String, String)>, TemplateError> {
+    let seq = v
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| shape(format!("missing list of {a}/{b}")))?;
+    seq.iter()
+        .map(|e| Ok((str_of(&e[a])?.to_owned(), str_of(&e[b])?.to_owned())))
+        .collect()
+}
+
+fn table(id: &str, p: &Value) -> Result<TableSpec, TemplateError> {
+    let indexes = match p.get("GlobalSecondaryIndexes").and_then(Value::as_sequence) {
+        None => vec![],
+        Some(seq) => seq
+            .iter()
+            .map(|g| {
+                Ok(IndexSpec {
+                    name: str_of(&g["IndexName"])?.to_owned(),
+                    key_schema: pairs(g.get("KeySchema"), "AttributeName", "KeyType")?,
+                    projection: g["Projection"]["ProjectionType"]
+                        .as_str()
+                        .unwrap_or("ALL")
+                        .to_owned(),
+                })
+            })
+            .collect::<Result<_, TemplateError>>()?,
+    };
+    let ttl = p.get("TimeToLiveSpecification");
+    Ok(TableSpec {
+        logical_id: id.to_owned(),
+        attributes: pairs(
+            p.get("AttributeDefinitions"),
+            "AttributeName",
+            "AttributeType",
+        )?,
+        key_schema: pairs(p.get("KeySchema"), "AttributeName", "KeyType")?,
+        indexes,
+        ttl_attribute: ttl
+            .filter(|t| t["Enabled"].as_bool() == Some(true))
+            .and_then(|t| t["AttributeName"].as_str())
+            .map(str::to_owned),
+    })
+}
+
+fn queue(id: &str, p: &Value) -> Result<QueueSpec, TemplateError> {
+    let redrive = match p.get("RedrivePolicy") {
+        None => None,
+        Some(r) => {
+            let target = match expr(&r["deadLetterTargetArn"])? {
+                Expr::GetAtt(res, att) if att == "Arn" => res,
+                other => {
+                    return Err(shape(format!(
+                        "{id}: deadLetterTargetArn must be !GetAtt X.Arn, got {other:?}"
+                    )))
+                }
+            };
+            Some((target, expr(&r["maxReceiveCount"])?))
+        }
+    };
+    Ok(QueueSpec {
+        logical_id: id.to_owned(),
+        fifo: p["FifoQueue"].as_bool().unwrap_or(false),
+        content_based_deduplication: p["ContentBasedDeduplication"].as_bool().unwrap_or(false),
+        visibility_timeout: p["VisibilityTimeout"].as_u64().unwrap_or(30) as u32,
+        redrive,
+    })
+}
+
+fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec, TemplateError> {
+    let p = &resource["Properties"];
+    let pick = |k: &str| p.get(k).or_else(|| globals.get(k));
+    let mut environment = BTreeMap::new();
+    for source in [
+        &globals["Environment"]["Variables"],
+        &p["Environment"]["Variables"],
+    ] {
+        if let Some(m) = source.as_mapping() {
+            for (k, v) in m {
+                environment.insert(str_of(k)?.to_owned(), expr(v)?);
+            }
+        }
+    }
+    let mut sqs_sources = vec![];
+    let mut http_routes = vec![];
+    if let Some(events) = p.get("Events").and_then(Value::as_mapping) {
+        for (_, e) in events {
+            let props = &e["Properties"];
+            match e["Type"].as_str() {
+                Some("SQS") => {
+                    let queue_logical_id = match expr(&props["Queue"])? {
+                        Expr::GetAtt(res, _) | Expr::Ref(res) => res,
+                        Expr::Literal(l) => {
+                            return Err(shape(format!(
+                                "{id}: SQS queue must reference a resource, got {l}"
+                            )))
+                        }
+                    };
+                    let report = props["FunctionResponseTypes"]
+                        .as_sequence()
+                        .is_some_and(|s| {
+                            s.iter()
+                                .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                        });
+                    sqs_sources.push(SqsSource {
+                        queue_logical_id,
+                        batch_size: props["BatchSize"].as_u64().unwrap_or(10) as u32,
+                        report_batch_item_failures: report,
+                    });
+                }
+                Some("HttpApi") => http_routes.push(HttpRoute {
+                    method: str_of(&props["Method"])?.to_uppercase(),
+                    path: str_of(&props["Path"])?.to_owned(),
+                }),
+                _ => {}
+            }
+        }
+    }
+    Ok(FunctionSpec {
+        logical_id: id.to_owned(),
+        binary: str_of(&resource["Metadata"]["BuildProperties"]["Binary"])
+            .map_err(|_| shape(format!("{id}: Metadata.BuildProperties.Binary is required")))?
+            .to_owned(),
+        timeout_secs: pick("Timeout").and_then(Value::as_u64).unwrap_or(3),
+        memory_mb: pick("MemorySize").and_then(Value::as_u64).unwrap_or(128) as u32,
+        environment,
+        sqs_sources,
+        http_routes,
+    })
+}
+
+impl Template {
+    pub fn load(path: &Path) -> Result<Self, TemplateError> {
+        Self::parse(&std::fs::read_to_string(path)?)
+    }
+
+    pub fn parse(text: &str) -> Result<Self, TemplateError> {
+        let doc: Value = serde_norway::from_str(text)?;
+        let mut parameters = BTreeMap::new();
+        if let Some(m) = doc["Parameters"].as_mapping() {
+            for (k, v) in m {
+                let default = match &v["Default"] {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    _ => continue,
+                };
+                parameters.insert(str_of(k)?.to_owned(), default);
+            }
+        }
+        let globals = &doc["Globals"]["Function"];
+        let resources = doc["Resources"]
+            .as_mapping()
+            .ok_or_else(|| shape("no Resources"))?;
+        let (mut tables, mut queues, mut functions) = (vec![], vec![], vec![]);
+        for (k, r) in resources {
+            let id = str_of(k)?;
+            match r["Type"].as_str() {
+                Some("AWS::DynamoDB::Table") => tables.push(table(id, &r["Properties"])?),
+                Some("AWS::SQS::Queue") => queues.push(queue(id, &r["Properties"])?),
+                Some("AWS::Serverless::Function") => functions.push(function(id, r, globals)?),
+                _ => {}
+            }
+        }
+        Ok(Self {
+            parameters,
+            tables,
+            queues,
+            functions,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_projects_template() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../template.yaml");
+        let t = Template::load(&path).unwrap();
+        assert_eq!(t.tables.len(), 1);
+        assert_eq!(t.tables[0].ttl_attribute.as_deref(), Some("expires_at"));
+        let work = t
+            .queues
+            .iter()
+            .find(|q| q.logical_id == "WorkQueue")
+            .unwrap();
+        assert!(work.fifo);
+        assert_eq!(work.redrive.as_ref().unwrap().0, "WorkDeadLetterQueue");
+        let api = t.functions.iter().find(|f| f.binary == "api").unwrap();
+        assert!(api.http_routes.contains(&HttpRoute {
+            method: "GET".into(),
+            path: "/tasks/{task_type}/{task_id}".into()
+        }));
+        assert_eq!(
+            api.environment["TABLE_NAME"],
+            Expr::Ref("TasksTable".into())
+        );
+        let consumer = t.functions.iter().find(|f| f.binary == "consumer").unwrap();
+        assert_eq!(consumer.sqs_sources[0].queue_logical_id, "WorkQueue");
+        assert!(consumer.sqs_sources[0].report_batch_item_failures);
+    }
+}
