@@ -1,1 +1,241 @@
+//! Test harness for the end-to-end tests: [`spawn_app`] starts, per test, a BOS simulator and
+//! a local stack (the real function binaries behind the local gateway) on free loopback
+//! ports, with table and queue names under a fresh prefix in the shared DynamoDB Local and
+//! moto servers that `scripts/test` started. Tests then talk HTTP to it like any client.
 
+use bos_simulator::{Knobs, Simulator, Stats, EXISTING_IBAN};
+use local_gateway::{LocalStack, StackConfig};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const ALICE: &str = "dev-token-alice";
+pub const BOB: &str = "dev-token-bob";
+pub const IMPORT: &str = "beneficiaries-import";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub bos: Simulator,
+    pub bos_url: String,
+    pub stack: LocalStack,
+    pub log_dir: PathBuf,
+    pub ddb: aws_sdk_dynamodb::Client,
+    _bos_task: tokio::task::JoinHandle<()>,
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The folder with the built function binaries: `FUNCTIONS_DIR`, or the profile folder this
+/// test binary was built into (`target/debug/deps/<test>` → `target/debug`).
+fn functions_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("FUNCTIONS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(|deps| deps.parent())
+        .expect("target profile folder")
+        .to_path_buf()
+}
+
+#[derive(Default)]
+pub struct AppOptions {
+    pub knobs: Knobs,
+    pub extra_env: Vec<(&'static str, String)>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let ddb_endpoint = env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+    let sqs_endpoint = env_or("SQS_ENDPOINT", "http://127.0.0.1:5000");
+
+    let bos = Simulator::new(options.knobs, &[EXISTING_IBAN]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind BOS");
+    let bos_url = format!("http://{}", listener.local_addr().expect("BOS addr"));
+    let bos_task = tokio::spawn({
+        let bos = bos.clone();
+        async move {
+            let _ = bos.serve(listener).await;
+        }
+    });
+
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let log_dir = std::env::temp_dir()
+        .join("beneficiary-tasks-tests")
+        .join(&prefix);
+    std::fs::create_dir_all(&log_dir).expect("log dir");
+    let mut config = StackConfig::new(project_root());
+    config.prefix = prefix;
+    config.dynamodb_endpoint = ddb_endpoint.clone();
+    config.sqs_endpoint = sqs_endpoint.clone();
+    config.functions_dir = functions_dir();
+    config.listen = "127.0.0.1:0".parse().expect("addr");
+    config.parameters.insert("BosUrl".into(), bos_url.clone());
+    config.log_dir = Some(log_dir.clone());
+    for (k, v) in options.extra_env {
+        config.extra_env.insert(k.to_owned(), v);
+    }
+    let stack = LocalStack::start(config).await.unwrap_or_else(|e| {
+        panic!(
+            "cannot start the local stack ({e}). DynamoDB Local must listen on {ddb_endpoint} and moto on \
+             {sqs_endpoint}, and the function binaries must be built: run scripts/test, which does both."
+        )
+    });
+    let (ddb, _) = local_gateway::emulator_clients(&ddb_endpoint, &sqs_endpoint).await;
+    TestApp {
+        base: stack.url(),
+        http: reqwest::Client::new(),
+        bos,
+        bos_url,
+        stack,
+        log_dir,
+        ddb,
+        _bos_task: bos_task,
+    }
+}
+
+/// A status and a parsed JSON body (Null when the body is not JSON).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let res = request.send().await.expect("request to the local gateway");
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let bytes = res.bytes().await.expect("body");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        self.send(
+            self.http
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    pub async fn import(&self, token: &str, items: &Value) -> Answer {
+        self.post_json(token, &format!("/tasks/{IMPORT}"), items)
+            .await
+    }
+
+    /// Polls the task until it is final. Bounded so a stuck task fails the test instead of
+    /// hanging it; the bound is generous and says nothing about speed.
+    pub async fn wait_final(&self, token: &str, task_id: &str) -> Value {
+        let path = format!("/tasks/{IMPORT}/{task_id}");
+        let mut last = Value::Null;
+        for _ in 0..900 {
+            let a = self.get(token, &path).await;
+            assert_eq!(a.status, 200, "{}", a.body);
+            let status = a.body["status"].as_str().unwrap_or_default().to_owned();
+            last = a.body;
+            if !["queued", "running"].contains(&status.as_str()) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("task {task_id} never became final; last state: {last}");
+    }
+
+    pub async fn bos_stats(&self) -> Stats {
+        self.bos.stats()
+    }
+
+    /// How many items (tasks, outcomes) this test's table holds.
+    pub async fn table_item_count(&self) -> i32 {
+        let table = self
+            .stack
+            .provisioned
+            .tables
+            .get("TasksTable")
+            .expect("table");
+        self.ddb
+            .scan()
+            .table_name(table)
+            .select(aws_sdk_dynamodb::types::Select::Count)
+            .send()
+            .await
+            .expect("scan")
+            .count()
+    }
+
+    /// Everything the functions wrote to their logs so far.
+    pub fn function_logs(&self) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(&self.log_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+        all
+    }
+}
+
+/// A valid German IBAN for account number `n` (check digits computed, mod 97).
+pub fn german_iban(n: u64) -> String {
+    let bban = format!("37040044{:010}", n);
+    let digits = format!("{bban}131400"); // "DE00" moved to the end: D=13, E=14
+    let rem = digits
+        .bytes()
+        .fold(0u64, |acc, d| (acc * 10 + u64::from(d - b'0')) % 97);
+    format!("DE{:02}{bban}", 98 - rem)
+}
+
+/// `n` valid, distinct beneficiaries.
+pub fn beneficiaries(n: usize) -> Value {
+    Value::Array(
+        (0..n)
+            .map(|i| {
+                json!({"name": format!("Payee {i}"), "country": "DE", "currency": "EUR",
+                       "iban": german_iban(i as u64 + 1), "external_id": format!("ext-{i}")})
+            })
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn generated_ibans_match_a_known_specimen() {
+        // DE89 3704 0044 0532 0130 00 is the registry's published example.
+        assert_eq!(super::german_iban(532_013_000), "DE89370400440532013000");
+    }
+}

@@ -168,11 +168,7 @@ impl Task {
 
     pub fn view(&self) -> TaskView {
         let processed = self.processed();
-        let percent = if self.total == 0 {
-            100
-        } else {
-            processed * 100 / self.total
-        };
+        let percent = (processed * 100).checked_div(self.total).unwrap_or(100);
         let base = format!("/tasks/{}/{}", self.task_type.slug(), self.id);
         TaskView {
             task_id: self.id,

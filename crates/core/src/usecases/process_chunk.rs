@@ -42,7 +42,7 @@ pub enum ChunkError {
 
 /// Outcome of one item attempt.
 enum Attempt {
-    Done(ItemOutcome),
+    Done(Box<ItemOutcome>),
     /// Transient failure or no time left: the item stays pending.
     Pending(String),
 }
@@ -103,7 +103,7 @@ pub async fn process_chunk(
     let mut reason = String::new();
     for a in attempts {
         match a {
-            Attempt::Done(o) => outcomes.push(o),
+            Attempt::Done(o) => outcomes.push(*o),
             Attempt::Pending(why) => {
                 left += 1;
                 reason = why;
@@ -157,11 +157,11 @@ async fn attempt(
             }
         },
     };
-    Attempt::Done(ItemOutcome {
+    Attempt::Done(Box::new(ItemOutcome {
         index: item.index,
         external_id,
         result,
-    })
+    }))
 }
 
 /// Records outcomes; when another consumer recorded some of these items first, drops those
