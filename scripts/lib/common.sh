@@ -16,6 +16,7 @@ mkdir -p "$CACHE" "$RUN_DIR"
 # Versions pinned so that a second machine gets what the first one tested.
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
+CARGO_LAMBDA_VERSION=1.9.2
 DDB_SIMULATOR_VERSION=2.9.30
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -27,11 +28,12 @@ ensure_java() {
 }
 
 ensure_python_tools() {
-  local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION
+  local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION
   [ -f "$stamp" ] && return
-  log "installing moto[server] $MOTO_VERSION and cfn-lint $CFN_LINT_VERSION into $VENV"
+  log "installing moto[server] $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION and cargo-lambda $CARGO_LAMBDA_VERSION into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" "cfn-lint==$CFN_LINT_VERSION"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
+    "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
   touch "$stamp"
 }
 
