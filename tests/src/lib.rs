@@ -141,6 +141,39 @@ impl TestApp {
         .await
     }
 
+    pub async fn delete(&self, token: &str, path: &str) -> Answer {
+        self.send(
+            self.http
+                .delete(format!("{}{path}", self.base))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
+    /// A JSON POST with an `Idempotency-Key`.
+    pub async fn post_idempotent(
+        &self,
+        token: &str,
+        path: &str,
+        key: &str,
+        body: &Value,
+    ) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(body.to_string()),
+        )
+        .await
+    }
+
+    /// The name of this test's table.
+    pub fn table(&self) -> String {
+        self.stack.provisioned.tables["TasksTable"].clone()
+    }
+
     pub async fn get(&self, token: &str, path: &str) -> Answer {
         self.send(
             self.http
@@ -158,7 +191,12 @@ impl TestApp {
     /// Polls the task until it is final. Bounded so a stuck task fails the test instead of
     /// hanging it; the bound is generous and says nothing about speed.
     pub async fn wait_final(&self, token: &str, task_id: &str) -> Value {
-        let path = format!("/tasks/{IMPORT}/{task_id}");
+        self.wait_task(token, IMPORT, task_id).await
+    }
+
+    /// [`Self::wait_final`] for a task of any type.
+    pub async fn wait_task(&self, token: &str, task_type: &str, task_id: &str) -> Value {
+        let path = format!("/tasks/{task_type}/{task_id}");
         let mut last = Value::Null;
         for _ in 0..900 {
             let a = self.get(token, &path).await;
@@ -219,13 +257,19 @@ pub fn german_iban(n: u64) -> String {
     format!("DE{:02}{bban}", 98 - rem)
 }
 
-/// `n` valid, distinct beneficiaries.
+/// `n` valid, distinct beneficiaries (IBANs from account 1 on).
 pub fn beneficiaries(n: usize) -> Value {
+    beneficiaries_from(1, n)
+}
+
+/// `n` valid, distinct beneficiaries with accounts `first..first + n`, so several imports of
+/// one test do not collide at BOS (which rejects an IBAN it has seen).
+pub fn beneficiaries_from(first: u64, n: usize) -> Value {
     Value::Array(
         (0..n)
             .map(|i| {
                 json!({"name": format!("Payee {i}"), "country": "DE", "currency": "EUR",
-                       "iban": german_iban(i as u64 + 1), "external_id": format!("ext-{i}")})
+                       "iban": german_iban(first + i as u64), "external_id": format!("ext-{i}")})
             })
             .collect(),
     )

@@ -1,9 +1,11 @@
 //! The task store on one DynamoDB table (single-table design):
 //!
-//! | item            | pk          | sk            | also                                    |
-//! |-----------------|-------------|---------------|-----------------------------------------|
-//! | task            | `TASK#{id}` | `TASK`        | `gsi1pk = OWNER#{owner}#TYPE#{type}`, `gsi1sk = {created_at}#{id}` (listing, newest first) |
-//! | item outcome    | `TASK#{id}` | `ITEM#000042` | `outcome` (succeeded/failed), `body` (JSON) |
+//! | item            | pk              | sk            | also                                    |
+//! |-----------------|-----------------|---------------|-----------------------------------------|
+//! | task            | `TASK#{id}`     | `TASK`        | `gsi1pk = OWNER#{sha256(owner)}#TYPE#{type}`, `gsi1sk = {created_at ns, 20 digits}#{id}` (listing, newest first) |
+//! | item outcome    | `TASK#{id}`     | `ITEM#000042` | `outcome` (succeeded/failed/cancelled), `body` (JSON) |
+//! | idempotency key | `IDEMP#{scope}` | `IDEMP`       | `fingerprint`, `locked_at_ms`, `response` (JSON, once answered) |
+
 //!
 //! `expires_at` (epoch seconds) is the table's TTL attribute. Every attribute name in an
 //! expression goes through `#names`, since DynamoDB reserves many common words (`status`).
@@ -16,7 +18,11 @@ use aws_sdk_dynamodb::Client;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tasks_core::identity::Owner;
-use tasks_core::ports::{ItemOutcome, OutcomeFilter, Recorded, StoreError, TaskStore};
+use tasks_core::ports::{
+    CancelOutcome, IdempotencyBegin, IdempotencyStore, ItemOutcome, OutcomeFilter, Recorded,
+    StoreError, StoredResponse, Tally, TaskStore,
+};
+
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -101,22 +107,16 @@ impl DynamoTaskStore {
         let mut item = Self::task_key(task.id);
         item.insert(
             "gsi1pk".into(),
-            s(format!(
-                "OWNER#{}#TYPE#{}",
-                task.owner.as_str(),
-                task.task_type.slug()
-            )),
+            s(Self::listing_key(&task.owner, task.task_type)),
         );
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{}#{}", rfc3339(task.created_at), task.id)),
-        );
+        item.insert("gsi1sk".into(), s(task.list_position()));
         item.insert("task_type".into(), s(task.task_type.slug()));
         item.insert("owner".into(), s(task.owner.as_str()));
         item.insert("status".into(), s(task.status.as_str()));
         item.insert("total".into(), n(task.total));
         item.insert("succeeded".into(), n(task.succeeded));
         item.insert("failed".into(), n(task.failed));
+        item.insert("cancelled".into(), n(task.cancelled));
         item.insert("created_at".into(), s(rfc3339(task.created_at)));
         item.insert("updated_at".into(), s(rfc3339(task.updated_at)));
         if let Some(t) = task.started_at {
@@ -128,7 +128,15 @@ impl DynamoTaskStore {
         if let Some(t) = task.expires_at {
             item.insert("expires_at".into(), n(t.unix_timestamp()));
         }
+        if let Some(t) = task.cancel_requested_at {
+            item.insert("cancel_requested_at".into(), s(rfc3339(t)));
+        }
         item
+    }
+
+    /// The GSI partition of one owner's tasks of one type.
+    fn listing_key(owner: &Owner, task_type: TaskType) -> String {
+        format!("OWNER#{}#TYPE#{}", owner.storage_key(), task_type.slug())
     }
 
     fn task_from_item(item: &Item) -> Result<Task, StoreError> {
@@ -162,6 +170,9 @@ impl DynamoTaskStore {
             total: num("total")?,
             succeeded: num("succeeded")?,
             failed: num("failed")?,
+            // Absent on records written before cancellation existed.
+            cancelled: num("cancelled").unwrap_or(0),
+            cancel_requested_at: date("cancel_requested_at")?,
             created_at: date("created_at")?.ok_or_else(|| corrupt("created_at"))?,
             started_at: date("started_at")?,
             updated_at: date("updated_at")?.ok_or_else(|| corrupt("updated_at"))?,
@@ -174,6 +185,13 @@ impl DynamoTaskStore {
         })
     }
 
+    fn idempotency_key(scope: &str) -> Item {
+        HashMap::from([
+            ("pk".into(), s(format!("IDEMP#{scope}"))),
+            ("sk".into(), s("IDEMP")),
+        ])
+    }
+
     fn outcome_to_item(
         id: TaskId,
         o: &ItemOutcome,
@@ -184,14 +202,7 @@ impl DynamoTaskStore {
             ("pk".into(), s(task_pk(id))),
             ("sk".into(), s(item_sk(o.index))),
             ("idx".into(), n(o.index)),
-            (
-                "outcome".into(),
-                s(if o.result.is_success() {
-                    "succeeded"
-                } else {
-                    "failed"
-                }),
-            ),
+            ("outcome".into(), s(o.result.status())),
             ("body".into(), s(body)),
             ("expires_at".into(), n(expires_at.unix_timestamp())),
         ]))
@@ -204,8 +215,7 @@ impl DynamoTaskStore {
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError> {
-        let succeeded = outcomes.iter().filter(|o| o.result.is_success()).count();
-        let failed = outcomes.len() - succeeded;
+        let tally = Tally::of(outcomes);
         let mut actions = Vec::with_capacity(outcomes.len() + 1);
         for o in outcomes {
             let put = Put::builder()
@@ -220,14 +230,18 @@ impl DynamoTaskStore {
         let update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(Self::task_key(id)))
-            .update_expression("ADD #succeeded :s, #failed :f SET #updated_at = :now")
+            .update_expression(
+                "ADD #succeeded :s, #failed :f, #cancelled :c SET #updated_at = :now",
+            )
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#succeeded", "succeeded")
             .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#cancelled", "cancelled")
             .expression_attribute_names("#updated_at", "updated_at")
-            .expression_attribute_values(":s", n(succeeded))
-            .expression_attribute_values(":f", n(failed))
+            .expression_attribute_values(":s", n(tally.succeeded))
+            .expression_attribute_values(":f", n(tally.failed))
+            .expression_attribute_values(":c", n(tally.cancelled))
             .expression_attribute_values(":now", s(rfc3339(now)))
             .build()
             .map_err(|e| StoreError::Other(e.to_string()))?;
@@ -430,6 +444,103 @@ impl TaskStore for DynamoTaskStore {
         Ok(Recorded::All)
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    async fn request_cancel(
+        &self,
+        id: TaskId,
+        now: OffsetDateTime,
+    ) -> Result<CancelOutcome, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::task_key(id)))
+            .update_expression("SET #cra = if_not_exists(#cra, :now), #updated_at = :now")
+            .condition_expression("attribute_exists(#pk) AND #status IN (:queued, :running)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#cra", "cancel_requested_at")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(TaskStatus::Running.as_str()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes()
+                    .ok_or_else(|| corrupt("no attributes returned"))?;
+                Ok(CancelOutcome::Requested(Self::task_from_item(item)?))
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(match self.get_task(id).await? {
+                    Some(task) => CancelOutcome::AlreadyFinal(task),
+                    None => CancelOutcome::NotFound,
+                })
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn list_tasks(
+        &self,
+        owner: &Owner,
+        task_type: TaskType,
+        status: Option<TaskStatus>,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Task>, bool), StoreError> {
+        let partition = Self::listing_key(owner, task_type);
+        let mut tasks: Vec<Task> = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut q = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .scan_index_forward(false)
+                .expression_attribute_names("#gpk", "gsi1pk")
+                .expression_attribute_values(":gpk", s(&partition))
+                .expression_attribute_names("#exp", "expires_at")
+                .expression_attribute_values(":now", n(now.unix_timestamp()))
+                .limit((limit + 1 - tasks.len()).max(1) as i32)
+                .set_exclusive_start_key(start.take());
+            q = match after {
+                Some(position) => q
+                    .key_condition_expression("#gpk = :gpk AND #gsk < :after")
+                    .expression_attribute_names("#gsk", "gsi1sk")
+                    .expression_attribute_values(":after", s(position)),
+                None => q.key_condition_expression("#gpk = :gpk"),
+            };
+            let mut filter = "(attribute_not_exists(#exp) OR #exp > :now)".to_owned();
+            if let Some(st) = status {
+                filter.push_str(" AND #status = :status");
+                q = q
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(st.as_str()));
+            }
+            let out = q
+                .filter_expression(filter)
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in out.items() {
+                tasks.push(Self::task_from_item(item)?);
+            }
+            start = out.last_evaluated_key().cloned();
+            if tasks.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let more = tasks.len() > limit;
+        tasks.truncate(limit);
+        Ok((tasks, more))
+    }
+
     async fn list_outcomes(
         &self,
         id: TaskId,
@@ -480,15 +591,135 @@ impl TaskStore for DynamoTaskStore {
     }
 }
 
+#[async_trait]
+impl IdempotencyStore for DynamoTaskStore {
+    async fn begin(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        stale_after: Duration,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+        let mut item = Self::idempotency_key(scope);
+        item.insert("fingerprint".into(), s(fingerprint));
+        item.insert("locked_at_ms".into(), n(now_ms));
+        item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
+        let claimed = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            // An expired record is as good as none: TTL deletion is lazy.
+            .condition_expression("attribute_not_exists(#pk) OR #exp < :now")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_values(":now", n(now.unix_timestamp()))
+            .send()
+            .await;
+        match claimed {
+            Ok(_) => return Ok(IdempotencyBegin::Proceed),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        // Someone holds the key: compare payloads on this path too, then replay or wait.
+        let existing = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::idempotency_key(scope)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let Some(existing) = existing.item() else {
+            // Released between our two calls; the client may simply retry.
+            return Ok(IdempotencyBegin::InProgress);
+        };
+        let text = |k: &str| existing.get(k).and_then(|v| v.as_s().ok());
+        if text("fingerprint").map(String::as_str) != Some(fingerprint) {
+            return Ok(IdempotencyBegin::Mismatch);
+        }
+        if let Some(body) = text("response") {
+            let response: StoredResponse =
+                serde_json::from_str(body).map_err(|_| corrupt("idempotency response"))?;
+            return Ok(IdempotencyBegin::Replay(response));
+        }
+        let locked_at = existing
+            .get("locked_at_ms")
+            .and_then(|v| v.as_n().ok())
+            .cloned()
+            .unwrap_or_default();
+        let stale = locked_at
+            .parse::<i64>()
+            .map_or(true, |t| t + stale_after.as_millis() as i64 <= now_ms);
+        if !stale {
+            return Ok(IdempotencyBegin::InProgress);
+        }
+        // Take over an abandoned claim, unless someone else just did.
+        let takeover = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::idempotency_key(scope)))
+            .update_expression("SET #locked = :now")
+            .condition_expression("#locked = :old AND attribute_not_exists(#resp)")
+            .expression_attribute_names("#locked", "locked_at_ms")
+            .expression_attribute_names("#resp", "response")
+            .expression_attribute_values(":now", n(now_ms))
+            .expression_attribute_values(":old", AttributeValue::N(locked_at))
+            .send()
+            .await;
+        match takeover {
+            Ok(_) => Ok(IdempotencyBegin::Proceed),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(IdempotencyBegin::InProgress)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn complete(&self, scope: &str, response: &StoredResponse) -> Result<(), StoreError> {
+        let body = serde_json::to_string(response).map_err(|e| StoreError::Other(e.to_string()))?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::idempotency_key(scope)))
+            .update_expression("SET #resp = :r")
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#resp", "response")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_values(":r", s(body))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn abandon(&self, scope: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::idempotency_key(scope)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]
     fn task_items_round_trip() {
         let owner = Owner::from_subject("alice").unwrap();
         let mut t = Task::new(
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             owner,
             7,
             OffsetDateTime::UNIX_EPOCH,

@@ -71,7 +71,15 @@ impl BosConfig {
 pub struct BosClient {
     http: reqwest::Client,
     create_url: String,
+    validate_url: String,
     config: BosConfig,
+}
+
+/// The two calls BOS offers, which share time-outs, classification and retries.
+#[derive(Clone, Copy)]
+enum Call {
+    Create,
+    Validate,
 }
 
 /// How one attempt failed, before retry decisions.
@@ -111,20 +119,28 @@ impl BosClient {
             .connect_timeout(config.connect_timeout)
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        let create_url = format!("{}/v1/beneficiaries", config.base_url.trim_end_matches('/'));
+        let base = config.base_url.trim_end_matches('/');
         Ok(Self {
             http,
-            create_url,
+            create_url: format!("{base}/v1/beneficiaries"),
+            validate_url: format!("{base}/v1/beneficiaries/validate"),
             config,
         })
     }
 
+    /// One HTTP attempt; `Ok` holds the success body.
     async fn attempt(
         &self,
+        call: Call,
         beneficiary: &Beneficiary,
         key: &str,
         deadline: Instant,
-    ) -> Result<CreatedBeneficiary, AttemptError> {
+    ) -> Result<reqwest::Response, AttemptError> {
+        let url = match call {
+            Call::Create => &self.create_url,
+            Call::Validate => &self.validate_url,
+        };
+
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(AttemptError::Permanent(BackendError::Timeout));
@@ -132,7 +148,7 @@ impl BosClient {
         let started = Instant::now();
         let sent = self
             .http
-            .post(&self.create_url)
+            .post(url)
             .header("Idempotency-Key", key)
             .timeout(self.config.request_timeout.min(left))
             .json(beneficiary)
@@ -169,13 +185,9 @@ impl BosClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.is_success() {
-            return response.json::<CreatedBeneficiary>().await.map_err(|e| {
-                AttemptError::Permanent(BackendError::BadResponse(format!(
-                    "undecodable success body: {}",
-                    e.without_url()
-                )))
-            });
+            return Ok(response);
         }
+
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(AttemptError::Transient {
                 error: BackendError::Unavailable(format!("status {}", status.as_u16())),
@@ -204,25 +216,24 @@ impl BosClient {
     }
 }
 
-#[async_trait]
-impl BeneficiaryBackend for BosClient {
-    #[tracing::instrument(skip_all)]
-    async fn create(
+impl BosClient {
+    /// Runs `call` with retries: capped exponential backoff with full jitter on transient
+    /// failures, BOS's `Retry-After` honoured, and no wait that would end past `deadline`.
+    async fn with_retries(
         &self,
+        call: Call,
         beneficiary: &Beneficiary,
         idempotency_key: &str,
         deadline: Instant,
-    ) -> Result<CreatedBeneficiary, BackendError> {
+    ) -> Result<reqwest::Response, BackendError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.config.min_backoff)
             .with_max_delay(self.config.max_backoff)
             .with_max_times(self.config.max_attempts.saturating_sub(1));
-        (|| self.attempt(beneficiary, idempotency_key, deadline))
+        (|| self.attempt(call, beneficiary, idempotency_key, deadline))
             .retry(backoff)
             .when(|e| matches!(e, AttemptError::Transient { .. }))
             .adjust(|e, planned| {
-                // Full jitter on the planned delay; BOS's Retry-After wins when it asks for
-                // longer; and no retry whose wait would end past the deadline.
                 let planned = planned?;
                 let jittered = planned.mul_f64(rand::rng().random_range(0.0..=1.0));
                 let wait = match e {
@@ -239,5 +250,37 @@ impl BeneficiaryBackend for BosClient {
             })
             .await
             .map_err(AttemptError::into_backend)
+    }
+}
+
+fn undecodable(e: reqwest::Error) -> BackendError {
+    BackendError::BadResponse(format!("undecodable success body: {}", e.without_url()))
+}
+
+#[async_trait]
+impl BeneficiaryBackend for BosClient {
+    #[tracing::instrument(skip_all)]
+    async fn create(
+        &self,
+        beneficiary: &Beneficiary,
+        idempotency_key: &str,
+        deadline: Instant,
+    ) -> Result<CreatedBeneficiary, BackendError> {
+        let response = self
+            .with_retries(Call::Create, beneficiary, idempotency_key, deadline)
+            .await?;
+        response.json().await.map_err(undecodable)
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn validate(
+        &self,
+        beneficiary: &Beneficiary,
+        idempotency_key: &str,
+        deadline: Instant,
+    ) -> Result<(), BackendError> {
+        self.with_retries(Call::Validate, beneficiary, idempotency_key, deadline)
+            .await
+            .map(drop)
     }
 }

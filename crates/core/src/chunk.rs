@@ -95,7 +95,7 @@ mod tests {
             (1000, 99, 11),
             (7, 3, 3),
         ] {
-            let chunks = split(id, TaskType::BeneficiariesImport, items(n), size);
+            let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, items(n), size);
             assert_eq!(chunks.len(), expected_chunks, "n={n} size={size}");
             let all: Vec<u32> = chunks.iter().flat_map(|c| c.indexes()).collect();
             assert_eq!(all, (0..n as u32).collect::<Vec<_>>());
@@ -108,7 +108,7 @@ mod tests {
     fn chunk_size_is_capped_for_the_transaction_limit() {
         let chunks = split(
             TaskId::new_random(),
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             items(250),
             500,
         );
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn dedup_and_group_ids() {
         let id = TaskId::new_random();
-        let chunks = split(id, TaskType::BeneficiariesImport, items(5), 1);
+        let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, items(5), 1);
         assert_eq!(chunks[3].deduplication_id(), format!("{id}:3"));
         assert_eq!(chunks[3].group_id(2), format!("{id}:1"));
         assert_eq!(chunks[3].group_id(0), format!("{id}:0"));

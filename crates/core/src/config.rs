@@ -7,7 +7,8 @@ use std::time::Duration;
 pub struct Settings {
     /// Most items one task may hold (`MAX_ITEMS`, default 10,000).
     pub max_items: usize,
-    /// Largest request body accepted (`MAX_BODY_BYTES`, default 6,000,000: Lambda's limit).
+    /// Largest request body accepted (`MAX_BODY_BYTES`, default 5,000,000: the body travels
+    /// JSON-escaped inside a Lambda event, which Lambda caps at 6 MB).
     pub max_body_bytes: usize,
     /// Items per queue message (`CHUNK_SIZE`, default 99, at most 99).
     pub chunk_size: usize,
@@ -21,19 +22,23 @@ pub struct Settings {
     pub deadline_reserve: Duration,
     /// Key that signs page tokens (`PAGE_TOKEN_SECRET`).
     pub page_token_secret: Vec<u8>,
+    /// How long `Idempotency-Key` answers are kept (`IDEMPOTENCY_TTL_HOURS`, default 24).
+    pub idempotency_ttl: Duration,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             max_items: 10_000,
-            max_body_bytes: 6_000_000,
+            max_body_bytes: 5_000_000,
+
             chunk_size: crate::chunk::MAX_CHUNK_SIZE,
             groups_per_task: 4,
             retention: Duration::from_secs(30 * 24 * 3600),
             bos_concurrency: 8,
             deadline_reserve: Duration::from_millis(2_000),
             page_token_secret: b"local-development-only".to_vec(),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -79,6 +84,7 @@ impl Settings {
             page_token_secret: secret
                 .map(String::into_bytes)
                 .unwrap_or(d.page_token_secret),
+            idempotency_ttl: Duration::from_secs(num(&get, "IDEMPOTENCY_TTL_HOURS", 24u64)? * 3600),
         })
     }
 }

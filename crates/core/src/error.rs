@@ -78,6 +78,14 @@ pub enum AppError {
     UnknownTaskType,
     #[error("task not found")]
     TaskNotFound,
+    #[error("the task is already finished")]
+    TaskAlreadyFinal,
+    #[error("the Idempotency-Key header must be 1 to 255 visible ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    #[error("a request with this Idempotency-Key is still being processed")]
+    IdempotencyInProgress,
     #[error("route not found")]
     RouteNotFound,
     #[error("method not allowed")]
@@ -114,6 +122,10 @@ impl AppError {
             Self::InvalidPageToken => "invalid_page_token",
             Self::UnknownTaskType => "unknown_task_type",
             Self::TaskNotFound => "task_not_found",
+            Self::TaskAlreadyFinal => "task_already_final",
+            Self::InvalidIdempotencyKey => "invalid_idempotency_key",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::IdempotencyInProgress => "idempotency_request_in_progress",
             Self::RouteNotFound => "route_not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Duplicate(_) => "duplicate_beneficiary",

@@ -20,6 +20,13 @@ impl Owner {
         &self.0
     }
 
+    /// The key under which storage groups this owner's records: a full SHA-256, so any
+    /// subject (whatever characters it holds) maps to a fixed, delimiter-free string.
+    pub fn storage_key(&self) -> String {
+        let digest = Sha256::digest(format!("owner:{}", self.0).as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// A short, non-reversible id for logs and metrics: operators can correlate a caller's
     /// lines without the logs holding the subject itself.
     pub fn log_id(&self) -> String {

@@ -15,4 +15,5 @@ pub mod memory;
 pub mod paging;
 pub mod ports;
 pub mod task;
+pub mod task_types;
 pub mod usecases;

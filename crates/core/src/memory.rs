@@ -4,8 +4,9 @@
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::chunk::ChunkMessage;
+use crate::identity::Owner;
 use crate::ports::*;
-use crate::task::{Task, TaskId, TaskStatus};
+use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -18,6 +19,14 @@ use time::OffsetDateTime;
 pub struct MemoryStore {
     tasks: Mutex<HashMap<TaskId, Task>>,
     outcomes: Mutex<BTreeMap<(TaskId, u32), ItemOutcome>>,
+    idempotency: Mutex<HashMap<String, IdempotencyEntry>>,
+}
+
+struct IdempotencyEntry {
+    fingerprint: String,
+    locked_at: OffsetDateTime,
+    expires_at: OffsetDateTime,
+    response: Option<StoredResponse>,
 }
 
 impl MemoryStore {
@@ -109,16 +118,53 @@ impl TaskStore for MemoryStore {
         let Some(task) = tasks.get_mut(&id) else {
             return Err(StoreError::Other("task not found".into()));
         };
+        let tally = Tally::of(new);
+        task.succeeded += tally.succeeded;
+        task.failed += tally.failed;
+        task.cancelled += tally.cancelled;
         for o in new {
-            if o.result.is_success() {
-                task.succeeded += 1;
-            } else {
-                task.failed += 1;
-            }
             outcomes.insert((id, o.index), o.clone());
         }
         task.updated_at = now;
         Ok(Recorded::All)
+    }
+
+    async fn request_cancel(
+        &self,
+        id: TaskId,
+        now: OffsetDateTime,
+    ) -> Result<CancelOutcome, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(task) = tasks.get_mut(&id) else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if task.status.is_final() {
+            return Ok(CancelOutcome::AlreadyFinal(task.clone()));
+        }
+        task.cancel_requested_at.get_or_insert(now);
+        task.updated_at = now;
+        Ok(CancelOutcome::Requested(task.clone()))
+    }
+
+    async fn list_tasks(
+        &self,
+        owner: &Owner,
+        task_type: TaskType,
+        status: Option<TaskStatus>,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Task>, bool), StoreError> {
+        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut mine: Vec<&Task> = tasks
+            .values()
+            .filter(|t| &t.owner == owner && t.task_type == task_type && !t.is_expired(now))
+            .filter(|t| status.is_none_or(|s| t.status == s))
+            .filter(|t| after.is_none_or(|a| t.list_position().as_str() < a))
+            .collect();
+        mine.sort_by_key(|t| std::cmp::Reverse(t.list_position()));
+        let more = mine.len() > limit;
+        Ok((mine.into_iter().take(limit).cloned().collect(), more))
     }
 
     async fn list_outcomes(
@@ -137,6 +183,63 @@ impl TaskStore for MemoryStore {
         let page: Vec<ItemOutcome> = matching.by_ref().take(limit).cloned().collect();
         let more = matching.next().is_some();
         Ok((page, more))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryStore {
+    async fn begin(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        stale_after: std::time::Duration,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyBegin, StoreError> {
+        let mut records = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = records.get_mut(scope).filter(|e| e.expires_at > now) {
+            if e.fingerprint != fingerprint {
+                return Ok(IdempotencyBegin::Mismatch);
+            }
+            if let Some(r) = &e.response {
+                return Ok(IdempotencyBegin::Replay(r.clone()));
+            }
+            if e.locked_at + stale_after > now {
+                return Ok(IdempotencyBegin::InProgress);
+            }
+            e.locked_at = now;
+            return Ok(IdempotencyBegin::Proceed);
+        }
+        records.insert(
+            scope.to_owned(),
+            IdempotencyEntry {
+                fingerprint: fingerprint.to_owned(),
+                locked_at: now,
+                expires_at,
+                response: None,
+            },
+        );
+        Ok(IdempotencyBegin::Proceed)
+    }
+
+    async fn complete(&self, scope: &str, response: &StoredResponse) -> Result<(), StoreError> {
+        if let Some(e) = self
+            .idempotency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(scope)
+        {
+            e.response = Some(response.clone());
+        }
+        Ok(())
+    }
+
+    async fn abandon(&self, scope: &str) -> Result<(), StoreError> {
+        self.idempotency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(scope);
+        Ok(())
     }
 }
 
@@ -184,11 +287,15 @@ pub struct MemoryBackend {
     rejected_ibans: Mutex<HashSet<String>>,
     unavailable: AtomicBool,
     creations: AtomicUsize,
+    validations: AtomicUsize,
 }
 
 impl MemoryBackend {
     pub fn creations(&self) -> usize {
         self.creations.load(Ordering::SeqCst)
+    }
+    pub fn validations(&self) -> usize {
+        self.validations.load(Ordering::SeqCst)
     }
     pub fn reject_iban(&self, iban: &str) {
         self.rejected_ibans
@@ -201,8 +308,41 @@ impl MemoryBackend {
     }
 }
 
+impl MemoryBackend {
+    fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
+        if self.unavailable.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable("503".into()));
+        }
+        if self
+            .rejected_ibans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(b.iban())
+        {
+            return Err(BackendError::Rejected(Rejection {
+                kind: RejectionKind::Duplicate,
+                code: "duplicate_beneficiary".into(),
+                message: "A beneficiary with this IBAN already exists.".into(),
+                field: Some("iban".into()),
+            }));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl BeneficiaryBackend for MemoryBackend {
+    async fn validate(
+        &self,
+        b: &Beneficiary,
+        _key: &str,
+        _deadline: Instant,
+    ) -> Result<(), BackendError> {
+        self.check(b)?;
+        self.validations.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
     async fn create(
         &self,
         b: &Beneficiary,

@@ -5,7 +5,8 @@
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::chunk::ChunkMessage;
 use crate::error::ErrorDetail;
-use crate::task::{Task, TaskId, TaskStatus};
+use crate::identity::Owner;
+use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -22,16 +23,54 @@ pub struct ItemOutcome {
     pub result: OutcomeResult,
 }
 
+/// `succeeded` carries the task type's result fields (`beneficiary`, `verdict`, …).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum OutcomeResult {
-    Succeeded { beneficiary: CreatedBeneficiary },
-    Failed { error: ErrorDetail },
+    Succeeded {
+        #[serde(flatten)]
+        output: serde_json::Map<String, serde_json::Value>,
+    },
+    Failed {
+        error: ErrorDetail,
+    },
+    /// The task was cancelled before this item started.
+    Cancelled,
 }
 
 impl OutcomeResult {
     pub fn is_success(&self) -> bool {
         matches!(self, Self::Succeeded { .. })
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "succeeded",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Tallies of outcomes by kind, as the task's counters move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl Tally {
+    pub fn of(outcomes: &[ItemOutcome]) -> Self {
+        let mut t = Self::default();
+        for o in outcomes {
+            match o.result {
+                OutcomeResult::Succeeded { .. } => t.succeeded += 1,
+                OutcomeResult::Failed { .. } => t.failed += 1,
+                OutcomeResult::Cancelled => t.cancelled += 1,
+            }
+        }
+        t
     }
 }
 
@@ -49,6 +88,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("store error: {0}")]
     Other(String),
+}
+
+/// What [`TaskStore::request_cancel`] found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// Cancellation is recorded (now or earlier); the task as it stands.
+    Requested(Task),
+    /// The task was already final.
+    AlreadyFinal(Task),
+    NotFound,
 }
 
 /// What [`TaskStore::record_outcomes`] did.
@@ -95,6 +144,26 @@ pub trait TaskStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError>;
 
+    /// Marks the task for cancellation if it is not final yet.
+    async fn request_cancel(
+        &self,
+        id: TaskId,
+        now: OffsetDateTime,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    /// The owner's tasks of one type, newest first, optionally of one status, starting after
+    /// the position `after` (see [`Task::list_position`]), hiding expired ones. Returns the
+    /// page and whether more may follow.
+    async fn list_tasks(
+        &self,
+        owner: &Owner,
+        task_type: TaskType,
+        status: Option<TaskStatus>,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Task>, bool), StoreError>;
+
     /// Outcomes by ascending index, starting after `after`; returns the page and whether more
     /// may follow.
     async fn list_outcomes(
@@ -104,6 +173,48 @@ pub trait TaskStore: Send + Sync {
         after: Option<u32>,
         limit: usize,
     ) -> Result<(Vec<ItemOutcome>, bool), StoreError>;
+}
+
+/// A response kept for `Idempotency-Key` replays.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// What [`IdempotencyStore::begin`] decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// First use of the key (or a stale, abandoned attempt): go ahead.
+    Proceed,
+    /// The same request was answered before: send this again.
+    Replay(StoredResponse),
+    /// The same request is being processed right now.
+    InProgress,
+    /// The key was used for a different request.
+    Mismatch,
+}
+
+/// Idempotency records, keyed by a scope that already binds caller and key.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims the key for this request's fingerprint, or says why not. Expired records count
+    /// as absent; an in-progress claim older than `stale_after` may be taken over.
+    async fn begin(
+        &self,
+        scope: &str,
+        fingerprint: &str,
+        now: OffsetDateTime,
+        stale_after: std::time::Duration,
+        expires_at: OffsetDateTime,
+    ) -> Result<IdempotencyBegin, StoreError>;
+
+    /// Stores the answer to replay.
+    async fn complete(&self, scope: &str, response: &StoredResponse) -> Result<(), StoreError>;
+
+    /// Releases the key (the request failed on our side; the client may retry it).
+    async fn abandon(&self, scope: &str) -> Result<(), StoreError>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -161,4 +272,12 @@ pub trait BeneficiaryBackend: Send + Sync {
         idempotency_key: &str,
         deadline: Instant,
     ) -> Result<CreatedBeneficiary, BackendError>;
+
+    /// Checks one beneficiary as `create` would, creating nothing.
+    async fn validate(
+        &self,
+        beneficiary: &Beneficiary,
+        idempotency_key: &str,
+        deadline: Instant,
+    ) -> Result<(), BackendError>;
 }

@@ -32,24 +32,41 @@ impl fmt::Display for TaskId {
     }
 }
 
-/// The kinds of background work the API offers; the path segment is the slug.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TaskType {
-    BeneficiariesImport,
-}
+/// A registered task type (see [`crate::task_types`]); the path segment is its slug. Only
+/// slugs in the registry can be constructed from outside, so holding one means it exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TaskType(&'static str);
 
 impl TaskType {
-    pub const ALL: [TaskType; 1] = [TaskType::BeneficiariesImport];
+    pub const BENEFICIARIES_IMPORT: TaskType = TaskType("beneficiaries-import");
+    pub const BENEFICIARIES_VALIDATION: TaskType = TaskType("beneficiaries-validation");
 
     pub fn slug(self) -> &'static str {
-        match self {
-            Self::BeneficiariesImport => "beneficiaries-import",
-        }
+        self.0
     }
 
     pub fn from_slug(slug: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|t| t.slug() == slug)
+        crate::task_types::find(slug).map(|k| Self(k.slug()))
+    }
+
+    /// What this type does per item.
+    pub fn kind(self) -> &'static dyn crate::task_types::TaskKind {
+        // Every TaskType is built from the registry, so the lookup cannot miss; the import
+        // kind is a harmless fallback should the registry and a constant ever disagree.
+        crate::task_types::find(self.0).unwrap_or(crate::task_types::REGISTRY[0])
+    }
+}
+
+impl Serialize for TaskType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let slug = String::deserialize(d)?;
+        TaskType::from_slug(&slug).ok_or_else(|| serde::de::Error::custom("unknown task type"))
     }
 }
 
@@ -119,12 +136,15 @@ pub struct Task {
     pub total: u32,
     pub succeeded: u32,
     pub failed: u32,
+    pub cancelled: u32,
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
     pub finished_at: Option<OffsetDateTime>,
     /// When the record may be deleted (DynamoDB TTL); set once the task is final.
     pub expires_at: Option<OffsetDateTime>,
+    /// Set by `DELETE`: items not yet started end `cancelled`.
+    pub cancel_requested_at: Option<OffsetDateTime>,
 }
 
 impl Task {
@@ -137,16 +157,18 @@ impl Task {
             total,
             succeeded: 0,
             failed: 0,
+            cancelled: 0,
             created_at: now,
             started_at: None,
             updated_at: now,
             finished_at: None,
             expires_at: None,
+            cancel_requested_at: None,
         }
     }
 
     pub fn processed(&self) -> u32 {
-        self.succeeded + self.failed
+        self.succeeded + self.failed + self.cancelled
     }
 
     /// The final state this task should move to, once every item has an outcome.
@@ -154,11 +176,19 @@ impl Task {
         if self.status.is_final() || self.processed() < self.total {
             return None;
         }
-        Some(if self.failed == 0 {
+        Some(if self.cancelled > 0 {
+            TaskStatus::Cancelled
+        } else if self.failed == 0 {
             TaskStatus::Completed
         } else {
             TaskStatus::CompletedWithErrors
         })
+    }
+
+    /// Where this task stands in its owner's newest-first listing: fixed-width creation time
+    /// (nanoseconds) then id, so positions sort as strings.
+    pub fn list_position(&self) -> String {
+        format!("{:020}#{}", self.created_at.unix_timestamp_nanos(), self.id)
     }
 
     /// Expired records are hidden even before DynamoDB's lazy TTL deletion removes them.
@@ -179,8 +209,10 @@ impl Task {
                 processed,
                 succeeded: self.succeeded,
                 failed: self.failed,
+                cancelled: self.cancelled,
                 percent,
             },
+            cancel_requested_at: self.cancel_requested_at,
             created_at: self.created_at,
             started_at: self.started_at,
             updated_at: self.updated_at,
@@ -201,6 +233,8 @@ pub struct TaskView {
     pub task_type: TaskType,
     pub status: TaskStatus,
     pub progress: Progress,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub cancel_requested_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -218,6 +252,7 @@ pub struct Progress {
     pub processed: u32,
     pub succeeded: u32,
     pub failed: u32,
+    pub cancelled: u32,
     pub percent: u32,
 }
 
@@ -264,7 +299,7 @@ mod tests {
     fn completion_needs_every_item_and_counts_errors() {
         let owner = Owner::from_subject("o").unwrap();
         let mut t = Task::new(
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             owner,
             3,
             OffsetDateTime::UNIX_EPOCH,
@@ -285,7 +320,7 @@ mod tests {
     fn view_has_percent_and_links() {
         let owner = Owner::from_subject("o").unwrap();
         let mut t = Task::new(
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             owner,
             4,
             OffsetDateTime::UNIX_EPOCH,
@@ -304,10 +339,32 @@ mod tests {
     }
 
     #[test]
-    fn slugs_round_trip() {
-        for t in TaskType::ALL {
+    fn slugs_round_trip_through_the_registry() {
+        for t in [
+            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BENEFICIARIES_VALIDATION,
+        ] {
             assert_eq!(TaskType::from_slug(t.slug()), Some(t));
+            assert_eq!(t.kind().slug(), t.slug());
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<TaskType>(&json).unwrap(), t);
         }
         assert_eq!(TaskType::from_slug("nope"), None);
+        assert!(serde_json::from_str::<TaskType>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn cancelled_items_make_a_cancelled_task() {
+        let owner = Owner::from_subject("o").unwrap();
+        let mut t = Task::new(
+            TaskType::BENEFICIARIES_IMPORT,
+            owner,
+            3,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        t.status = Running;
+        t.succeeded = 1;
+        t.cancelled = 2;
+        assert_eq!(t.completion_status(), Some(Cancelled));
     }
 }

@@ -15,7 +15,10 @@ pub fn status(error: &AppError) -> StatusCode {
         EmptyBatch | ValidationFailed(_) | Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
         UnknownTaskType | TaskNotFound | RouteNotFound => StatusCode::NOT_FOUND,
         MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        Duplicate(_) => StatusCode::CONFLICT,
+        Duplicate(_) | TaskAlreadyFinal | IdempotencyInProgress => StatusCode::CONFLICT,
+        InvalidIdempotencyKey => StatusCode::BAD_REQUEST,
+        IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+
         UpstreamBadResponse => StatusCode::BAD_GATEWAY,
         UpstreamUnavailable | QueueUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,

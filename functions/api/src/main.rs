@@ -14,11 +14,14 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let settings = Settings::from_env()?;
     let aws = aws_config().await;
+    let store = Arc::new(DynamoTaskStore::from_config(
+        &aws,
+        required_env("TABLE_NAME")?,
+    ));
     let app = Arc::new(App {
-        store: Arc::new(DynamoTaskStore::from_config(
-            &aws,
-            required_env("TABLE_NAME")?,
-        )),
+        store: store.clone(),
+        idempotency: store,
+
         queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,

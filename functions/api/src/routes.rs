@@ -1,5 +1,6 @@
-//! Routing and request/response plumbing. Handlers stay thin: parse the path and query,
-//! call a use case, serialise its answer.
+//! Routing and request/response plumbing. Handlers stay thin: parse the path and query, call
+//! a use case, serialise its answer. POSTs carrying an `Idempotency-Key` go through the
+//! idempotency record first, and their answer is kept for replays.
 
 use crate::http_errors::status;
 use lambda_http::request::RequestContext;
@@ -11,9 +12,12 @@ use tasks_core::config::Settings;
 use tasks_core::error::AppError;
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
-use tasks_core::ports::{BeneficiaryBackend, TaskStore, WorkQueue};
+use tasks_core::ports::{
+    BeneficiaryBackend, IdempotencyStore, StoredResponse, TaskStore, WorkQueue,
+};
 use tasks_core::task::{TaskId, TaskType};
-use tasks_core::usecases::{create_beneficiary, read_task, submit_task};
+use tasks_core::usecases::idempotency::{self, IdempotencyKey};
+use tasks_core::usecases::{cancel_task, create_beneficiary, read_task, submit_task};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
@@ -25,6 +29,7 @@ const SYNC_CREATE_BUDGET: Duration = Duration::from_secs(20);
 /// Everything a request needs, built once per cold start.
 pub struct App {
     pub store: Arc<dyn TaskStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub backend: Arc<dyn BeneficiaryBackend>,
     pub settings: Settings,
@@ -34,24 +39,33 @@ pub struct App {
 enum Route<'a> {
     CreateBeneficiary,
     SubmitTask(&'a str),
+    ListTasks(&'a str),
     GetTask(&'a str, &'a str),
+    CancelTask(&'a str, &'a str),
     TaskErrors(&'a str, &'a str),
     TaskResult(&'a str, &'a str),
 }
 
 fn route<'a>(method: &http::Method, path: &'a str) -> Result<Route<'a>, AppError> {
+    use http::Method as M;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (route, allowed) = match segments.as_slice() {
-        ["beneficiaries"] => (Route::CreateBeneficiary, http::Method::POST),
-        ["tasks", t] => (Route::SubmitTask(t), http::Method::POST),
-        ["tasks", t, id] => (Route::GetTask(t, id), http::Method::GET),
-        ["tasks", t, id, "errors"] => (Route::TaskErrors(t, id), http::Method::GET),
-        ["tasks", t, id, "result"] => (Route::TaskResult(t, id), http::Method::GET),
+    let route = match (segments.as_slice(), method) {
+        (["beneficiaries"], &M::POST) => Route::CreateBeneficiary,
+        (["tasks", t], &M::POST) => Route::SubmitTask(t),
+        (["tasks", t], &M::GET) => Route::ListTasks(t),
+        (["tasks", t, id], &M::GET) => Route::GetTask(t, id),
+        (["tasks", t, id], &M::DELETE) => Route::CancelTask(t, id),
+        (["tasks", t, id, "errors"], &M::GET) => Route::TaskErrors(t, id),
+        (["tasks", t, id, "result"], &M::GET) => Route::TaskResult(t, id),
+        (
+            ["beneficiaries"]
+            | ["tasks", _]
+            | ["tasks", _, _]
+            | ["tasks", _, _, "errors" | "result"],
+            _,
+        ) => return Err(AppError::MethodNotAllowed),
         _ => return Err(AppError::RouteNotFound),
     };
-    if method != allowed {
-        return Err(AppError::MethodNotAllowed);
-    }
     Ok(route)
 }
 
@@ -94,29 +108,76 @@ fn require_json(req: &Request) -> Result<(), AppError> {
     ok.then_some(()).ok_or(AppError::UnsupportedMediaType)
 }
 
-fn json_response(status: http::StatusCode, body: &impl Serialize) -> Response<Body> {
-    let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned());
-    let mut res = Response::new(Body::Text(text));
-    *res.status_mut() = status;
-    res.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    res
+/// An answer before it becomes a Lambda response; also what idempotency records keep.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
 }
 
-fn error_response(error: &AppError) -> Response<Body> {
-    let code = status(error);
-    if code.is_server_error() {
-        tracing::error!(code = error.code(), cause = %error, "request failed");
-    } else {
-        tracing::info!(
-            code = error.code(),
-            status = code.as_u16(),
-            "request refused"
-        );
+impl Answer {
+    fn json(status: http::StatusCode, body: &impl Serialize) -> Self {
+        Self {
+            status: status.as_u16(),
+            headers: vec![],
+            body: serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned()),
+        }
     }
-    json_response(code, &error.body())
+
+    fn header(mut self, name: &str, value: impl ToString) -> Self {
+        self.headers.push((name.to_owned(), value.to_string()));
+        self
+    }
+
+    fn error(error: &AppError) -> Self {
+        let code = status(error);
+        if code.is_server_error() {
+            tracing::error!(code = error.code(), cause = %error, "request failed");
+        } else {
+            tracing::info!(
+                code = error.code(),
+                status = code.as_u16(),
+                "request refused"
+            );
+        }
+        Self::json(code, &error.body())
+    }
+
+    fn into_response(self) -> Response<Body> {
+        let mut res = Response::new(Body::Text(self.body));
+        *res.status_mut() = http::StatusCode::from_u16(self.status).unwrap_or(http::StatusCode::OK);
+        let headers = res.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        for (name, value) in self.headers {
+            if let (Ok(n), Ok(v)) = (
+                http::HeaderName::try_from(name),
+                http::HeaderValue::try_from(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        res
+    }
+
+    fn stored(&self) -> StoredResponse {
+        StoredResponse {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: self.body.clone(),
+        }
+    }
+
+    fn replayed(r: StoredResponse) -> Self {
+        Self {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
+        .header("idempotent-replayed", "true")
+    }
 }
 
 impl App {
@@ -129,98 +190,142 @@ impl App {
         let span = tracing::info_span!("request", request_id = %request_id,
             method = %req.method(), owner = tracing::field::Empty, task_id = tracing::field::Empty);
         async move {
-            match self.dispatch(&req).await {
-                Ok(res) => {
-                    tracing::info!(status = res.status().as_u16(), "request answered");
-                    res
-                }
-                Err(e) => error_response(&e),
-            }
+            let answer = match self.authenticated(&req).await {
+                Ok(a) => a,
+                Err(e) => Answer::error(&e),
+            };
+            tracing::info!(status = answer.status, "request answered");
+            answer.into_response()
         }
         .instrument(span)
         .await
     }
 
-    async fn dispatch(&self, req: &Request) -> Result<Response<Body>, AppError> {
+    async fn authenticated(&self, req: &Request) -> Result<Answer, AppError> {
         let owner = owner(req)?;
         tracing::Span::current().record("owner", owner.log_id());
         let path = req.uri().path().to_owned();
+        let route = route(req.method(), &path)?;
+        let key = match req.headers().get("idempotency-key") {
+            Some(raw) if req.method() == http::Method::POST => Some(IdempotencyKey::parse(
+                raw.to_str().map_err(|_| AppError::InvalidIdempotencyKey)?,
+            )?),
+            _ => None,
+        };
+        let Some(key) = key else {
+            return Ok(self
+                .dispatch(req, &owner, route, None)
+                .await
+                .unwrap_or_else(|e| Answer::error(&e)));
+        };
+        let scope = key.scope(&owner);
+        let fingerprint =
+            idempotency::fingerprint(req.method().as_str(), &path, req.body().as_ref());
         let now = OffsetDateTime::now_utc();
-        match route(req.method(), &path)? {
+        let ttl = self.settings.idempotency_ttl;
+        if let Some(previous) =
+            idempotency::begin(self.idempotency.as_ref(), &scope, &fingerprint, now, ttl).await?
+        {
+            return Ok(Answer::replayed(previous));
+        }
+        let answer = self
+            .dispatch(req, &owner, route, Some(&scope))
+            .await
+            .unwrap_or_else(|e| Answer::error(&e));
+        idempotency::finish(self.idempotency.as_ref(), &scope, &answer.stored()).await;
+        Ok(answer)
+    }
+
+    async fn dispatch(
+        &self,
+        req: &Request,
+        owner: &Owner,
+        route: Route<'_>,
+        idempotency_scope: Option<&str>,
+    ) -> Result<Answer, AppError> {
+        let now = OffsetDateTime::now_utc();
+        let store = self.store.as_ref();
+        let params = req.query_string_parameters();
+        match route {
             Route::CreateBeneficiary => {
                 require_json(req)?;
                 let b = create_beneficiary::parse_body(
                     req.body().as_ref(),
                     self.settings.max_body_bytes,
                 )?;
-                let key = format!("sync:{}", uuid_like());
-                let created = create_beneficiary::create_one(
-                    self.backend.as_ref(),
-                    &b,
-                    &key,
-                    Instant::now() + SYNC_CREATE_BUDGET,
-                )
-                .await?;
-                Ok(json_response(http::StatusCode::CREATED, &created))
+                // With a client key, a retried request reaches BOS with the same key and
+                // cannot create twice; without one, each request is a new creation.
+                let bos_key = match idempotency_scope {
+                    Some(scope) => format!("sync:{scope}"),
+                    None => format!("sync:{}", TaskId::new_random()),
+                };
+                let deadline = Instant::now() + SYNC_CREATE_BUDGET;
+                let created =
+                    create_beneficiary::create_one(self.backend.as_ref(), &b, &bos_key, deadline)
+                        .await?;
+                Ok(Answer::json(http::StatusCode::CREATED, &created))
             }
             Route::SubmitTask(t) => {
                 let task_type = task_type(t)?;
                 require_json(req)?;
+                let body = req.body().as_ref();
                 let task = submit_task::submit(
-                    self.store.as_ref(),
+                    store,
                     self.queue.as_ref(),
                     &self.settings,
-                    owner,
+                    owner.clone(),
                     task_type,
-                    req.body().as_ref(),
+                    body,
                     now,
                 )
                 .await?;
                 tracing::Span::current().record("task_id", tracing::field::display(task.id));
                 let view = task.view();
-                let mut res = json_response(http::StatusCode::ACCEPTED, &view);
-                let headers = res.headers_mut();
-                if let Ok(v) = http::HeaderValue::from_str(&view.links.self_) {
-                    headers.insert(http::header::LOCATION, v);
-                }
-                headers.insert(
-                    http::header::RETRY_AFTER,
-                    http::HeaderValue::from(RETRY_AFTER_SECS),
-                );
-                Ok(res)
+                Ok(Answer::json(http::StatusCode::ACCEPTED, &view)
+                    .header("location", &view.links.self_)
+                    .header("retry-after", RETRY_AFTER_SECS))
+            }
+            Route::ListTasks(t) => {
+                let query = read_task::TaskListQuery {
+                    owner,
+                    task_type: task_type(t)?,
+                    status: params.first("status"),
+                    page_token: params.first("page_token"),
+                    limit: read_task::parse_limit(params.first("limit"), read_task::TASK_PAGE)?,
+                };
+                let page = read_task::list_tasks(store, &self.tokens, &query, now).await?;
+                Ok(Answer::json(http::StatusCode::OK, &page))
             }
             Route::GetTask(t, id) => {
                 let (task_type, id) = (task_type(t)?, task_id(id)?);
                 tracing::Span::current().record("task_id", tracing::field::display(id));
-                let task =
-                    read_task::get_task(self.store.as_ref(), &owner, task_type, id, now).await?;
-                Ok(json_response(http::StatusCode::OK, &task.view()))
+                let task = read_task::get_task(store, owner, task_type, id, now).await?;
+                Ok(Answer::json(http::StatusCode::OK, &task.view()))
+            }
+            Route::CancelTask(t, id) => {
+                let (task_type, id) = (task_type(t)?, task_id(id)?);
+                tracing::Span::current().record("task_id", tracing::field::display(id));
+                let task = cancel_task::cancel_task(store, owner, task_type, id, now).await?;
+                Ok(Answer::json(http::StatusCode::ACCEPTED, &task.view()))
             }
             Route::TaskErrors(t, id) | Route::TaskResult(t, id) => {
                 let (task_type, id) = (task_type(t)?, task_id(id)?);
                 tracing::Span::current().record("task_id", tracing::field::display(id));
-                let params = req.query_string_parameters();
                 let query = read_task::OutcomeQuery {
-                    owner: &owner,
+                    owner,
                     task_type,
                     id,
                     page_token: params.first("page_token"),
-                    limit: read_task::parse_limit(params.first("limit"))?,
+                    limit: read_task::parse_limit(params.first("limit"), read_task::ITEM_PAGE)?,
                 };
-                let store = self.store.as_ref();
-                if path.ends_with("/errors") {
+                if matches!(route, Route::TaskErrors(..)) {
                     let page = read_task::errors_page(store, &self.tokens, &query, now).await?;
-                    Ok(json_response(http::StatusCode::OK, &page))
+                    Ok(Answer::json(http::StatusCode::OK, &page))
                 } else {
                     let page = read_task::result_page(store, &self.tokens, &query, now).await?;
-                    Ok(json_response(http::StatusCode::OK, &page))
+                    Ok(Answer::json(http::StatusCode::OK, &page))
                 }
             }
         }
     }
-}
-
-/// A random key for a synchronous create without a client Idempotency-Key.
-fn uuid_like() -> String {
-    tasks_core::task::TaskId::new_random().to_string()
 }

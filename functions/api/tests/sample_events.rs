@@ -18,8 +18,10 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
     let queue = Arc::new(MemoryQueue::default());
     let backend = Arc::new(MemoryBackend::default());
     let settings = Settings::default();
+    let store = Arc::new(MemoryStore::default());
     let app = App {
-        store: Arc::new(MemoryStore::default()),
+        store: store.clone(),
+        idempotency: store,
         queue: queue.clone(),
         backend: backend.clone(),
         tokens: PageTokens::new(&settings.page_token_secret),

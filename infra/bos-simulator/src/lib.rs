@@ -2,6 +2,7 @@
 //! benchmarks. Real HTTP, with the behaviour the task machinery must cope with:
 //! - `POST /v1/beneficiaries` creates a beneficiary; an `Idempotency-Key` seen before returns
 //!   the first answer and creates nothing (a replay);
+//! - `POST /v1/beneficiaries/validate` applies the same rules and creates nothing;
 //! - business rejections: an IBAN that already has a beneficiary (409
 //!   `duplicate_beneficiary`), a payout currency BOS does not support (422
 //!   `unsupported_currency`);
@@ -50,6 +51,7 @@ pub struct Stats {
     pub replays: u64,
     pub rejections: u64,
     pub transient_failures: u64,
+    pub validations: u64,
 }
 
 #[derive(Default)]
@@ -92,6 +94,7 @@ impl Simulator {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/beneficiaries", post(create))
+            .route("/v1/beneficiaries/validate", post(validate))
             .route("/v1/stats", get(stats))
             .route("/admin/config", get(get_config).put(put_config))
             .with_state(self.clone())
@@ -107,49 +110,10 @@ fn error(code: &str, message: &str, field: Option<&str>) -> Value {
     json!({"error": {"code": code, "message": message, "field": field}})
 }
 
-async fn create(
-    State(sim): State<Simulator>,
-    headers: HeaderMap,
-    body: Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    let knobs = {
-        let mut inner = sim.lock();
-        inner.stats.requests += 1;
-        inner.knobs.clone()
-    };
-    let delay = knobs.latency_ms
-        + if knobs.jitter_ms > 0 {
-            rand::rng().random_range(0..=knobs.jitter_ms)
-        } else {
-            0
-        };
-    if delay > 0 {
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-    }
-    if knobs.failure_rate > 0.0 && rand::rng().random_bool(knobs.failure_rate.clamp(0.0, 1.0)) {
-        sim.lock().stats.transient_failures += 1;
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(error("unavailable", "Try again later.", None)),
-        );
-    }
-
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let mut inner = sim.lock();
-    if let Some(key) = &key {
-        if let Some((status, answer)) = inner.answers.get(key).cloned() {
-            inner.stats.replays += 1;
-            return (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                Json(answer),
-            );
-        }
-    }
+/// The business rules both calls apply: `Err` is the rejection to answer.
+fn check(inner: &Inner, body: &Value) -> Result<String, (u16, Value)> {
     let text = |f: &str| body.get(f).and_then(Value::as_str).map(str::to_owned);
-    let (status, answer) = match (
+    match (
         text("name"),
         text("country"),
         text("currency"),
@@ -157,52 +121,119 @@ async fn create(
     ) {
         (Some(_), Some(_), Some(currency), Some(iban)) => {
             if !SUPPORTED_CURRENCIES.contains(&currency.as_str()) {
-                inner.stats.rejections += 1;
-                (
+                Err((
                     422,
                     error(
                         "unsupported_currency",
                         "BOS does not pay out in this currency.",
                         Some("currency"),
                     ),
-                )
+                ))
             } else if inner.ibans.contains(&iban) {
-                inner.stats.rejections += 1;
-                (
+                Err((
                     409,
                     error(
                         "duplicate_beneficiary",
                         "A beneficiary with this IBAN already exists.",
                         Some("iban"),
                     ),
-                )
+                ))
             } else {
-                inner.ibans.insert(iban.clone());
-                inner.stats.creations += 1;
-                let mut created = body.0.clone();
-                created["id"] = json!(format!("ben_{}", uuid::Uuid::new_v4().simple()));
-                created["created_at"] = json!(time::OffsetDateTime::now_utc()
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default());
-                (201, created)
+                Ok(iban)
             }
         }
-        _ => (
+        _ => Err((
             422,
             error(
                 "invalid_request",
                 "name, country, currency and iban are required.",
                 None,
             ),
-        ),
+        )),
+    }
+}
+
+/// Sleeps the configured latency; `Err` when this request is picked to fail transiently.
+async fn simulate_conditions(sim: &Simulator) -> Result<(), (StatusCode, Json<Value>)> {
+    let knobs = {
+        let mut inner = sim.lock();
+        inner.stats.requests += 1;
+        inner.knobs.clone()
+    };
+    let jitter = if knobs.jitter_ms > 0 {
+        rand::rng().random_range(0..=knobs.jitter_ms)
+    } else {
+        0
+    };
+    if knobs.latency_ms + jitter > 0 {
+        tokio::time::sleep(Duration::from_millis(knobs.latency_ms + jitter)).await;
+    }
+    if knobs.failure_rate > 0.0 && rand::rng().random_bool(knobs.failure_rate.clamp(0.0, 1.0)) {
+        sim.lock().stats.transient_failures += 1;
+        return Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(error("unavailable", "Try again later.", None)),
+        ));
+    }
+    Ok(())
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+async fn validate(State(sim): State<Simulator>, body: Json<Value>) -> (StatusCode, Json<Value>) {
+    if let Err(answer) = simulate_conditions(&sim).await {
+        return answer;
+    }
+    let mut inner = sim.lock();
+    inner.stats.validations += 1;
+    match check(&inner, &body) {
+        Ok(_) => (StatusCode::OK, Json(json!({"valid": true}))),
+        Err((code, answer)) => {
+            inner.stats.rejections += 1;
+            (status(code), Json(answer))
+        }
+    }
+}
+
+async fn create(
+    State(sim): State<Simulator>,
+    headers: HeaderMap,
+    body: Json<Value>,
+) -> (StatusCode, Json<Value>) {
+    if let Err(answer) = simulate_conditions(&sim).await {
+        return answer;
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let mut inner = sim.lock();
+    if let Some((code, answer)) = key.as_ref().and_then(|k| inner.answers.get(k).cloned()) {
+        inner.stats.replays += 1;
+        return (status(code), Json(answer));
+    }
+    let (code, answer) = match check(&inner, &body) {
+        Ok(iban) => {
+            inner.ibans.insert(iban);
+            inner.stats.creations += 1;
+            let mut created = body.0.clone();
+            created["id"] = json!(format!("ben_{}", uuid::Uuid::new_v4().simple()));
+            created["created_at"] = json!(time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default());
+            (201, created)
+        }
+        Err(rejection) => {
+            inner.stats.rejections += 1;
+            rejection
+        }
     };
     if let Some(key) = key {
-        inner.answers.insert(key, (status, answer.clone()));
+        inner.answers.insert(key, (code, answer.clone()));
     }
-    (
-        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-        Json(answer),
-    )
+    (status(code), Json(answer))
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<Stats> {

@@ -19,6 +19,8 @@ use time::OffsetDateTime;
 
 /// API Gateway's own payload limit for HTTP APIs.
 const MAX_PAYLOAD_BYTES: usize = 10 * 1024 * 1024;
+/// Lambda's limit on a synchronous invocation's event.
+const MAX_INVOKE_PAYLOAD_BYTES: usize = 6 * 1024 * 1024;
 
 pub struct Gateway {
     pub api: Arc<FunctionPool>,
@@ -168,6 +170,10 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
         "isBase64Encoded": is_base64,
     });
     let payload = serde_json::to_vec(&event).unwrap_or_default();
+    if payload.len() > MAX_INVOKE_PAYLOAD_BYTES {
+        return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
+    }
+
     let mut res = match gateway.api.invoke(payload).await {
         Ok(answer) => into_response(&answer),
         Err(InvokeError::Timeout) => plain(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable"),

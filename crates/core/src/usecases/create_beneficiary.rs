@@ -29,24 +29,29 @@ pub async fn create_one(
     backend
         .create(beneficiary, idempotency_key, deadline)
         .await
-        .map_err(|e| match e {
-            BackendError::Rejected(r) => {
-                let detail = ErrorDetail {
-                    index: None,
-                    external_id: None,
-                    field: r.field,
-                    code: r.code,
-                    message: r.message,
-                };
-                match r.kind {
-                    RejectionKind::Duplicate => AppError::Duplicate(detail),
-                    RejectionKind::Invalid => AppError::Rejected(detail),
-                }
+        .map_err(backend_error)
+}
+
+/// The API error for a back-office answer: rejections keep BOS's code, message and field.
+pub fn backend_error(e: BackendError) -> AppError {
+    match e {
+        BackendError::Rejected(r) => {
+            let detail = ErrorDetail {
+                index: None,
+                external_id: None,
+                field: r.field,
+                code: r.code,
+                message: r.message,
+            };
+            match r.kind {
+                RejectionKind::Duplicate => AppError::Duplicate(detail),
+                RejectionKind::Invalid => AppError::Rejected(detail),
             }
-            BackendError::Unavailable(_) => AppError::UpstreamUnavailable,
-            BackendError::Timeout => AppError::UpstreamTimeout,
-            BackendError::BadResponse(_) => AppError::UpstreamBadResponse,
-        })
+        }
+        BackendError::Unavailable(_) => AppError::UpstreamUnavailable,
+        BackendError::Timeout => AppError::UpstreamTimeout,
+        BackendError::BadResponse(_) => AppError::UpstreamBadResponse,
+    }
 }
 
 /// The item error recorded for a permanent rejection, or `None` when retrying may help.

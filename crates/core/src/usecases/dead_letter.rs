@@ -78,7 +78,7 @@ mod tests {
         let store = MemoryStore::default();
         let owner = Owner::from_subject("alice").unwrap();
         let task = Task::new(
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             owner,
             6,
             OffsetDateTime::now_utc(),

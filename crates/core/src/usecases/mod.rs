@@ -1,9 +1,11 @@
 //! The use cases, one module each. Functions here take ports, never AWS clients, so the same
 //! code runs in Lambda, behind the local gateway and in unit tests with in-memory adapters.
 
+pub mod cancel_task;
 pub mod create_beneficiary;
 pub mod dead_letter;
 pub mod finish;
+pub mod idempotency;
 pub mod process_chunk;
 pub mod read_task;
 pub mod submit_task;

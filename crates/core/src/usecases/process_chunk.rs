@@ -13,8 +13,8 @@ use crate::config::Settings;
 use crate::ports::{
     BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, TaskStore,
 };
-use crate::task::TaskStatus;
-use crate::usecases::create_beneficiary::{create_one, permanent_item_error};
+use crate::task::{TaskStatus, TaskType};
+use crate::usecases::create_beneficiary::permanent_item_error;
 use crate::usecases::finish::finish_if_complete;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -86,6 +86,26 @@ pub async fn process_chunk(
         .collect();
     let skipped = msg.items.len() - pending.len();
 
+    if task.cancel_requested_at.is_some() {
+        // Cancelled before these items started: they end `cancelled`, BOS is not called.
+        let outcomes = pending
+            .iter()
+            .map(|i| ItemOutcome {
+                index: i.index,
+                external_id: i.beneficiary.external_id().map(str::to_owned),
+                result: OutcomeResult::Cancelled,
+            })
+            .collect();
+        let recorded = record(store, msg, outcomes, settings).await?;
+        let now = OffsetDateTime::now_utc();
+        let finished = finish_if_complete(store, msg.task_id, now, settings.retention).await?;
+        return Ok(ChunkReport {
+            recorded,
+            skipped,
+            finished,
+        });
+    }
+
     // Work stops early once an item fails transiently: BOS is struggling and the message
     // will be retried anyway, so hammering it with the rest of the chunk helps nobody.
     let stop = AtomicBool::new(false);
@@ -93,7 +113,7 @@ pub async fn process_chunk(
         .checked_sub(settings.deadline_reserve)
         .unwrap_or_else(Instant::now);
     let attempts: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| attempt(backend, msg, item, work_deadline, &stop))
+        .map(|item| attempt(backend, task.task_type, msg, item, work_deadline, &stop))
         .buffer_unordered(settings.bos_concurrency)
         .collect()
         .await;
@@ -131,6 +151,7 @@ pub async fn process_chunk(
 
 async fn attempt(
     backend: &dyn BeneficiaryBackend,
+    task_type: TaskType,
     msg: &ChunkMessage,
     item: &ChunkItem,
     deadline: Instant,
@@ -144,8 +165,12 @@ async fn attempt(
     }
     let key = format!("{}:{}", msg.task_id, item.index);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
-    let result = match create_one(backend, &item.beneficiary, &key, deadline).await {
-        Ok(beneficiary) => OutcomeResult::Succeeded { beneficiary },
+    let result = match task_type
+        .kind()
+        .run_item(backend, &item.beneficiary, &key, deadline)
+        .await
+    {
+        Ok(output) => OutcomeResult::Succeeded { output },
         Err(e) => match permanent_item_error(&e) {
             Some(detail) => OutcomeResult::Failed {
                 error: detail.at(item.index, external_id.as_deref()),
@@ -178,8 +203,11 @@ pub(crate) async fn record(
             return Ok(0);
         }
         let now = OffsetDateTime::now_utc();
+        // Outcomes outlive their task by up to a day: they are only read through a task that
+        // is itself unexpired, and the task's retention starts later, when it finishes.
+        let expires_at = now + settings.retention + std::time::Duration::from_secs(86_400);
         match store
-            .record_outcomes(msg.task_id, &outcomes, now, now + settings.retention)
+            .record_outcomes(msg.task_id, &outcomes, now, expires_at)
             .await?
         {
             Recorded::All => return Ok(outcomes.len()),
@@ -200,7 +228,7 @@ mod tests {
     use crate::identity::Owner;
     use crate::memory::{MemoryBackend, MemoryStore};
     use crate::ports::OutcomeFilter;
-    use crate::task::{Task, TaskType};
+    use crate::task::Task;
     use serde_json::json;
     use std::time::Duration;
 
@@ -214,7 +242,7 @@ mod tests {
         let store = MemoryStore::default();
         let owner = Owner::from_subject("alice").unwrap();
         let task = Task::new(
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             owner,
             n as u32,
             OffsetDateTime::now_utc(),
@@ -315,6 +343,61 @@ mod tests {
         .await;
         assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
         assert_eq!(backend.creations(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_task_records_pending_items_cancelled_without_calling_bos() {
+        let (store, task, chunks) = setup(8).await;
+        let backend = MemoryBackend::default();
+        let s = Settings::default();
+        process_chunk(&store, &backend, &s, &chunks[0], later())
+            .await
+            .unwrap();
+        store
+            .request_cancel(task.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let r = process_chunk(&store, &backend, &s, &chunks[1], later())
+            .await
+            .unwrap();
+        assert_eq!(r.finished, Some(TaskStatus::Cancelled));
+        let t = store.get(task.id).unwrap();
+        assert_eq!((t.succeeded, t.cancelled), (4, 4));
+        assert_eq!(backend.creations(), 4);
+    }
+
+    #[tokio::test]
+    async fn validation_tasks_check_without_creating() {
+        let store = MemoryStore::default();
+        let owner = Owner::from_subject("alice").unwrap();
+        let task = Task::new(
+            TaskType::BENEFICIARIES_VALIDATION,
+            owner,
+            2,
+            OffsetDateTime::now_utc(),
+        );
+        store.insert_task(&task).await.unwrap();
+        let items = vec![
+            beneficiary("DE89370400440532013000"),
+            beneficiary("GB82WEST12345698765432"),
+        ];
+        let chunks = split(task.id, task.task_type, items, 10);
+        let backend = MemoryBackend::default();
+        backend.reject_iban("GB82WEST12345698765432");
+        let r = process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+            .await
+            .unwrap();
+        assert_eq!(r.finished, Some(TaskStatus::CompletedWithErrors));
+        assert_eq!((backend.creations(), backend.validations()), (0, 1));
+        let (all, _) = store
+            .list_outcomes(task.id, OutcomeFilter::All, None, 10)
+            .await
+            .unwrap();
+        let json = serde_json::to_value(&all[0]).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"index": 0, "status": "succeeded", "verdict": {"valid": true}})
+        );
     }
 
     #[tokio::test]

@@ -180,7 +180,7 @@ mod tests {
             &queue,
             &s,
             owner,
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             &body(json!(vec![item(None); 25])),
             OffsetDateTime::now_utc(),
         )
@@ -204,7 +204,7 @@ mod tests {
             &queue,
             &Settings::default(),
             owner,
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             &body(json!([item(None), bad])),
             OffsetDateTime::now_utc(),
         )
@@ -225,7 +225,7 @@ mod tests {
             &queue,
             &Settings::default(),
             owner,
-            TaskType::BeneficiariesImport,
+            TaskType::BENEFICIARIES_IMPORT,
             &body(json!([item(None)])),
             OffsetDateTime::now_utc(),
         )
