@@ -17,6 +17,7 @@ mkdir -p "$CACHE" "$RUN_DIR"
 MOTO_VERSION=5.2.5
 CFN_LINT_VERSION=1.58.0
 CARGO_LAMBDA_VERSION=1.9.2
+SCHEMATHESIS_VERSION=4.32.5
 DDB_SIMULATOR_VERSION=2.9.30
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -28,12 +29,13 @@ ensure_java() {
 }
 
 ensure_python_tools() {
-  local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION
+  local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION-$SCHEMATHESIS_VERSION
   [ -f "$stamp" ] && return
-  log "installing moto[server] $MOTO_VERSION, cfn-lint $CFN_LINT_VERSION and cargo-lambda $CARGO_LAMBDA_VERSION into $VENV"
+  log "installing moto[server], cfn-lint, cargo-lambda and schemathesis into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
-    "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION"
+    "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" \
+    "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$stamp"
 }
 
