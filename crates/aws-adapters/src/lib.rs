@@ -6,6 +6,7 @@
 //! DynamoDB Local and moto without any code path of its own.
 
 pub mod dynamodb_store;
+pub mod redrive;
 pub mod sqs_batch;
 pub mod sqs_queue;
 pub mod startup;

@@ -10,6 +10,7 @@ pub mod beneficiary;
 pub mod chunk;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod identity;
 pub mod memory;
 pub mod paging;

@@ -285,20 +285,33 @@ impl WorkQueue for MemoryQueue {
 pub struct MemoryBackend {
     by_key: Mutex<HashMap<String, CreatedBeneficiary>>,
     rejected_ibans: Mutex<HashSet<String>>,
+    flaky_ibans: Mutex<HashSet<String>>,
     unavailable: AtomicBool,
     creations: AtomicUsize,
     validations: AtomicUsize,
+    calls: AtomicUsize,
 }
 
 impl MemoryBackend {
     pub fn creations(&self) -> usize {
         self.creations.load(Ordering::SeqCst)
     }
+    /// Every call, whatever its answer.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
     pub fn validations(&self) -> usize {
         self.validations.load(Ordering::SeqCst)
     }
     pub fn reject_iban(&self, iban: &str) {
         self.rejected_ibans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(iban.to_owned());
+    }
+    /// Calls for this IBAN fail transiently, others go through.
+    pub fn fail_iban_transiently(&self, iban: &str) {
+        self.flaky_ibans
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(iban.to_owned());
@@ -310,7 +323,14 @@ impl MemoryBackend {
 
 impl MemoryBackend {
     fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
-        if self.unavailable.load(Ordering::SeqCst) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.unavailable.load(Ordering::SeqCst)
+            || self
+                .flaky_ibans
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(b.iban())
+        {
             return Err(BackendError::Unavailable("503".into()));
         }
         if self
@@ -349,22 +369,7 @@ impl BeneficiaryBackend for MemoryBackend {
         key: &str,
         _deadline: Instant,
     ) -> Result<CreatedBeneficiary, BackendError> {
-        if self.unavailable.load(Ordering::SeqCst) {
-            return Err(BackendError::Unavailable("503".into()));
-        }
-        if self
-            .rejected_ibans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(b.iban())
-        {
-            return Err(BackendError::Rejected(Rejection {
-                kind: RejectionKind::Duplicate,
-                code: "duplicate_beneficiary".into(),
-                message: "A beneficiary with this IBAN already exists.".into(),
-                field: Some("iban".into()),
-            }));
-        }
+        self.check(b)?;
         let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(first) = by_key.get(key) {
             return Ok(first.clone());

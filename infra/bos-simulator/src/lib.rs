@@ -6,12 +6,15 @@
 //! - business rejections: an IBAN that already has a beneficiary (409
 //!   `duplicate_beneficiary`), a payout currency BOS does not support (422
 //!   `unsupported_currency`);
-//! - knobs, set at start or at run time through `PUT /admin/config`: fixed latency plus
-//!   jitter, and a rate of transient failures (503);
-//! - counters at `GET /v1/stats`, so tests and benchmarks can prove "created exactly once".
+//! - faults, set at start or at run time through `PUT /admin/config` ([`Knobs`]): latency
+//!   with jitter, transient failures (500/503/429 with `Retry-After`), answers lost after the
+//!   work was done, hangs past the client's time-out, IBANs that always fail;
+//! - counters at `GET /v1/stats` ([`Stats`]), so tests and benchmarks can prove "created
+//!   exactly once".
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use rand::Rng;
@@ -31,26 +34,40 @@ pub const SUPPORTED_CURRENCIES: [&str; 12] = [
 /// a walk-through can show a duplicate rejection.
 pub const EXISTING_IBAN: &str = "GB33BUKB20201555555555";
 
+/// What can go wrong, and how slow it is. Rates are shares of calls, 0.0 to 1.0.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Knobs {
-    /// Fixed latency added to every create, in milliseconds.
-    #[serde(default)]
+    /// Fixed latency of every call, in milliseconds.
     pub latency_ms: u64,
     /// Random extra latency, uniform in 0..=jitter_ms.
-    #[serde(default)]
     pub jitter_ms: u64,
-    /// Share of creates answered 503 before anything happens (0.0 to 1.0).
-    #[serde(default)]
+    /// Calls answered with a transient failure before anything happens.
     pub failure_rate: f64,
+    /// Statuses those failures use, picked at random (default: 503).
+    pub failure_statuses: Vec<u16>,
+    /// `Retry-After` seconds sent with 429 answers.
+    pub retry_after_secs: u64,
+    /// Creates that are carried out but answered 503, as if the answer were lost on the way.
+    pub lost_response_rate: f64,
+    /// Calls that, their work done, wait `hang_ms` before answering.
+    pub hang_rate: f64,
+    pub hang_ms: u64,
+    /// IBANs whose calls always fail with 503.
+    pub failing_ibans: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
     pub requests: u64,
+    /// Beneficiaries created: never more than one per idempotency key.
     pub creations: u64,
+    /// Requests answered from an earlier answer to the same idempotency key.
     pub replays: u64,
     pub rejections: u64,
     pub transient_failures: u64,
+    pub lost_responses: u64,
+    pub hangs: u64,
     pub validations: u64,
 }
 
@@ -59,7 +76,8 @@ struct Inner {
     knobs: Knobs,
     stats: Stats,
     ibans: HashSet<String>,
-    answers: HashMap<String, (u16, Value)>,
+    /// Idempotency key → (request body, status, answer).
+    answers: HashMap<String, (Value, u16, Value)>,
 }
 
 /// Shared state. A std Mutex suffices: it is never held across an `.await`.
@@ -91,6 +109,10 @@ impl Simulator {
         self.lock().knobs = knobs;
     }
 
+    pub fn knobs(&self) -> Knobs {
+        self.lock().knobs.clone()
+    }
+
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/beneficiaries", post(create))
@@ -108,6 +130,18 @@ impl Simulator {
 
 fn error(code: &str, message: &str, field: Option<&str>) -> Value {
     json!({"error": {"code": code, "message": message, "field": field}})
+}
+
+fn answer(code: u16, body: Value) -> Response {
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        Json(body),
+    )
+        .into_response()
+}
+
+fn unavailable() -> Response {
+    answer(503, error("unavailable", "Try again later.", None))
 }
 
 /// The business rules both calls apply: `Err` is the rejection to answer.
@@ -153,8 +187,12 @@ fn check(inner: &Inner, body: &Value) -> Result<String, (u16, Value)> {
     }
 }
 
-/// Sleeps the configured latency; `Err` when this request is picked to fail transiently.
-async fn simulate_conditions(sim: &Simulator) -> Result<(), (StatusCode, Json<Value>)> {
+fn roll(rate: f64) -> bool {
+    rate > 0.0 && rand::rng().random_bool(rate.clamp(0.0, 1.0))
+}
+
+/// Latency, then the faults that strike before any work: `Err` is the answer to send.
+async fn before_work(sim: &Simulator, body: &Value) -> Result<Knobs, Response> {
     let knobs = {
         let mut inner = sim.lock();
         inner.stats.requests += 1;
@@ -168,72 +206,121 @@ async fn simulate_conditions(sim: &Simulator) -> Result<(), (StatusCode, Json<Va
     if knobs.latency_ms + jitter > 0 {
         tokio::time::sleep(Duration::from_millis(knobs.latency_ms + jitter)).await;
     }
-    if knobs.failure_rate > 0.0 && rand::rng().random_bool(knobs.failure_rate.clamp(0.0, 1.0)) {
+    let iban = body.get("iban").and_then(Value::as_str).unwrap_or_default();
+    if knobs.failing_ibans.iter().any(|f| f == iban) {
         sim.lock().stats.transient_failures += 1;
-        return Err((
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(error("unavailable", "Try again later.", None)),
-        ));
+        return Err(unavailable());
     }
-    Ok(())
-}
-
-fn status(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
-async fn validate(State(sim): State<Simulator>, body: Json<Value>) -> (StatusCode, Json<Value>) {
-    if let Err(answer) = simulate_conditions(&sim).await {
-        return answer;
-    }
-    let mut inner = sim.lock();
-    inner.stats.validations += 1;
-    match check(&inner, &body) {
-        Ok(_) => (StatusCode::OK, Json(json!({"valid": true}))),
-        Err((code, answer)) => {
-            inner.stats.rejections += 1;
-            (status(code), Json(answer))
+    if roll(knobs.failure_rate) {
+        sim.lock().stats.transient_failures += 1;
+        let statuses = if knobs.failure_statuses.is_empty() {
+            vec![503]
+        } else {
+            knobs.failure_statuses.clone()
+        };
+        let code = statuses[rand::rng().random_range(0..statuses.len())];
+        let mut res = answer(code, error("unavailable", "Try again later.", None));
+        if code == 429 {
+            res.headers_mut()
+                .insert("retry-after", HeaderValue::from(knobs.retry_after_secs));
         }
+        return Err(res);
     }
+    Ok(knobs)
+}
+
+/// The faults that strike after the work was done.
+async fn after_work(sim: &Simulator, knobs: &Knobs, res: Response, lose: bool) -> Response {
+    if roll(knobs.hang_rate) {
+        sim.lock().stats.hangs += 1;
+        tokio::time::sleep(Duration::from_millis(knobs.hang_ms)).await;
+    }
+    if lose {
+        sim.lock().stats.lost_responses += 1;
+        return unavailable();
+    }
+    res
+}
+
+async fn validate(State(sim): State<Simulator>, Json(body): Json<Value>) -> Response {
+    let knobs = match before_work(&sim, &body).await {
+        Ok(k) => k,
+        Err(res) => return res,
+    };
+    let res = {
+        let mut inner = sim.lock();
+        inner.stats.validations += 1;
+        match check(&inner, &body) {
+            Ok(_) => answer(200, json!({"valid": true})),
+            Err((code, rejection)) => {
+                inner.stats.rejections += 1;
+                answer(code, rejection)
+            }
+        }
+    };
+    after_work(&sim, &knobs, res, false).await
 }
 
 async fn create(
     State(sim): State<Simulator>,
     headers: HeaderMap,
-    body: Json<Value>,
-) -> (StatusCode, Json<Value>) {
-    if let Err(answer) = simulate_conditions(&sim).await {
-        return answer;
-    }
+    Json(body): Json<Value>,
+) -> Response {
+    let knobs = match before_work(&sim, &body).await {
+        Ok(k) => k,
+        Err(res) => return res,
+    };
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut inner = sim.lock();
-    if let Some((code, answer)) = key.as_ref().and_then(|k| inner.answers.get(k).cloned()) {
-        inner.stats.replays += 1;
-        return (status(code), Json(answer));
-    }
-    let (code, answer) = match check(&inner, &body) {
-        Ok(iban) => {
-            inner.ibans.insert(iban);
-            inner.stats.creations += 1;
-            let mut created = body.0.clone();
-            created["id"] = json!(format!("ben_{}", uuid::Uuid::new_v4().simple()));
-            created["created_at"] = json!(time::OffsetDateTime::now_utc()
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap_or_default());
-            (201, created)
-        }
-        Err(rejection) => {
-            inner.stats.rejections += 1;
-            rejection
+    let (res, fresh) = {
+        let mut inner = sim.lock();
+        match key.as_ref().and_then(|k| inner.answers.get(k).cloned()) {
+            Some((first_body, _, _)) if first_body != body => (
+                answer(
+                    422,
+                    error(
+                        "idempotency_key_reused",
+                        "This key was used with another request.",
+                        None,
+                    ),
+                ),
+                false,
+            ),
+            Some((_, code, first)) => {
+                inner.stats.replays += 1;
+                (answer(code, first), false)
+            }
+            None => {
+                let (code, reply) = match check(&inner, &body) {
+                    Ok(iban) => {
+                        inner.ibans.insert(iban);
+                        inner.stats.creations += 1;
+                        let mut created = body.clone();
+                        created["id"] = json!(format!("ben_{}", uuid::Uuid::new_v4().simple()));
+                        created["created_at"] = json!(time::OffsetDateTime::now_utc()
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default());
+                        (201, created)
+                    }
+                    Err(rejection) => {
+                        inner.stats.rejections += 1;
+                        rejection
+                    }
+                };
+                if let Some(key) = &key {
+                    inner
+                        .answers
+                        .insert(key.clone(), (body.clone(), code, reply.clone()));
+                }
+                (answer(code, reply), true)
+            }
         }
     };
-    if let Some(key) = key {
-        inner.answers.insert(key, (code, answer.clone()));
-    }
-    (status(code), Json(answer))
+    // Only a first answer can be lost; what BOS did stays done either way.
+    let lose = fresh && roll(knobs.lost_response_rate);
+    after_work(&sim, &knobs, res, lose).await
 }
 
 async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
@@ -241,7 +328,7 @@ async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
 }
 
 async fn get_config(State(sim): State<Simulator>) -> Json<Knobs> {
-    Json(sim.lock().knobs.clone())
+    Json(sim.knobs())
 }
 
 async fn put_config(State(sim): State<Simulator>, Json(knobs): Json<Knobs>) -> Json<Knobs> {

@@ -1,5 +1,6 @@
 //! `bos-simulator`: serves the simulator on `BOS_SIM_ADDR` (default 127.0.0.1:3100).
-//! Knobs at start: `BOS_SIM_LATENCY_MS`, `BOS_SIM_JITTER_MS`, `BOS_SIM_FAILURE_RATE`.
+//! Knobs at start: `BOS_SIM_LATENCY_MS`, `BOS_SIM_JITTER_MS`, `BOS_SIM_FAILURE_RATE`; all of
+//! them, and the other faults, at run time with `PUT /admin/config`.
 
 use bos_simulator::{Knobs, Simulator, EXISTING_IBAN};
 
@@ -18,6 +19,7 @@ async fn main() -> std::io::Result<()> {
         latency_ms: env("BOS_SIM_LATENCY_MS", 0),
         jitter_ms: env("BOS_SIM_JITTER_MS", 0),
         failure_rate: env("BOS_SIM_FAILURE_RATE", 0.0),
+        ..Knobs::default()
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     tracing::info!(%addr, ?knobs, "BOS simulator listening");

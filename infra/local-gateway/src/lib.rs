@@ -50,6 +50,9 @@ pub struct StackConfig {
     pub retry_delay: Duration,
     /// Documents served as they are: path → (content type, bytes).
     pub static_files: HashMap<String, (String, Vec<u8>)>,
+    /// Functions (logical ids) whose queues are not polled, as if their event source mapping
+    /// were disabled: messages stay in the queue (e.g. to test a DLQ redrive).
+    pub paused_event_sources: Vec<String>,
 }
 
 impl StackConfig {
@@ -73,6 +76,7 @@ impl StackConfig {
             log_dir: None,
             retry_delay: Duration::from_secs(1),
             static_files: HashMap::new(),
+            paused_event_sources: Vec::new(),
         }
     }
 }
@@ -153,7 +157,8 @@ impl LocalStack {
                     .map(|d| d.join(format!("{}.log", f.binary))),
             })
             .await?;
-            for source in &f.sqs_sources {
+            let paused = config.paused_event_sources.contains(&f.logical_id);
+            for source in f.sqs_sources.iter().filter(|_| !paused) {
                 let queue = provisioned
                     .queues
                     .get(&source.queue_logical_id)

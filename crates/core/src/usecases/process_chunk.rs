@@ -17,7 +17,7 @@ use crate::task::{TaskStatus, TaskType};
 use crate::usecases::create_beneficiary::permanent_item_error;
 use crate::usecases::finish::finish_if_complete;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use time::OffsetDateTime;
 
@@ -106,14 +106,15 @@ pub async fn process_chunk(
         });
     }
 
-    // Work stops early once an item fails transiently: BOS is struggling and the message
-    // will be retried anyway, so hammering it with the rest of the chunk helps nobody.
-    let stop = AtomicBool::new(false);
+    // A flaky BOS is normal: an item whose retries ran out is left for the message's next
+    // delivery while the others go on. Several such items in a row mean BOS is down; then the
+    // chunk stops starting new calls, since hammering it helps nobody.
+    let breaker = Breaker::default();
     let work_deadline = deadline
         .checked_sub(settings.deadline_reserve)
         .unwrap_or_else(Instant::now);
     let attempts: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| attempt(backend, task.task_type, msg, item, work_deadline, &stop))
+        .map(|item| attempt(backend, task.task_type, msg, item, work_deadline, &breaker))
         .buffer_unordered(settings.bos_concurrency)
         .collect()
         .await;
@@ -155,10 +156,10 @@ async fn attempt(
     msg: &ChunkMessage,
     item: &ChunkItem,
     deadline: Instant,
-    stop: &AtomicBool,
+    breaker: &Breaker,
 ) -> Attempt {
-    if stop.load(Ordering::Relaxed) {
-        return Attempt::Pending("stopped after an earlier transient failure".into());
+    if breaker.is_open() {
+        return Attempt::Pending("not started: the back office keeps failing".into());
     }
     if Instant::now() >= deadline {
         return Attempt::Pending("not started before the deadline".into());
@@ -170,13 +171,17 @@ async fn attempt(
         .run_item(backend, &item.beneficiary, &key, deadline)
         .await
     {
-        Ok(output) => OutcomeResult::Succeeded { output },
+        Ok(output) => {
+            crate::failpoint::after_bos_call();
+            breaker.success();
+            OutcomeResult::Succeeded { output }
+        }
         Err(e) => match permanent_item_error(&e) {
             Some(detail) => OutcomeResult::Failed {
                 error: detail.at(item.index, external_id.as_deref()),
             },
             None => {
-                stop.store(true, Ordering::Relaxed);
+                breaker.failure();
                 tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
                 return Attempt::Pending(e.code().to_owned());
             }
@@ -187,6 +192,27 @@ async fn attempt(
         external_id,
         result,
     }))
+}
+
+/// Counts items whose retries ran out with no success in between; open once there are
+/// [`Breaker::THRESHOLD`] of them.
+#[derive(Default)]
+struct Breaker {
+    consecutive_failures: AtomicUsize,
+}
+
+impl Breaker {
+    const THRESHOLD: usize = 3;
+
+    fn is_open(&self) -> bool {
+        self.consecutive_failures.load(Ordering::Relaxed) >= Self::THRESHOLD
+    }
+    fn success(&self) {
+        self.consecutive_failures.store(0, Ordering::Relaxed);
+    }
+    fn failure(&self) {
+        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Records outcomes; when another consumer recorded some of these items first, drops those
@@ -327,6 +353,63 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get(task.id).unwrap().status, TaskStatus::Completed);
+    }
+
+    #[tokio::test]
+    async fn one_failing_item_does_not_hold_back_the_others() {
+        let store = MemoryStore::default();
+        let owner = Owner::from_subject("alice").unwrap();
+        let task = Task::new(
+            TaskType::BENEFICIARIES_IMPORT,
+            owner,
+            4,
+            OffsetDateTime::now_utc(),
+        );
+        store.insert_task(&task).await.unwrap();
+        let ibans = [
+            "DE89370400440532013000",
+            "GB82WEST12345698765432",
+            "NL91ABNA0417164300",
+            "BE68539007547034",
+        ];
+        let chunks = split(
+            task.id,
+            task.task_type,
+            ibans.iter().map(|i| beneficiary(i)).collect(),
+            4,
+        );
+        let backend = MemoryBackend::default();
+        backend.fail_iban_transiently("NL91ABNA0417164300");
+        let s = Settings {
+            bos_concurrency: 1,
+            ..Settings::default()
+        };
+
+        let err = process_chunk(&store, &backend, &s, &chunks[0], later()).await;
+
+        assert!(
+            matches!(err, Err(ChunkError::Incomplete { left: 1, .. })),
+            "{err:?}"
+        );
+        assert_eq!(store.get(task.id).unwrap().succeeded, 3);
+    }
+
+    #[tokio::test]
+    async fn a_backend_that_keeps_failing_stops_the_chunk() {
+        let (store, _task, chunks) = setup(4).await;
+        let backend = MemoryBackend::default();
+        backend.set_unavailable(true);
+        let s = Settings {
+            bos_concurrency: 1,
+            ..Settings::default()
+        };
+        let err = process_chunk(&store, &backend, &s, &chunks[0], later()).await;
+        assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
+        assert_eq!(
+            backend.calls(),
+            3,
+            "the fourth item is not tried once three failed in a row"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,163 @@
+//! The BOS client against the BOS simulator over real HTTP: classification, retries,
+//! time-outs, `Retry-After`, deadlines, and idempotency keys keeping creations at one.
+
+use bos_client::{BosClient, BosConfig};
+use bos_simulator::{Knobs, Simulator, EXISTING_IBAN};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use tasks_core::beneficiary::Beneficiary;
+use tasks_core::ports::{BackendError, BeneficiaryBackend, RejectionKind};
+
+async fn start(knobs: Knobs) -> (Simulator, BosClient) {
+    let sim = Simulator::new(knobs, &[EXISTING_IBAN]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sim.clone().serve(listener));
+    let mut config = BosConfig::new(url);
+    config.request_timeout = Duration::from_millis(300);
+    config.min_backoff = Duration::from_millis(5);
+    config.max_backoff = Duration::from_millis(20);
+    config.max_attempts = 3;
+    (sim, BosClient::new(config).unwrap())
+}
+
+fn beneficiary(iban: &str) -> Beneficiary {
+    Beneficiary::parse(&json!({"name": "N", "country": "GB", "currency": "GBP", "iban": iban}))
+        .unwrap()
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_up_to_the_attempt_limit() {
+    let (sim, client) = start(Knobs {
+        failure_rate: 1.0,
+        failure_statuses: vec![500, 503],
+        ..Knobs::default()
+    })
+    .await;
+    let err = client
+        .create(&beneficiary("GB82WEST12345698765432"), "k1", soon())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Unavailable(_)), "{err:?}");
+    assert_eq!(sim.stats().requests, 3);
+
+    sim.set_knobs(Knobs::default());
+    client
+        .create(&beneficiary("GB82WEST12345698765432"), "k1", soon())
+        .await
+        .unwrap();
+    assert_eq!(sim.stats().creations, 1);
+}
+
+#[tokio::test]
+async fn a_lost_answer_is_replayed_not_created_again() {
+    let (sim, client) = start(Knobs {
+        lost_response_rate: 1.0,
+        ..Knobs::default()
+    })
+    .await;
+    let created = client
+        .create(&beneficiary("GB82WEST12345698765432"), "k1", soon())
+        .await
+        .unwrap();
+    assert!(created.id.starts_with("ben_"));
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.creations, stats.lost_responses, stats.replays),
+        (1, 1, 1)
+    );
+}
+
+#[tokio::test]
+async fn a_hang_times_out_and_retries_find_the_first_answer() {
+    let (sim, client) = start(Knobs {
+        hang_rate: 1.0,
+        hang_ms: 2_000,
+        ..Knobs::default()
+    })
+    .await;
+    let err = client
+        .create(&beneficiary("GB82WEST12345698765432"), "k1", soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err, BackendError::Timeout);
+    let stats = sim.stats();
+    assert_eq!((stats.requests, stats.creations, stats.replays), (3, 1, 2));
+}
+
+#[tokio::test]
+async fn business_rejections_are_permanent_and_not_retried() {
+    let (sim, client) = start(Knobs::default()).await;
+    let err = client
+        .create(&beneficiary(EXISTING_IBAN), "k1", soon())
+        .await
+        .unwrap_err();
+    let BackendError::Rejected(r) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(
+        (r.kind, r.code.as_str(), r.field.as_deref()),
+        (
+            RejectionKind::Duplicate,
+            "duplicate_beneficiary",
+            Some("iban")
+        )
+    );
+    let b =
+        json!({"name": "N", "country": "US", "currency": "MXN", "iban": "GB82WEST12345698765432"});
+    let err = client
+        .create(&Beneficiary::parse(&b).unwrap(), "k2", soon())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, BackendError::Rejected(ref r) if r.kind == RejectionKind::Invalid && r.code == "unsupported_currency")
+    );
+    assert_eq!(sim.stats().requests, 2);
+}
+
+#[tokio::test]
+async fn no_retry_waits_past_the_deadline() {
+    // BOS asks to come back in 5 s; the caller has 1 s: one attempt, no wait.
+    let (sim, client) = start(Knobs {
+        failure_rate: 1.0,
+        failure_statuses: vec![429],
+        retry_after_secs: 5,
+        ..Knobs::default()
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let err = client
+        .create(&beneficiary("GB82WEST12345698765432"), "k1", deadline)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Unavailable(_)));
+    assert_eq!(sim.stats().requests, 1);
+
+    // A deadline already past makes no call at all.
+    let err = client
+        .create(&beneficiary("GB82WEST12345698765432"), "k2", Instant::now())
+        .await
+        .unwrap_err();
+    assert_eq!(err, BackendError::Timeout);
+    assert_eq!(sim.stats().requests, 1);
+}
+
+#[tokio::test]
+async fn validate_creates_nothing() {
+    let (sim, client) = start(Knobs::default()).await;
+    client
+        .validate(&beneficiary("GB82WEST12345698765432"), "v1", soon())
+        .await
+        .unwrap();
+    let err = client
+        .validate(&beneficiary(EXISTING_IBAN), "v2", soon())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::Rejected(_)));
+    let stats = sim.stats();
+    assert_eq!((stats.creations, stats.validations), (0, 2));
+}
