@@ -3,6 +3,8 @@
 //! ports, with table and queue names under a fresh prefix in the shared DynamoDB Local and
 //! moto servers that `scripts/test` started. Tests then talk HTTP to it like any client.
 
+pub mod faults;
+
 use bos_simulator::{Knobs, Simulator, Stats, EXISTING_IBAN};
 use local_gateway::{LocalStack, StackConfig};
 use serde_json::{json, Value};
@@ -21,6 +23,7 @@ pub struct TestApp {
     pub stack: LocalStack,
     pub log_dir: PathBuf,
     pub ddb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
     _bos_task: tokio::task::JoinHandle<()>,
 }
 
@@ -51,7 +54,18 @@ fn functions_dir() -> PathBuf {
 #[derive(Default)]
 pub struct AppOptions {
     pub knobs: Knobs,
+    /// Added to every function's environment.
     pub extra_env: Vec<(&'static str, String)>,
+    /// Template parameters replacing their defaults (e.g. `MaxReceiveCount`).
+    pub parameters: Vec<(&'static str, String)>,
+    /// Another DynamoDB endpoint than the shared one.
+    pub dynamodb_endpoint: Option<String>,
+    /// How soon a failed message comes back (default 1 s).
+    pub retry_delay: Option<Duration>,
+    /// Processes per function (default 2).
+    pub concurrency: Option<usize>,
+    /// Functions whose queues are not polled.
+    pub paused_event_sources: Vec<&'static str>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -59,7 +73,10 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(options: AppOptions) -> TestApp {
-    let ddb_endpoint = env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+    let ddb_endpoint = options
+        .dynamodb_endpoint
+        .clone()
+        .unwrap_or_else(|| env_or("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"));
     let sqs_endpoint = env_or("SQS_ENDPOINT", "http://127.0.0.1:5000");
 
     let bos = Simulator::new(options.knobs, &[EXISTING_IBAN]);
@@ -90,13 +107,27 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     for (k, v) in options.extra_env {
         config.extra_env.insert(k.to_owned(), v);
     }
+    for (k, v) in options.parameters {
+        config.parameters.insert(k.to_owned(), v);
+    }
+    if let Some(d) = options.retry_delay {
+        config.retry_delay = d;
+    }
+    if let Some(c) = options.concurrency {
+        config.concurrency = c;
+    }
+    config.paused_event_sources = options
+        .paused_event_sources
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let stack = LocalStack::start(config).await.unwrap_or_else(|e| {
         panic!(
             "cannot start the local stack ({e}). DynamoDB Local must listen on {ddb_endpoint} and moto on \
              {sqs_endpoint}, and the function binaries must be built: run scripts/test, which does both."
         )
     });
-    let (ddb, _) = local_gateway::emulator_clients(&ddb_endpoint, &sqs_endpoint).await;
+    let (ddb, sqs) = local_gateway::emulator_clients(&ddb_endpoint, &sqs_endpoint).await;
     TestApp {
         base: stack.url(),
         http: reqwest::Client::new(),
@@ -105,6 +136,7 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
         stack,
         log_dir,
         ddb,
+        sqs,
         _bos_task: bos_task,
     }
 }
@@ -167,6 +199,60 @@ impl TestApp {
                 .body(body.to_string()),
         )
         .await
+    }
+
+    /// A queue of this test's stack, by logical id, e.g. `WorkQueue`.
+    pub fn queue_url(&self, logical_id: &str) -> String {
+        self.stack.provisioned.queues[logical_id].url.clone()
+    }
+
+    /// Messages in a queue, visible or in flight.
+    pub async fn queue_depth(&self, logical_id: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(self.queue_url(logical_id))
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("queue attributes");
+        let attrs = out.attributes().cloned().unwrap_or_default();
+        [
+            A::ApproximateNumberOfMessages,
+            A::ApproximateNumberOfMessagesNotVisible,
+        ]
+        .iter()
+        .map(|a| {
+            attrs
+                .get(a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+    }
+
+    /// Waits (bounded) until a queue is empty.
+    pub async fn wait_queue_empty(&self, logical_id: &str) {
+        for _ in 0..600 {
+            if self.queue_depth(logical_id).await == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{logical_id} never emptied");
+    }
+
+    /// Waits (bounded) until a queue holds at least one message.
+    pub async fn wait_queue_not_empty(&self, logical_id: &str) {
+        for _ in 0..600 {
+            if self.queue_depth(logical_id).await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("{logical_id} never received a message");
     }
 
     /// The name of this test's table.

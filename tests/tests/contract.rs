@@ -198,6 +198,7 @@ async fn cancellation_stops_items_not_started_and_finishes_cancelled() {
             ..Default::default()
         },
         extra_env: vec![("CHUNK_SIZE", "5".into()), ("BOS_CONCURRENCY", "1".into())],
+        ..Default::default()
     })
     .await;
     let id = task_id(&app.import(ALICE, &beneficiaries(200)).await);
