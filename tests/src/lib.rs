@@ -319,6 +319,11 @@ impl TestApp {
             .count()
     }
 
+    /// What one function (by binary name: `api`, `consumer`, `dead-letter`) wrote so far.
+    pub fn function_log(&self, binary: &str) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{binary}.log"))).unwrap_or_default()
+    }
+
     /// Everything the functions wrote to their logs so far.
     pub fn function_logs(&self) -> String {
         let mut all = String::new();

@@ -376,3 +376,78 @@ async fn logs_carry_no_beneficiary_pii() {
         );
     }
 }
+
+#[tokio::test]
+async fn log_lines_are_json_with_request_task_and_owner_ids_and_metrics_are_emf() {
+    let app = spawn_app().await;
+    let id = app.import(ALICE, &beneficiaries(3)).await.body["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_final(ALICE, &id).await;
+
+    // Every api line inside a request carries the request id and the hashed owner.
+    let api = app.function_log("api");
+    let mut request_lines = 0;
+    for line in api.lines().filter(|l| !l.contains("\"_aws\"")) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        let Some(spans) = v["spans"].as_array() else {
+            continue;
+        };
+        if let Some(request) = spans.iter().find(|s| s["name"] == "request") {
+            request_lines += 1;
+            assert!(
+                request["request_id"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{line}"
+            );
+            let owner = request["owner"].as_str().unwrap_or_default();
+            assert!(
+                owner.len() == 16 && owner.chars().all(|c| c.is_ascii_hexdigit()),
+                "{line}"
+            );
+        }
+    }
+    assert!(request_lines > 0);
+    assert!(api.contains(&id), "the task id is logged");
+
+    // Every consumer line about a chunk carries the task id and the hashed owner.
+    let consumer = app.function_log("consumer");
+    let chunk_lines: Vec<serde_json::Value> = consumer
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["spans"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s["name"] == "process_chunk"))
+        })
+        .collect();
+    assert!(!chunk_lines.is_empty());
+    for v in &chunk_lines {
+        let span = v["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "process_chunk")
+            .unwrap();
+        assert_eq!(span["task_id"], id.as_str());
+    }
+
+    // Metrics: EMF documents from the api (task created) and the consumer (items, latency).
+    let emf: Vec<serde_json::Value> = format!("{api}\n{consumer}")
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert!(emf
+        .iter()
+        .any(|d| d["TasksCreated"] == 1.0 && d["TaskType"] == IMPORT));
+    assert!(emf
+        .iter()
+        .any(|d| d["ItemsSucceeded"] == 3.0 && d["BosLatency"].is_array()));
+    assert!(emf
+        .iter()
+        .any(|d| d["TasksFinished"] == 1.0 && d["Status"] == "completed"));
+}

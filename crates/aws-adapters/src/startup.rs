@@ -5,22 +5,31 @@ use aws_config::{BehaviorVersion, SdkConfig};
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
-/// JSON logs on stdout, one object per line, with span fields (task id, request id) on every
-/// line. The level follows Lambda's `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`, then `info`.
+/// Logs on stdout, one line per event, honouring Lambda's advanced logging controls: JSON
+/// objects (the default, and what `LoggingConfig.LogFormat: JSON` asks for) carrying every
+/// enclosing span's fields (request id, task id, owner id), or plain text when
+/// `AWS_LAMBDA_LOG_FORMAT=Text`. The level follows `AWS_LAMBDA_LOG_LEVEL`, then `RUST_LOG`,
+/// then `info`. Lambda stamps the time itself, so lines carry none.
 pub fn init_tracing() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_owned())
         .to_lowercase();
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
+    let text = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("text"));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_current_span(false)
-        .with_span_list(true)
         .with_target(false)
-        .without_time()
-        .init();
+        .without_time();
+    if text {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .with_current_span(false)
+            .with_span_list(true)
+            .init();
+    }
 }
 
 /// The SDK configuration with bounded time-outs: a queue or table that does not answer

@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 pub mod identity;
 pub mod memory;
+pub mod metrics;
 pub mod paging;
 pub mod ports;
 pub mod task;

@@ -20,6 +20,7 @@ pub struct MemoryStore {
     tasks: Mutex<HashMap<TaskId, Task>>,
     outcomes: Mutex<BTreeMap<(TaskId, u32), ItemOutcome>>,
     idempotency: Mutex<HashMap<String, IdempotencyEntry>>,
+    writes: AtomicUsize,
 }
 
 struct IdempotencyEntry {
@@ -30,6 +31,11 @@ struct IdempotencyEntry {
 }
 
 impl MemoryStore {
+    /// Write requests the DynamoDB store would have made (one per call: a chunk's outcomes are
+    /// one transaction).
+    pub fn write_requests(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
     pub fn get(&self, id: TaskId) -> Option<Task> {
         self.tasks
             .lock()
@@ -51,6 +57,7 @@ impl MemoryStore {
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.put(task.clone());
         Ok(())
     }
@@ -60,6 +67,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -75,6 +83,7 @@ impl TaskStore for MemoryStore {
         now: OffsetDateTime,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let Some(task) = tasks.get_mut(&id) else {
             return Ok(false);
@@ -110,6 +119,7 @@ impl TaskStore for MemoryStore {
         now: OffsetDateTime,
         _expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
         if new.iter().any(|o| outcomes.contains_key(&(id, o.index))) {
@@ -134,6 +144,7 @@ impl TaskStore for MemoryStore {
         id: TaskId,
         now: OffsetDateTime,
     ) -> Result<CancelOutcome, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         let Some(task) = tasks.get_mut(&id) else {
             return Ok(CancelOutcome::NotFound);
@@ -196,6 +207,7 @@ impl IdempotencyStore for MemoryStore {
         stale_after: std::time::Duration,
         expires_at: OffsetDateTime,
     ) -> Result<IdempotencyBegin, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let mut records = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = records.get_mut(scope).filter(|e| e.expires_at > now) {
             if e.fingerprint != fingerprint {
@@ -223,6 +235,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn complete(&self, scope: &str, response: &StoredResponse) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if let Some(e) = self
             .idempotency
             .lock()
@@ -235,6 +248,7 @@ impl IdempotencyStore for MemoryStore {
     }
 
     async fn abandon(&self, scope: &str) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         self.idempotency
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -61,6 +61,10 @@ pub struct Tally {
 }
 
 impl Tally {
+    pub fn total(&self) -> usize {
+        (self.succeeded + self.failed + self.cancelled) as usize
+    }
+
     pub fn of(outcomes: &[ItemOutcome]) -> Self {
         let mut t = Self::default();
         for o in outcomes {

@@ -7,6 +7,7 @@ use crate::runtime_api::{Invocation, RuntimeApi};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Command;
@@ -37,6 +38,8 @@ pub struct FunctionConfig {
 struct Instance {
     runtime: RuntimeApi,
     kill: Notify,
+    /// The running process, 0 between two processes.
+    pid: AtomicU32,
 }
 
 pub struct FunctionPool {
@@ -65,6 +68,7 @@ impl FunctionPool {
             let instance = Arc::new(Instance {
                 runtime: RuntimeApi::start(&config.name).await?,
                 kill: Notify::new(),
+                pid: AtomicU32::new(0),
             });
             tokio::spawn(supervise(
                 config.clone(),
@@ -124,6 +128,15 @@ impl FunctionPool {
         };
         let _ = self.idle_tx.send(index);
         result
+    }
+
+    /// The process ids running now, for measurements (peak memory).
+    pub fn pids(&self) -> Vec<u32> {
+        self.instances
+            .iter()
+            .map(|i| i.pid.load(Ordering::SeqCst))
+            .filter(|p| *p != 0)
+            .collect()
     }
 
     /// Stops every process of the pool.
@@ -198,6 +211,9 @@ async fn supervise(
                 continue;
             }
         };
+        instance
+            .pid
+            .store(child.id().unwrap_or(0), Ordering::SeqCst);
         let why = tokio::select! {
             status = child.wait() => format!("exited with {}", status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())),
             _ = instance.kill.notified() => {
@@ -210,6 +226,7 @@ async fn supervise(
                 return;
             }
         };
+        instance.pid.store(0, Ordering::SeqCst);
         tracing::warn!(function = %config.name, instance = index, reason = %why, "function process ended; restarting");
         instance.runtime.fail_in_flight(&why);
         restarts += 1;

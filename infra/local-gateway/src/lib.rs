@@ -211,6 +211,14 @@ impl LocalStack {
         })
     }
 
+    /// Function name (`{prefix}-{LogicalId}`) → ids of its running processes.
+    pub fn function_pids(&self) -> Vec<(String, Vec<u32>)> {
+        self.pools
+            .iter()
+            .map(|p| (p.name().to_owned(), p.pids()))
+            .collect()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

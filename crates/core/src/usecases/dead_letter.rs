@@ -5,6 +5,7 @@
 use crate::chunk::ChunkMessage;
 use crate::config::Settings;
 use crate::error::ErrorDetail;
+use crate::metrics::MetricSet;
 use crate::ports::{ItemOutcome, OutcomeResult, StoreError, TaskStore};
 use crate::task::TaskStatus;
 use crate::usecases::finish::finish_if_complete;
@@ -45,7 +46,12 @@ pub async fn fail_chunk(
             }
         })
         .collect();
-    let failed = record(store, msg, outcomes, settings).await?;
+    let failed = record(store, msg, outcomes, settings).await?.total();
+    MetricSet::new()
+        .dimension("TaskType", msg.task_type.slug())
+        .count("DeadChunks", 1)
+        .count("ItemsFailed", failed as u64)
+        .emit();
     if failed > 0 {
         tracing::warn!(
             items = failed,

@@ -22,6 +22,13 @@ pub async fn finish_if_complete(
         .transition(id, task.status, next, now, Some(now + retention))
         .await?;
     if won {
+        let duration = (now - task.created_at).as_seconds_f64() * 1e3;
+        crate::metrics::MetricSet::new()
+            .dimension("TaskType", task.task_type.slug())
+            .dimension("Status", next.as_str())
+            .count("TasksFinished", 1)
+            .millis("TaskDuration", vec![duration])
+            .emit();
         tracing::info!(task_id = %id, status = next.as_str(), total = task.total,
             succeeded = task.succeeded, failed = task.failed, "task finished");
     }

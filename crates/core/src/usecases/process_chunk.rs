@@ -10,8 +10,9 @@
 
 use crate::chunk::{ChunkItem, ChunkMessage};
 use crate::config::Settings;
+use crate::metrics::MetricSet;
 use crate::ports::{
-    BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, TaskStore,
+    BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, Tally, TaskStore,
 };
 use crate::task::{TaskStatus, TaskType};
 use crate::usecases::create_beneficiary::permanent_item_error;
@@ -40,14 +41,24 @@ pub enum ChunkError {
     Store(#[from] StoreError),
 }
 
-/// Outcome of one item attempt.
+/// Outcome of one item attempt, with the time its BOS call took (retries included).
 enum Attempt {
-    Done(Box<ItemOutcome>),
+    Done(Box<ItemOutcome>, f64),
     /// Transient failure or no time left: the item stays pending.
-    Pending(String),
+    Pending(String, Option<f64>),
 }
 
-#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk))]
+fn chunk_metrics(msg: &ChunkMessage, tally: Tally, bos_latency_ms: Vec<f64>) {
+    MetricSet::new()
+        .dimension("TaskType", msg.task_type.slug())
+        .count("ItemsSucceeded", tally.succeeded.into())
+        .count("ItemsFailed", tally.failed.into())
+        .count("ItemsCancelled", tally.cancelled.into())
+        .millis("BosLatency", bos_latency_ms)
+        .emit();
+}
+
+#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
 pub async fn process_chunk(
     store: &dyn TaskStore,
     backend: &dyn BeneficiaryBackend,
@@ -60,6 +71,7 @@ pub async fn process_chunk(
         tracing::warn!("chunk of an unknown task dropped");
         return Ok(ChunkReport::default());
     };
+    tracing::Span::current().record("owner", task.owner.log_id());
     if task.status.is_final() {
         return Ok(ChunkReport {
             skipped: msg.items.len(),
@@ -96,7 +108,9 @@ pub async fn process_chunk(
                 result: OutcomeResult::Cancelled,
             })
             .collect();
-        let recorded = record(store, msg, outcomes, settings).await?;
+        let tally = record(store, msg, outcomes, settings).await?;
+        chunk_metrics(msg, tally, vec![]);
+        let recorded = tally.total();
         let now = OffsetDateTime::now_utc();
         let finished = finish_if_complete(store, msg.task_id, now, settings.retention).await?;
         return Ok(ChunkReport {
@@ -120,19 +134,26 @@ pub async fn process_chunk(
         .await;
 
     let mut outcomes = Vec::new();
+    let mut latencies = Vec::new();
     let mut left = 0;
     let mut reason = String::new();
     for a in attempts {
         match a {
-            Attempt::Done(o) => outcomes.push(*o),
-            Attempt::Pending(why) => {
+            Attempt::Done(o, ms) => {
+                outcomes.push(*o);
+                latencies.push(ms);
+            }
+            Attempt::Pending(why, ms) => {
                 left += 1;
                 reason = why;
+                latencies.extend(ms);
             }
         }
     }
 
-    let recorded = record(store, msg, outcomes, settings).await?;
+    let tally = record(store, msg, outcomes, settings).await?;
+    chunk_metrics(msg, tally, latencies);
+    let recorded = tally.total();
     let finished = finish_if_complete(
         store,
         msg.task_id,
@@ -159,18 +180,20 @@ async fn attempt(
     breaker: &Breaker,
 ) -> Attempt {
     if breaker.is_open() {
-        return Attempt::Pending("not started: the back office keeps failing".into());
+        return Attempt::Pending("not started: the back office keeps failing".into(), None);
     }
     if Instant::now() >= deadline {
-        return Attempt::Pending("not started before the deadline".into());
+        return Attempt::Pending("not started before the deadline".into(), None);
     }
     let key = format!("{}:{}", msg.task_id, item.index);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
-    let result = match task_type
+    let started = Instant::now();
+    let answer = task_type
         .kind()
         .run_item(backend, &item.beneficiary, &key, deadline)
-        .await
-    {
+        .await;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    let result = match answer {
         Ok(output) => {
             crate::failpoint::after_bos_call();
             breaker.success();
@@ -183,15 +206,18 @@ async fn attempt(
             None => {
                 breaker.failure();
                 tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
-                return Attempt::Pending(e.code().to_owned());
+                return Attempt::Pending(e.code().to_owned(), Some(ms));
             }
         },
     };
-    Attempt::Done(Box::new(ItemOutcome {
-        index: item.index,
-        external_id,
-        result,
-    }))
+    Attempt::Done(
+        Box::new(ItemOutcome {
+            index: item.index,
+            external_id,
+            result,
+        }),
+        ms,
+    )
 }
 
 /// Counts items whose retries ran out with no success in between; open once there are
@@ -216,17 +242,17 @@ impl Breaker {
 }
 
 /// Records outcomes; when another consumer recorded some of these items first, drops those
-/// and tries again with the rest. Returns how many outcomes this call wrote.
+/// and tries again with the rest. Returns what this call wrote.
 pub(crate) async fn record(
     store: &dyn TaskStore,
     msg: &ChunkMessage,
     mut outcomes: Vec<ItemOutcome>,
     settings: &Settings,
-) -> Result<usize, StoreError> {
+) -> Result<Tally, StoreError> {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
         if outcomes.is_empty() {
-            return Ok(0);
+            return Ok(Tally::default());
         }
         let now = OffsetDateTime::now_utc();
         // Outcomes outlive their task by up to a day: they are only read through a task that
@@ -236,7 +262,7 @@ pub(crate) async fn record(
             .record_outcomes(msg.task_id, &outcomes, now, expires_at)
             .await?
         {
-            Recorded::All => return Ok(outcomes.len()),
+            Recorded::All => return Ok(Tally::of(&outcomes)),
             Recorded::Conflict => {
                 let indexes: Vec<u32> = outcomes.iter().map(|o| o.index).collect();
                 let done = store.final_items(msg.task_id, &indexes).await?;

@@ -96,6 +96,11 @@ pub async fn submit(
         return Err(AppError::QueueUnavailable);
     }
     tracing::info!(task_id = %task.id, items = task.total, chunks = chunks.len(), "task queued");
+    crate::metrics::MetricSet::new()
+        .dimension("TaskType", task_type.slug())
+        .count("TasksCreated", 1)
+        .count("ItemsSubmitted", task.total.into())
+        .emit();
     Ok(task)
 }
 

@@ -1,0 +1,96 @@
+//! Cold start: time from exec to the process's first Runtime API poll, against a minimal fake
+//! Runtime API, for each function and for a hello-world `lambda_runtime` binary built in the
+//! same run; and the release binaries' sizes.
+
+use crate::report::{median, Report};
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A Runtime API that only reports when `/next` is first called, and never answers.
+async fn fake_runtime_api() -> Result<(String, mpsc::UnboundedReceiver<Instant>), BoxError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route(
+            "/2018-06-01/runtime/invocation/next",
+            get(
+                |State(tx): State<mpsc::UnboundedSender<Instant>>| async move {
+                    let _ = tx.send(Instant::now());
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    ""
+                },
+            ),
+        )
+        .with_state(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((addr, rx))
+}
+
+async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
+    let (addr, mut polls) = fake_runtime_api().await?;
+    let mut times = vec![];
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(binary)
+            .env_clear()
+            .env("AWS_LAMBDA_RUNTIME_API", &addr)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("TABLE_NAME", "bench")
+            .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
+            .env("BOS_URL", "http://127.0.0.1:9")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let polled = tokio::time::timeout(Duration::from_secs(10), polls.recv())
+            .await?
+            .ok_or("no poll")?;
+        times.push((polled - started).as_secs_f64() * 1e3);
+        child.kill().await?;
+    }
+    Ok(median(times))
+}
+
+pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> {
+    let dir =
+        PathBuf::from(std::env::var("FUNCTIONS_DIR").unwrap_or_else(|_| "target/release".into()));
+    let hello = cold_start_ms(&dir.join("hello-lambda"), 21).await?;
+    let size = |name: &str| {
+        std::fs::metadata(dir.join(name))
+            .map(|m| m.len() as f64 / 1024.0 / 1024.0)
+            .unwrap_or(0.0)
+    };
+    report.info(
+        "cold start, hello-world lambda_runtime (exec → first poll, median of 21)",
+        format!("{hello:.1} ms; binary {:.1} MB", size("hello-lambda")),
+    );
+    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox): it covers exec, the tokio runtime, the AWS SDK configuration and client construction, and the TLS set-up of the BOS client.");
+    for f in ["api", "consumer", "dead-letter"] {
+        let ms = cold_start_ms(&dir.join(f), 21).await?;
+        report.check(
+            format!("cold start, {f} (exec → first poll, median of 21)"),
+            format!(
+                "{ms:.1} ms ({:.1}× hello-world); binary {:.1} MB",
+                ms / hello,
+                size(f)
+            ),
+            "≤ 2× hello-world",
+            ms <= 2.0 * hello,
+        );
+    }
+    Ok(())
+}

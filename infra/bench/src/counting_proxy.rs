@@ -1,0 +1,153 @@
+//! An HTTP proxy in front of DynamoDB Local or moto that counts AWS requests by operation
+//! (`X-Amz-Target`), to measure what a task costs in requests, as the AWS bill counts them.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::State;
+use axum::http::{Request, Response, StatusCode};
+use axum::Router;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Default)]
+pub struct Counts {
+    /// Requests by operation, e.g. `PutItem`, `SendMessageBatch`.
+    pub by_operation: BTreeMap<String, u64>,
+    /// `ReceiveMessage` calls that returned messages / none (long-poll idling).
+    pub receives_with_messages: u64,
+    pub empty_receives: u64,
+    /// Write capacity units, for items under 1 KB: 1 per put/update/delete, 2 per item of a
+    /// transaction.
+    pub write_units: u64,
+}
+
+impl Counts {
+    /// Every request but `ReceiveMessage` calls that found nothing.
+    pub fn billed_requests(&self) -> u64 {
+        self.by_operation.values().sum::<u64>() - self.empty_receives
+    }
+
+    pub fn since(&self, before: &Counts) -> Counts {
+        let mut by_operation = self.by_operation.clone();
+        for (k, v) in &before.by_operation {
+            if let Some(n) = by_operation.get_mut(k) {
+                *n -= v;
+            }
+        }
+        by_operation.retain(|_, v| *v > 0);
+        Counts {
+            by_operation,
+            receives_with_messages: self.receives_with_messages - before.receives_with_messages,
+            empty_receives: self.empty_receives - before.empty_receives,
+            write_units: self.write_units - before.write_units,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct CountingProxy {
+    target: String,
+    http: reqwest::Client,
+    counts: Arc<Mutex<Counts>>,
+}
+
+impl CountingProxy {
+    /// Starts on a free loopback port; returns the proxy and its URL.
+    pub async fn start(target: &str) -> std::io::Result<(Self, String)> {
+        let proxy = Self {
+            target: target.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::new(),
+            counts: Arc::default(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = Router::new().fallback(forward).with_state(proxy.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok((proxy, url))
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> Response<Body> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, 64 * 1024 * 1024).await else {
+        return Response::builder()
+            .status(StatusCode::BAD_REQUEST)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let operation = parts
+        .headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.rsplit('.').next())
+        .unwrap_or("other")
+        .to_owned();
+    let write_units = match operation.as_str() {
+        "PutItem" | "UpdateItem" | "DeleteItem" => 1,
+        "TransactWriteItems" => serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["TransactItems"].as_array().map(|a| 2 * a.len() as u64))
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let url = format!(
+        "{}{}",
+        proxy.target,
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+    );
+    let mut req = proxy
+        .http
+        .request(parts.method.clone(), url)
+        .body(body.to_vec());
+    for (name, value) in &parts.headers {
+        if name != "host" && name != "content-length" {
+            req = req.header(name, value);
+        }
+    }
+    let Ok(answer) = req.send().await else {
+        return Response::builder()
+            .status(StatusCode::BAD_GATEWAY)
+            .body(Body::empty())
+            .unwrap_or_default();
+    };
+    let status = answer.status();
+    let headers = answer.headers().clone();
+    let bytes = answer.bytes().await.unwrap_or_default();
+    {
+        let mut c = proxy.counts.lock().unwrap_or_else(|p| p.into_inner());
+        *c.by_operation.entry(operation.clone()).or_default() += 1;
+        c.write_units += write_units;
+        if operation == "ReceiveMessage" {
+            let has = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v["Messages"].as_array().map(|m| !m.is_empty()))
+                .unwrap_or(false);
+            if has {
+                c.receives_with_messages += 1;
+            } else {
+                c.empty_receives += 1;
+            }
+        }
+    }
+    let mut res = Response::new(Body::from(bytes));
+    *res.status_mut() = status;
+    for (name, value) in &headers {
+        if name != "content-length" && name != "transfer-encoding" {
+            res.headers_mut().insert(name, value.clone());
+        }
+    }
+    res
+}
