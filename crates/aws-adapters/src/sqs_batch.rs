@@ -1,51 +1,66 @@
 //! The FIFO batch loop shared by the consumer and dead-letter functions, for an SQS trigger
 //! with `ReportBatchItemFailures`.
 //!
-//! Messages are handled one after another, in the order SQS delivered them. Once a message
-//! fails, it and every later message of the same message group are reported as failures
-//! (not attempted), so order within a group holds on redelivery. A message whose handler
+//! FIFO order is a promise per message group, so that is where order is kept: the messages of
+//! one group are handled one after another, in delivery order, and once one fails, it and every
+//! later message of its group are reported as failures without being attempted, so the group
+//! comes back in order. Different groups share nothing, so they are handled concurrently: one
+//! group's slow BOS calls or DynamoDB writes do not hold up another's. A message whose handler
 //! succeeded is left out of the report and deleted by the event source mapping.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use std::collections::HashSet;
 use std::future::Future;
 
-/// Runs `handle` on each message body in order and reports the failures.
-pub async fn process_fifo_batch<F, Fut, E>(
-    records: &[SqsMessage],
-    mut handle: F,
-) -> SqsBatchResponse
+/// Runs `handle` on each message body, in order within each group, and reports the failures.
+pub async fn process_fifo_batch<F, Fut, E>(records: &[SqsMessage], handle: F) -> SqsBatchResponse
 where
-    F: FnMut(String) -> Fut,
+    F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
-    let mut failed_groups: HashSet<&str> = HashSet::new();
-    let mut failures = Vec::new();
+    let mut groups: Vec<(&str, Vec<&SqsMessage>)> = Vec::new();
     for record in records {
-        let id = record.message_id.as_deref().unwrap_or_default();
         let group = record
             .attributes
             .get("MessageGroupId")
             .map(String::as_str)
             .unwrap_or("");
-        if failed_groups.contains(group) {
-            failures.push(failure(id));
-            continue;
-        }
-        let result = match record.body.as_deref() {
-            Some(body) => handle(body.to_owned()).await.map_err(|e| e.to_string()),
-            None => Err("message has no body".to_owned()),
-        };
-        if let Err(error) = result {
-            // The error text names codes and counts, never message content.
-            tracing::warn!(message_id = id, error = %error, "message failed; it and the rest of its group go back to the queue");
-            failed_groups.insert(group);
-            failures.push(failure(id));
+        match groups.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, messages)) => messages.push(record),
+            None => groups.push((group, vec![record])),
         }
     }
+    let handle = &handle;
+    let failed_per_group = futures::future::join_all(groups.into_iter().map(|(_, messages)| async move {
+        let mut failed: Vec<&str> = Vec::new();
+        for record in messages {
+            let id = record.message_id.as_deref().unwrap_or_default();
+            if !failed.is_empty() {
+                failed.push(id);
+                continue;
+            }
+            let result = match record.body.as_deref() {
+                Some(body) => handle(body.to_owned()).await.map_err(|e| e.to_string()),
+                None => Err("message has no body".to_owned()),
+            };
+            if let Err(error) = result {
+                // The error text names codes and counts, never message content.
+                tracing::warn!(message_id = id, error = %error, "message failed; it and the rest of its group go back to the queue");
+                failed.push(id);
+            }
+        }
+        failed
+    }))
+    .await;
+    let failed: HashSet<&str> = failed_per_group.into_iter().flatten().collect();
     let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
+    response.batch_item_failures = records
+        .iter()
+        .filter_map(|r| r.message_id.as_deref())
+        .filter(|id| failed.contains(id))
+        .map(failure)
+        .collect();
     response
 }
 
@@ -59,6 +74,7 @@ fn failure(id: &str) -> BatchItemFailure {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::sync::Mutex;
 
     fn msg(id: &str, group: &str, body: &str) -> SqsMessage {
         let mut m = SqsMessage::default();
@@ -71,17 +87,22 @@ mod tests {
     #[tokio::test]
     async fn a_failure_fails_the_rest_of_its_group_only() {
         let records = [
-            msg("1", "a", "ok"),
+            msg("1", "a", "a1"),
             msg("2", "a", "fail"),
-            msg("3", "b", "ok"),
-            msg("4", "a", "ok"),
-            msg("5", "b", "ok"),
+            msg("3", "b", "b1"),
+            msg("4", "a", "a3"),
+            msg("5", "b", "b2"),
         ];
-        let mut seen = vec![];
+        let seen = Mutex::new(vec![]);
         let res = process_fifo_batch(&records, |body| {
-            seen.push(body.clone());
-            let r = if body == "fail" { Err("boom") } else { Ok(()) };
-            async move { r }
+            seen.lock().unwrap().push(body.clone());
+            async move {
+                if body == "fail" {
+                    Err("boom")
+                } else {
+                    Ok(())
+                }
+            }
         })
         .await;
         let ids: Vec<&str> = res
@@ -90,6 +111,14 @@ mod tests {
             .map(|f| f.item_identifier.as_str())
             .collect();
         assert_eq!(ids, vec!["2", "4"]);
-        assert_eq!(seen.len(), 4, "message 4 is not attempted");
+        let seen = seen.into_inner().unwrap();
+        assert!(
+            !seen.contains(&"a3".to_owned()),
+            "message 4 is not attempted"
+        );
+        // Within each group, delivery order holds.
+        let pos = |b: &str| seen.iter().position(|s| s == b).unwrap();
+        assert!(pos("a1") < pos("fail"));
+        assert!(pos("b1") < pos("b2"));
     }
 }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tasks_core::chunk::ChunkMessage;
 use tasks_core::config::Settings;
 use tasks_core::ports::{BeneficiaryBackend, TaskStore};
-use tasks_core::usecases::process_chunk::process_chunk;
+use tasks_core::usecases::process_chunk::process_chunk_limited;
+use tokio::sync::Semaphore;
 
 pub struct Consumer {
     pub store: Arc<dyn TaskStore>,
@@ -30,10 +31,14 @@ impl Consumer {
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline = deadline_instant(event.context.deadline);
+        // One limit for the whole invocation: chunks of different message groups run at once
+        // and share `BOS_CONCURRENCY` calls.
+        let bos_limit = Semaphore::new(self.settings.bos_concurrency);
+        let bos_limit = &bos_limit;
         process_fifo_batch(&event.payload.records, |body| async move {
             let chunk: ChunkMessage = serde_json::from_str(&body)
                 .map_err(|e| format!("undecodable chunk at line {} column {}", e.line(), e.column()))?;
-            process_chunk(self.store.as_ref(), self.backend.as_ref(), &self.settings, &chunk, deadline)
+            process_chunk_limited(self.store.as_ref(), self.backend.as_ref(), &self.settings, &chunk, deadline, bos_limit)
                 .await
                 .map(|report| {
                     tracing::info!(task_id = %chunk.task_id, chunk = chunk.chunk, recorded = report.recorded,

@@ -50,6 +50,9 @@ pub struct StackConfig {
     pub retry_delay: Duration,
     /// Documents served as they are: path → (content type, bytes).
     pub static_files: HashMap<String, (String, Vec<u8>)>,
+    /// Secrets Manager secrets the template references, by name (the local stack plays Secrets
+    /// Manager too).
+    pub secrets: BTreeMap<String, String>,
     /// Functions (logical ids) whose queues are not polled, as if their event source mapping
     /// were disabled: messages stay in the queue (e.g. to test a DLQ redrive).
     pub paused_event_sources: Vec<String>,
@@ -77,6 +80,10 @@ impl StackConfig {
             retry_delay: Duration::from_secs(1),
             static_files: HashMap::new(),
             paused_event_sources: Vec::new(),
+            secrets: BTreeMap::from([(
+                "background-tasks/page-token-secret".to_owned(),
+                "local-development-only".to_owned(),
+            )]),
         }
     }
 }
@@ -86,6 +93,18 @@ pub struct LocalStack {
     pub provisioned: Provisioned,
     pools: Vec<Arc<FunctionPool>>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// This machine's CA bundle, where distributions usually keep it.
+pub fn local_ca_bundle() -> Option<String> {
+    [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+        "/etc/ssl/cert.pem",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .map(str::to_owned)
 }
 
 /// SDK clients for the emulators: fixed fake credentials, never a real account.
@@ -117,8 +136,15 @@ impl LocalStack {
     pub async fn start(config: StackConfig) -> Result<Self, BoxError> {
         let template = Template::load(&config.template)?;
         let (ddb, sqs) = emulator_clients(&config.dynamodb_endpoint, &config.sqs_endpoint).await;
-        let provisioned =
-            provision(&template, &config.prefix, &ddb, &sqs, &config.parameters).await?;
+        let provisioned = provision(
+            &template,
+            &config.prefix,
+            &ddb,
+            &sqs,
+            &config.parameters,
+            &config.secrets,
+        )
+        .await?;
 
         let mut pools = Vec::new();
         let mut tasks = Vec::new();
@@ -143,6 +169,22 @@ impl LocalStack {
                     config.sqs_endpoint.clone(),
                 ),
             ]);
+            // The template names Lambda's CA bundle (Amazon Linux); on this machine it may live
+            // elsewhere, so point at whichever bundle exists here.
+            if let Some(path) = environment.get("SSL_CERT_FILE").cloned() {
+                if !std::path::Path::new(&path).exists() {
+                    match local_ca_bundle() {
+                        Some(local) => environment.insert("SSL_CERT_FILE".to_owned(), local),
+                        None => environment.remove("SSL_CERT_FILE"),
+                    };
+                }
+            }
+            if let Some(format) = &f.log_format {
+                environment.insert("AWS_LAMBDA_LOG_FORMAT".to_owned(), format.clone());
+            }
+            if let Some(level) = &f.log_level {
+                environment.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level.clone());
+            }
             environment.extend(config.extra_env.clone());
             let pool = FunctionPool::start(FunctionConfig {
                 name: format!("{}-{}", config.prefix, f.logical_id),

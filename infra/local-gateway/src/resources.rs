@@ -23,6 +23,10 @@ pub struct Provisioned {
     pub tables: HashMap<String, String>,
     pub queues: HashMap<String, QueueInfo>,
     pub parameters: BTreeMap<String, String>,
+    /// Secrets Manager secret name → value, for `{{resolve:secretsmanager:NAME:SecretString}}`.
+    pub secrets: BTreeMap<String, String>,
+    /// Stands in for `AWS::StackName`.
+    pub stack_name: String,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -45,9 +49,12 @@ pub async fn provision(
     ddb: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
     parameter_overrides: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
 ) -> Result<Provisioned, BoxError> {
     let mut out = Provisioned {
         parameters: template.parameters.clone(),
+        secrets: secrets.clone(),
+        stack_name: prefix.to_owned(),
         ..Default::default()
     };
     out.parameters.extend(parameter_overrides.clone());
@@ -194,5 +201,80 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
             }
             Err(format!("cannot resolve !GetAtt {id}.{att}").into())
         }
+        Expr::Sub(text) => substitute(text, p),
+    }
+}
+
+/// `!Sub`: `${AWS::…}` pseudo parameters, `${Name}` as `!Ref`, `${Name.Attr}` as `!GetAtt`;
+/// then Secrets Manager dynamic references from the local secrets.
+fn substitute(text: &str, p: &Provisioned) -> Result<String, BoxError> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .ok_or_else(|| format!("unclosed ${{ in {text}"))?
+            + start;
+        let name = &rest[start + 2..end];
+        let value = match name {
+            "AWS::Region" => "us-east-1".to_owned(),
+            "AWS::AccountId" => "000000000000".to_owned(),
+            "AWS::StackName" => p.stack_name.clone(),
+            "AWS::URLSuffix" => "amazonaws.com".to_owned(),
+            _ => match name.split_once('.') {
+                Some((res, att)) => resolve(&Expr::GetAtt(res.to_owned(), att.to_owned()), p)?,
+                None => resolve(&Expr::Ref(name.to_owned()), p)?,
+            },
+        };
+        out.push_str(&value);
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    while let Some(start) = out.find("{{resolve:secretsmanager:") {
+        let end = out[start..]
+            .find("}}")
+            .ok_or("unclosed dynamic reference")?
+            + start;
+        let reference = &out[start + "{{resolve:secretsmanager:".len()..end];
+        let name = reference.split(':').next().unwrap_or_default().to_owned();
+        let secret = p
+            .secrets
+            .get(&name)
+            .ok_or_else(|| format!("no local value for secret {name}"))?;
+        out.replace_range(start..end + 2, secret);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sub_resolves_parameters_resources_and_secrets() {
+        let mut p = Provisioned {
+            stack_name: "local".into(),
+            ..Default::default()
+        };
+        p.parameters.insert("Stage".into(), "dev".into());
+        p.parameters.insert("SecretName".into(), "app/key".into());
+        p.tables.insert("Table".into(), "local-Table".into());
+        p.secrets.insert("app/key".into(), "s3cret".into());
+        let r = |t: &str| resolve(&Expr::Sub(t.into()), &p);
+        assert_eq!(
+            r("BackgroundTasks/${Stage}").unwrap(),
+            "BackgroundTasks/dev"
+        );
+        assert_eq!(
+            r("${Table}@${AWS::Region}").unwrap(),
+            "local-Table@us-east-1"
+        );
+        assert_eq!(
+            r("{{resolve:secretsmanager:${SecretName}:SecretString}}").unwrap(),
+            "s3cret"
+        );
+        assert!(r("${Unknown}").is_err());
+        assert!(r("{{resolve:secretsmanager:other:SecretString}}").is_err());
     }
 }

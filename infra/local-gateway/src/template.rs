@@ -1,7 +1,7 @@
 //! Reads `template.yaml`: the table, the queues, the functions with their environment,
 //! event sources and HTTP routes. The local stack is built from this, so it cannot drift
 //! from what SAM deploys. Only the intrinsic functions the template uses for wiring (`Ref`,
-//! `GetAtt`) are understood; anything else is reported, not guessed.
+//! `GetAtt`, `Sub`) are understood; anything else is reported, not guessed.
 
 use serde_norway::Value;
 use std::collections::BTreeMap;
@@ -27,6 +27,8 @@ pub enum Expr {
     Literal(String),
     Ref(String),
     GetAtt(String, String),
+    /// `!Sub` text with `${Name}` / `${Name.Attribute}` placeholders.
+    Sub(String),
 }
 
 #[derive(Debug, Clone)]
@@ -65,6 +67,9 @@ pub struct FunctionSpec {
     pub environment: BTreeMap<String, Expr>,
     pub sqs_sources: Vec<SqsSource>,
     pub http_routes: Vec<HttpRoute>,
+    /// `LoggingConfig`: Lambda passes these as `AWS_LAMBDA_LOG_FORMAT` / `AWS_LAMBDA_LOG_LEVEL`.
+    pub log_format: Option<String>,
+    pub log_level: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +99,7 @@ fn expr(v: &Value) -> Result<Expr, TemplateError> {
         Value::Number(n) => Ok(Expr::Literal(n.to_string())),
         Value::Bool(b) => Ok(Expr::Literal(b.to_string())),
         Value::Tagged(t) if t.tag == "Ref" => Ok(Expr::Ref(str_of(&t.value)?.to_owned())),
+        Value::Tagged(t) if t.tag == "Sub" => Ok(Expr::Sub(str_of(&t.value)?.to_owned())),
         Value::Tagged(t) if t.tag == "GetAtt" => {
             let s = str_of(&t.value)?;
             let (res, att) = s
@@ -104,6 +110,9 @@ fn expr(v: &Value) -> Result<Expr, TemplateError> {
         Value::Mapping(m) if m.len() == 1 => {
             if let Some(r) = m.get("Ref") {
                 return Ok(Expr::Ref(str_of(r)?.to_owned()));
+            }
+            if let Some(text) = m.get("Fn::Sub") {
+                return Ok(Expr::Sub(str_of(text)?.to_owned()));
             }
             if let Some(Value::Sequence(parts)) = m.get("Fn::GetAtt") {
                 if let [res, att] = parts.as_slice() {
@@ -214,7 +223,7 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
                 Some("SQS") => {
                     let queue_logical_id = match expr(&props["Queue"])? {
                         Expr::GetAtt(res, _) | Expr::Ref(res) => res,
-                        Expr::Literal(l) => {
+                        Expr::Literal(l) | Expr::Sub(l) => {
                             return Err(shape(format!(
                                 "{id}: SQS queue must reference a resource, got {l}"
                             )))
@@ -245,6 +254,12 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
         binary: str_of(&resource["Metadata"]["BuildProperties"]["Binary"])
             .map_err(|_| shape(format!("{id}: Metadata.BuildProperties.Binary is required")))?
             .to_owned(),
+        log_format: pick("LoggingConfig")
+            .and_then(|l| l["LogFormat"].as_str())
+            .map(str::to_owned),
+        log_level: pick("LoggingConfig")
+            .and_then(|l| l["ApplicationLogLevel"].as_str())
+            .map(str::to_owned),
         timeout_secs: pick("Timeout").and_then(Value::as_u64).unwrap_or(3),
         memory_mb: pick("MemorySize").and_then(Value::as_u64).unwrap_or(128) as u32,
         environment,
@@ -320,6 +335,10 @@ mod tests {
             api.environment["TABLE_NAME"],
             Expr::Ref("TasksTable".into())
         );
+        assert!(
+            matches!(&api.environment["PAGE_TOKEN_SECRET"], Expr::Sub(t) if t.contains("{{resolve:secretsmanager:"))
+        );
+        assert_eq!(api.log_format.as_deref(), Some("JSON"));
         let consumer = t.functions.iter().find(|f| f.binary == "consumer").unwrap();
         assert_eq!(consumer.sqs_sources[0].queue_logical_id, "WorkQueue");
         assert!(consumer.sqs_sources[0].report_batch_item_failures);

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ChunkReport {
@@ -58,13 +59,28 @@ fn chunk_metrics(msg: &ChunkMessage, tally: Tally, bos_latency_ms: Vec<f64>) {
         .emit();
 }
 
-#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
+/// [`process_chunk_limited`] with a limit of its own: `settings.bos_concurrency` BOS calls.
 pub async fn process_chunk(
     store: &dyn TaskStore,
     backend: &dyn BeneficiaryBackend,
     settings: &Settings,
     msg: &ChunkMessage,
     deadline: Instant,
+) -> Result<ChunkReport, ChunkError> {
+    let limit = Semaphore::new(settings.bos_concurrency);
+    process_chunk_limited(store, backend, settings, msg, deadline, &limit).await
+}
+
+/// Processes one chunk; every BOS call holds a permit of `bos_limit`, which a consumer shares
+/// among the chunks it handles at once, so BOS sees at most that many calls per consumer.
+#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
+pub async fn process_chunk_limited(
+    store: &dyn TaskStore,
+    backend: &dyn BeneficiaryBackend,
+    settings: &Settings,
+    msg: &ChunkMessage,
+    deadline: Instant,
+    bos_limit: &Semaphore,
 ) -> Result<ChunkReport, ChunkError> {
     let Some(task) = store.get_task(msg.task_id).await? else {
         // The task was removed because its enqueue failed, or it expired: nothing to do.
@@ -128,7 +144,17 @@ pub async fn process_chunk(
         .checked_sub(settings.deadline_reserve)
         .unwrap_or_else(Instant::now);
     let attempts: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| attempt(backend, task.task_type, msg, item, work_deadline, &breaker))
+        .map(|item| {
+            attempt(
+                backend,
+                task.task_type,
+                msg,
+                item,
+                work_deadline,
+                &breaker,
+                bos_limit,
+            )
+        })
         .buffer_unordered(settings.bos_concurrency)
         .collect()
         .await;
@@ -178,7 +204,11 @@ async fn attempt(
     item: &ChunkItem,
     deadline: Instant,
     breaker: &Breaker,
+    bos_limit: &Semaphore,
 ) -> Attempt {
+    let Ok(_permit) = bos_limit.acquire().await else {
+        return Attempt::Pending("no BOS call slot".into(), None);
+    };
     if breaker.is_open() {
         return Attempt::Pending("not started: the back office keeps failing".into(), None);
     }
