@@ -185,6 +185,86 @@ impl DynamoTaskStore {
         })
     }
 
+    fn item_key(id: TaskId, index: u32) -> Item {
+        HashMap::from([
+            ("pk".into(), s(task_pk(id))),
+            ("sk".into(), s(item_sk(index))),
+        ])
+    }
+
+    fn index_of(item: &Item) -> Option<u32> {
+        item.get("idx")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Strongly consistent `BatchGetItem` of any number of keys (100 per call), retrying
+    /// unprocessed keys with backoff; `projection` names the one attribute wanted, if any.
+    async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for group in keys.chunks(KEYS_PER_BATCH_GET) {
+            let mut request = KeysAndAttributes::builder()
+                .set_keys(Some(group.to_vec()))
+                .consistent_read(true);
+            if let Some(attribute) = projection {
+                request = request
+                    .projection_expression("#p")
+                    .expression_attribute_names("#p", attribute);
+            }
+            let mut request = Some(
+                request
+                    .build()
+                    .map_err(|e| StoreError::Other(e.to_string()))?,
+            );
+            let mut round = 0u32;
+            while let Some(keys) = request.take() {
+                if round > 0 {
+                    tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
+                }
+                round += 1;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, keys)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                if let Some(items) = out.responses().and_then(|r| r.get(&self.table)) {
+                    found.extend(items.iter().cloned());
+                }
+                request = out
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .filter(|k| !k.keys().is_empty())
+                    .cloned();
+                if round > 10 && request.is_some() {
+                    return Err(StoreError::Unavailable(
+                        "batch get kept returning unprocessed keys".into(),
+                    ));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// A strongly consistent read of one item.
+    async fn get_consistent(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.item)
+    }
+
     fn idempotency_key(scope: &str) -> Item {
         HashMap::from([
             ("pk".into(), s(format!("IDEMP#{scope}"))),
@@ -294,16 +374,11 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::task_key(id)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        out.item().map(Self::task_from_item).transpose()
+        self.get_consistent(Self::task_key(id))
+            .await?
+            .as_ref()
+            .map(Self::task_from_item)
+            .transpose()
     }
 
     async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
@@ -369,63 +444,35 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
-        let mut found = HashSet::new();
-        for group in indexes.chunks(KEYS_PER_BATCH_GET) {
-            let keys: Vec<Item> = group
-                .iter()
-                .map(|i| {
-                    HashMap::from([("pk".into(), s(task_pk(id))), ("sk".into(), s(item_sk(*i)))])
-                })
-                .collect();
-            let mut request = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .projection_expression("#idx")
-                    .expression_attribute_names("#idx", "idx")
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Other(e.to_string()))?,
-            );
-            let mut round = 0u32;
-            while let Some(keys) = request.take() {
-                if round > 0 {
-                    tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
-                }
-                round += 1;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, keys)
-                    .send()
-                    .await
-                    .map_err(store_error)?;
-                for item in out
-                    .responses()
-                    .and_then(|r| r.get(&self.table))
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(i) = item
-                        .get("idx")
-                        .and_then(|v| v.as_n().ok())
-                        .and_then(|v| v.parse().ok())
-                    {
-                        found.insert(i);
-                    }
-                }
-                request = out
-                    .unprocessed_keys()
-                    .and_then(|u| u.get(&self.table))
-                    .filter(|k| !k.keys().is_empty())
-                    .cloned();
-                if round > 10 && request.is_some() {
-                    return Err(StoreError::Unavailable(
-                        "batch get kept returning unprocessed keys".into(),
-                    ));
-                }
+        let keys = indexes.iter().map(|i| Self::item_key(id, *i)).collect();
+        let items = self.batch_get(keys, Some("idx")).await?;
+        Ok(items.iter().filter_map(Self::index_of).collect())
+    }
+
+    /// The task and its chunk's final items in one `BatchGetItem` (for up to 99 items).
+    async fn chunk_state(
+        &self,
+        id: TaskId,
+        indexes: &[u32],
+    ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
+        let mut keys = vec![Self::task_key(id)];
+        keys.extend(indexes.iter().map(|i| Self::item_key(id, *i)));
+        let items = self.batch_get(keys, None).await?;
+        let mut task = None;
+        let mut done = HashSet::new();
+        for item in &items {
+            if item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .map(String::as_str)
+                == Some("TASK")
+            {
+                task = Some(Self::task_from_item(item)?);
+            } else if let Some(i) = Self::index_of(item) {
+                done.insert(i);
             }
         }
-        Ok(found)
+        Ok(task.map(|t| (t, done)))
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %id, outcomes = outcomes.len()))]
@@ -625,16 +672,8 @@ impl IdempotencyStore for DynamoTaskStore {
             Err(e) => return Err(store_error(e)),
         }
         // Someone holds the key: compare payloads on this path too, then replay or wait.
-        let existing = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(Self::idempotency_key(scope)))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        let Some(existing) = existing.item() else {
+        let existing = self.get_consistent(Self::idempotency_key(scope)).await?;
+        let Some(existing) = existing.as_ref() else {
             // Released between our two calls; the client may simply retry.
             return Ok(IdempotencyBegin::InProgress);
         };

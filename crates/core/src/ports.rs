@@ -138,6 +138,19 @@ pub trait TaskStore: Send + Sync {
     /// Which of these item indexes already have an outcome.
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError>;
 
+    /// The task and which of these items already have an outcome, or `None` if the task does
+    /// not exist. Stores that can do it in one request (DynamoDB) override this.
+    async fn chunk_state(
+        &self,
+        id: TaskId,
+        indexes: &[u32],
+    ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
+        let Some(task) = self.get_task(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some((task, self.final_items(id, indexes).await?)))
+    }
+
     /// Writes outcomes of items that have none yet and adds them to the task's counters in one
     /// atomic step, so counters can never disagree with the items, whatever crashes.
     async fn record_outcomes(

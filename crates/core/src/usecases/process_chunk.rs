@@ -73,7 +73,7 @@ pub async fn process_chunk(
 
 /// Processes one chunk; every BOS call holds a permit of `bos_limit`, which a consumer shares
 /// among the chunks it handles at once, so BOS sees at most that many calls per consumer.
-#[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
+#[tracing::instrument(name = "process_chunk", skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
 pub async fn process_chunk_limited(
     store: &dyn TaskStore,
     backend: &dyn BeneficiaryBackend,
@@ -82,7 +82,7 @@ pub async fn process_chunk_limited(
     deadline: Instant,
     bos_limit: &Semaphore,
 ) -> Result<ChunkReport, ChunkError> {
-    let Some(task) = store.get_task(msg.task_id).await? else {
+    let Some((task, done)) = store.chunk_state(msg.task_id, &msg.indexes()).await? else {
         // The task was removed because its enqueue failed, or it expired: nothing to do.
         tracing::warn!("chunk of an unknown task dropped");
         return Ok(ChunkReport::default());
@@ -106,7 +106,6 @@ pub async fn process_chunk_limited(
             .await?;
     }
 
-    let done = store.final_items(msg.task_id, &msg.indexes()).await?;
     let pending: Vec<&ChunkItem> = msg
         .items
         .iter()
