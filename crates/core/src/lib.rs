@@ -11,6 +11,8 @@ pub mod chunk;
 pub mod config;
 pub mod error;
 pub mod failpoint;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod identity;
 pub mod memory;
 pub mod metrics;

@@ -71,39 +71,20 @@ pub async fn fail_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::split;
-    use crate::identity::Owner;
+    use crate::fixtures::{later, stored_task};
     use crate::memory::{MemoryBackend, MemoryStore};
-    use crate::task::{Task, TaskType};
+    use crate::task::TaskType;
     use crate::usecases::process_chunk::process_chunk;
-    use serde_json::json;
-    use std::time::{Duration, Instant};
 
     #[tokio::test]
     async fn dead_chunk_fails_its_pending_items_and_finishes_the_task() {
         let store = MemoryStore::default();
-        let owner = Owner::from_subject("alice").unwrap();
-        let task = Task::new(
-            TaskType::BENEFICIARIES_IMPORT,
-            owner,
-            6,
-            OffsetDateTime::now_utc(),
-        );
-        store.insert_task(&task).await.unwrap();
-        let b = crate::beneficiary::Beneficiary::parse(&json!({"name": "N", "country": "DE",
-            "currency": "EUR", "iban": "DE89370400440532013000"}))
-        .unwrap();
-        let chunks = split(task.id, task.task_type, vec![b; 6], 3);
+        let ibans = ["DE89370400440532013000"; 6];
+        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 3).await;
         let s = Settings::default();
-        process_chunk(
-            &store,
-            &MemoryBackend::default(),
-            &s,
-            &chunks[0],
-            Instant::now() + Duration::from_secs(60),
-        )
-        .await
-        .unwrap();
+        process_chunk(&store, &MemoryBackend::default(), &s, &chunks[0], later())
+            .await
+            .unwrap();
 
         let (failed, finished) = fail_chunk(&store, &s, &chunks[1]).await.unwrap();
         assert_eq!(

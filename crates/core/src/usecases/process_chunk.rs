@@ -305,39 +305,16 @@ pub(crate) async fn record(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chunk::split;
-    use crate::identity::Owner;
+    use crate::fixtures::{later, stored_task};
     use crate::memory::{MemoryBackend, MemoryStore};
     use crate::ports::OutcomeFilter;
     use crate::task::Task;
-    use serde_json::json;
-    use std::time::Duration;
-
-    fn beneficiary(iban: &str) -> crate::beneficiary::Beneficiary {
-        crate::beneficiary::Beneficiary::parse(&json!({"name": "N", "country": "DE",
-            "currency": "EUR", "iban": iban}))
-        .unwrap()
-    }
 
     async fn setup(n: usize) -> (MemoryStore, Task, Vec<ChunkMessage>) {
         let store = MemoryStore::default();
-        let owner = Owner::from_subject("alice").unwrap();
-        let task = Task::new(
-            TaskType::BENEFICIARIES_IMPORT,
-            owner,
-            n as u32,
-            OffsetDateTime::now_utc(),
-        );
-        store.insert_task(&task).await.unwrap();
-        let items = (0..n)
-            .map(|_| beneficiary("DE89370400440532013000"))
-            .collect();
-        let chunks = split(task.id, task.task_type, items, 4);
+        let ibans = vec!["DE89370400440532013000"; n];
+        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 4).await;
         (store, task, chunks)
-    }
-
-    fn later() -> Instant {
-        Instant::now() + Duration::from_secs(60)
     }
 
     #[tokio::test]
@@ -413,26 +390,13 @@ mod tests {
     #[tokio::test]
     async fn one_failing_item_does_not_hold_back_the_others() {
         let store = MemoryStore::default();
-        let owner = Owner::from_subject("alice").unwrap();
-        let task = Task::new(
-            TaskType::BENEFICIARIES_IMPORT,
-            owner,
-            4,
-            OffsetDateTime::now_utc(),
-        );
-        store.insert_task(&task).await.unwrap();
         let ibans = [
             "DE89370400440532013000",
             "GB82WEST12345698765432",
             "NL91ABNA0417164300",
             "BE68539007547034",
         ];
-        let chunks = split(
-            task.id,
-            task.task_type,
-            ibans.iter().map(|i| beneficiary(i)).collect(),
-            4,
-        );
+        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 4).await;
         let backend = MemoryBackend::default();
         backend.fail_iban_transiently("NL91ABNA0417164300");
         let s = Settings {
@@ -507,19 +471,9 @@ mod tests {
     #[tokio::test]
     async fn validation_tasks_check_without_creating() {
         let store = MemoryStore::default();
-        let owner = Owner::from_subject("alice").unwrap();
-        let task = Task::new(
-            TaskType::BENEFICIARIES_VALIDATION,
-            owner,
-            2,
-            OffsetDateTime::now_utc(),
-        );
-        store.insert_task(&task).await.unwrap();
-        let items = vec![
-            beneficiary("DE89370400440532013000"),
-            beneficiary("GB82WEST12345698765432"),
-        ];
-        let chunks = split(task.id, task.task_type, items, 10);
+        let ibans = ["DE89370400440532013000", "GB82WEST12345698765432"];
+        let (task, chunks) =
+            stored_task(&store, TaskType::BENEFICIARIES_VALIDATION, &ibans, 10).await;
         let backend = MemoryBackend::default();
         backend.reject_iban("GB82WEST12345698765432");
         let r = process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
