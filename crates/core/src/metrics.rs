@@ -7,6 +7,7 @@
 //! `METRICS_NAMESPACE` (default `BackgroundTasks`); `METRICS_DISABLED=1` silences them.
 
 use serde_json::{json, Map, Value};
+use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unit {
@@ -90,14 +91,21 @@ impl MetricSet {
 
     /// Writes the document as one line on stdout.
     pub fn emit(&self) {
-        if self.metrics.is_empty() || std::env::var("METRICS_DISABLED").is_ok_and(|v| v == "1") {
+        // Read once per process: the environment does not change under a running function.
+        static NAMESPACE: OnceLock<Option<String>> = OnceLock::new();
+        let namespace = NAMESPACE.get_or_init(|| {
+            let disabled = std::env::var("METRICS_DISABLED").is_ok_and(|v| v == "1");
+            (!disabled).then(|| {
+                std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "BackgroundTasks".into())
+            })
+        });
+        let Some(namespace) = namespace else { return };
+        if self.metrics.is_empty() {
             return;
         }
-        let namespace =
-            std::env::var("METRICS_NAMESPACE").unwrap_or_else(|_| "BackgroundTasks".into());
         let now = time::OffsetDateTime::now_utc();
         let ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-        let line = self.document(&namespace, ms).to_string();
+        let line = self.document(namespace, ms).to_string();
         // One line per document; `println!` holds the stdout lock for the whole line, so it
         // cannot interleave with log lines (and test harnesses capture it).
         println!("{line}");
