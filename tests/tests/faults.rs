@@ -1,6 +1,6 @@
 //! Fault injection: whatever fails, every item of every task ends final, BOS creates each
 //! beneficiary at most once, and no task is left stuck. Each scenario prints a row of the
-//! table in the README (`scripts/test faults -- --nocapture` shows them).
+//! table in the README (`scripts/test --test faults -- --nocapture` shows them).
 
 use integration_tests::faults::{socket_of, FaultyProxy, OwnDynamoDb};
 use integration_tests::*;
