@@ -122,7 +122,8 @@ pub struct ResultPage {
     pub next_page_token: Option<String>,
 }
 
-/// A listing request after its task was found and its token checked.
+/// A request for one page of a task's outcomes; the task and the page token are checked when
+/// the page is read.
 pub struct OutcomeQuery<'a> {
     pub owner: &'a Owner,
     pub task_type: TaskType,
