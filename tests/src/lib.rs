@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub const ALICE: &str = "dev-token-alice";
 pub const BOB: &str = "dev-token-bob";
+/// More callers, for the scheduling tests: `dev-token-{name}` is caller `{name}`.
+pub const MORE_CALLERS: [&str; 3] = ["dev-token-carol", "dev-token-dave", "dev-token-erin"];
 pub const IMPORT: &str = "beneficiaries-import";
 
 pub struct TestApp {
@@ -62,8 +64,6 @@ pub struct AppOptions {
     pub dynamodb_endpoint: Option<String>,
     /// How soon a failed message comes back (default 1 s).
     pub retry_delay: Option<Duration>,
-    /// Processes per function (default 2).
-    pub concurrency: Option<usize>,
     /// Functions whose queues are not polled.
     pub paused_event_sources: Vec<&'static str>,
 }
@@ -104,6 +104,10 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     config.listen = "127.0.0.1:0".parse().expect("addr");
     config.parameters.insert("BosUrl".into(), bos_url.clone());
     config.log_dir = Some(log_dir.clone());
+    for token in MORE_CALLERS {
+        let name = token.trim_start_matches("dev-token-");
+        config.tokens.insert(token.to_owned(), name.to_owned());
+    }
     for (k, v) in options.extra_env {
         config.extra_env.insert(k.to_owned(), v);
     }
@@ -112,9 +116,6 @@ pub async fn spawn_app_with(options: AppOptions) -> TestApp {
     }
     if let Some(d) = options.retry_delay {
         config.retry_delay = d;
-    }
-    if let Some(c) = options.concurrency {
-        config.concurrency = c;
     }
     config.paused_event_sources = options
         .paused_event_sources
@@ -301,22 +302,41 @@ impl TestApp {
         self.bos.stats()
     }
 
-    /// How many items (tasks, outcomes) this test's table holds.
-    pub async fn table_item_count(&self) -> i32 {
+    /// The table's items by kind: the sort key up to its first `#` (`TASK`, `ITEM`, `CHUNK`,
+    /// `START`, `STATE`, `SEG`, `IDEMP`).
+    pub async fn table_item_kinds(&self) -> std::collections::BTreeMap<String, usize> {
         let table = self
             .stack
             .provisioned
             .tables
             .get("TasksTable")
             .expect("table");
-        self.ddb
-            .scan()
-            .table_name(table)
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .send()
-            .await
-            .expect("scan")
-            .count()
+        let mut kinds = std::collections::BTreeMap::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .ddb
+                .scan()
+                .table_name(table)
+                .projection_expression("sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .expect("scan");
+            for item in page.items() {
+                let sk = item
+                    .get("sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let kind = sk.split('#').next().unwrap_or_default().to_owned();
+                *kinds.entry(kind).or_insert(0) += 1;
+            }
+            start = page.last_evaluated_key().cloned();
+            if start.is_none() {
+                return kinds;
+            }
+        }
     }
 
     /// What one function (by binary name: `api`, `consumer`, `dead-letter`) wrote so far.

@@ -197,7 +197,11 @@ async fn cancellation_stops_items_not_started_and_finishes_cancelled() {
             latency_ms: 100,
             ..Default::default()
         },
-        extra_env: vec![("CHUNK_SIZE", "5".into()), ("BOS_CONCURRENCY", "1".into())],
+        extra_env: vec![("CHUNK_SIZE", "5".into())],
+        parameters: vec![
+            ("BosMaxConcurrentCalls", "2".into()),
+            ("ConsumerMaxConcurrency", "2".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -420,5 +424,5 @@ async fn limits_and_bad_input_are_clear_4xx() {
         wrong_method.status, 404,
         "routes the template does not declare are API Gateway 404s"
     );
-    assert_eq!(app.table_item_count().await, 0);
+    assert_eq!(app.table_item_kinds().await, Default::default());
 }

@@ -116,7 +116,10 @@ async fn invalid_batch_is_422_with_details_and_creates_nothing() {
     );
     assert!(found.contains(&(3, "colour", "unknown_field")), "{found:?}");
     assert_eq!(details[0]["external_id"], "ext-1");
-    assert_eq!(app.table_item_count().await, 0, "no task may be stored");
+    assert!(
+        app.table_item_kinds().await.is_empty(),
+        "nothing may be stored"
+    );
     assert_eq!(app.bos_stats().await.requests, 0);
 }
 
@@ -212,7 +215,7 @@ async fn callers_without_valid_credentials_are_401_before_any_function_runs() {
         header_identity.status, 401,
         "identity never comes from a client header"
     );
-    assert_eq!(app.table_item_count().await, 0);
+    assert_eq!(app.table_item_kinds().await, Default::default());
 }
 
 #[tokio::test]
@@ -295,8 +298,20 @@ async fn a_thousand_items_all_end_final_and_bos_creates_each_once() {
         stats.creations, 1000,
         "BOS creations must equal succeeded: {stats:?}"
     );
-    // 1 task record + 1,000 item outcomes, nothing more, nothing less.
-    assert_eq!(app.table_item_count().await, 1001);
+    // 1 task record and 1,000 item outcomes; the 32 chunks (of 32 items) that waited for
+    // alice's lanes, one hand-off record per lane start, and alice's lane state and sequence.
+    let kinds = app.table_item_kinds().await;
+    assert_eq!(
+        (kinds["TASK"], kinds["ITEM"], kinds["CHUNK"]),
+        (1, 1000, 32),
+        "{kinds:?}"
+    );
+    assert_eq!(
+        (kinds["STATE"], kinds["SEG"], kinds["START"]),
+        (1, 1, 4),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.len(), 6, "{kinds:?}");
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// One transaction holds at most 100 actions: 99 outcomes and the counter update.
 const OUTCOMES_PER_TRANSACTION: usize = 99;
@@ -39,7 +39,7 @@ pub struct DynamoTaskStore {
     table: String,
 }
 
-fn task_pk(id: TaskId) -> String {
+pub(crate) fn task_pk(id: TaskId) -> String {
     format!("TASK#{id}")
 }
 
@@ -47,11 +47,11 @@ fn item_sk(index: u32) -> String {
     format!("ITEM#{index:06}")
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: impl ToString) -> AttributeValue {
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
@@ -60,7 +60,10 @@ fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 /// Throttling, time-outs and network trouble are worth a retry; the rest are not.
-fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+pub(crate) fn store_error<
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+>(
     e: SdkError<E, R>,
 ) -> StoreError {
     const RETRYABLE: [&str; 6] = [
@@ -83,7 +86,7 @@ fn store_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fm
     }
 }
 
-fn corrupt(what: &str) -> StoreError {
+pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt record: {what}"))
 }
 

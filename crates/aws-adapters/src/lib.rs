@@ -1,15 +1,17 @@
-//! The AWS side of the ports: the DynamoDB task store and the SQS FIFO work queue, plus what
+//! The AWS side of the ports: the DynamoDB task and lane stores and the SQS FIFO work queue, plus what
 //! every function does once at cold start (AWS configuration, JSON logging).
 //!
 //! Endpoints come from the standard SDK environment (`AWS_ENDPOINT_URL_DYNAMODB`,
 //! `AWS_ENDPOINT_URL_SQS`), which is how the local gateway points the real functions at
 //! DynamoDB Local and moto without any code path of its own.
 
+pub mod dynamodb_lanes;
 pub mod dynamodb_store;
 pub mod redrive;
 pub mod sqs_batch;
 pub mod sqs_queue;
 pub mod startup;
 
+pub use dynamodb_lanes::DynamoLanes;
 pub use dynamodb_store::DynamoTaskStore;
 pub use sqs_queue::SqsWorkQueue;

@@ -12,10 +12,20 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessa
 use std::collections::HashSet;
 use std::future::Future;
 
-/// Runs `handle` on each message body, in order within each group, and reports the failures.
+/// Whether SQS delivered this message before (`ApproximateReceiveCount` above 1).
+pub fn redelivered(record: &SqsMessage) -> bool {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|c| c.parse::<u32>().ok())
+        .is_some_and(|c| c > 1)
+}
+
+/// Runs `handle` on each message body (with whether it is a redelivery), in order within each
+/// group, and reports the failures.
 pub async fn process_fifo_batch<F, Fut, E>(records: &[SqsMessage], handle: F) -> SqsBatchResponse
 where
-    F: Fn(String) -> Fut,
+    F: Fn(String, bool) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::fmt::Display,
 {
@@ -41,7 +51,9 @@ where
                 continue;
             }
             let result = match record.body.as_deref() {
-                Some(body) => handle(body.to_owned()).await.map_err(|e| e.to_string()),
+                Some(body) => handle(body.to_owned(), redelivered(record))
+                    .await
+                    .map_err(|e| e.to_string()),
                 None => Err("message has no body".to_owned()),
             };
             if let Err(error) = result {
@@ -94,7 +106,7 @@ mod tests {
             msg("5", "b", "b2"),
         ];
         let seen = Mutex::new(vec![]);
-        let res = process_fifo_batch(&records, |body| {
+        let res = process_fifo_batch(&records, |body, _| {
             seen.lock().unwrap().push(body.clone());
             async move {
                 if body == "fail" {
@@ -120,5 +132,17 @@ mod tests {
         let pos = |b: &str| seen.iter().position(|s| s == b).unwrap();
         assert!(pos("a1") < pos("fail"));
         assert!(pos("b1") < pos("b2"));
+    }
+
+    #[test]
+    fn receive_counts_above_one_are_redeliveries() {
+        let mut m = msg("1", "a", "x");
+        assert!(!redelivered(&m), "no count: a first delivery");
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "1".into());
+        assert!(!redelivered(&m));
+        m.attributes
+            .insert("ApproximateReceiveCount".into(), "2".into());
+        assert!(redelivered(&m));
     }
 }

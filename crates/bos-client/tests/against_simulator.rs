@@ -161,3 +161,25 @@ async fn validate_creates_nothing() {
     let stats = sim.stats();
     assert_eq!((stats.creations, stats.validations), (0, 2));
 }
+
+#[tokio::test]
+async fn the_simulator_reports_the_most_calls_it_had_at_once() {
+    // Given a BOS at 100 ms a call
+    let (sim, client) = start(Knobs {
+        latency_ms: 100,
+        ..Knobs::default()
+    })
+    .await;
+    let b = beneficiary("GB82WEST12345698765432");
+    let keys: Vec<String> = (0..5).map(|i| format!("peak-{i}")).collect();
+
+    // When five calls run at once
+    let calls = keys.iter().map(|k| client.validate(&b, k, soon()));
+    for r in futures::future::join_all(calls).await {
+        r.unwrap();
+    }
+
+    // Then it saw five at once, and none is left in progress
+    let stats = sim.stats();
+    assert_eq!((stats.peak_concurrency, stats.in_flight), (5, 0));
+}

@@ -1,6 +1,10 @@
 //! Chunks: how a task's items travel through the work queue. A task of N items becomes
-//! ⌈N / chunk_size⌉ messages; each knows its task and the original index of every item, so
+//! ⌈N / chunk_size⌉ chunks; each knows its task and the original index of every item, so
 //! outcomes land on the right item whatever order chunks are processed in.
+//!
+//! Chunks wait in the task store and reach the queue a few at a time, as the owner's lanes
+//! take them (`usecases::schedule`). A queue message is either a chunk or a [`LaneStart`],
+//! which opens a lane for a caller that had none; [`WorkMessage`] is the body of both.
 
 use crate::beneficiary::Beneficiary;
 use crate::task::{TaskId, TaskType};
@@ -17,7 +21,54 @@ pub struct ChunkMessage {
     pub task_type: TaskType,
     /// 0-based position of the chunk in its task.
     pub chunk: u32,
+    /// The owner's scheduling key (a hash, never the subject): whose lanes this chunk travels
+    /// in. Absent only in messages from before lanes existed, which then hand nothing on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
     pub items: Vec<ChunkItem>,
+}
+
+/// Opens one lane for a caller: the consumer that receives it takes the caller's next chunk
+/// and works on it in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaneStart {
+    /// The owner's scheduling key.
+    pub owner: String,
+    /// The task whose submission opened the lane (it names the message, nothing more: the
+    /// lane takes whatever chunk of the owner is next).
+    pub task_id: TaskId,
+    pub lane: u32,
+    /// The owner's `next_seq` once the submission that sent this start has appended its
+    /// chunks. Starts are sent before that append (see `usecases::schedule`), so a start that
+    /// finds the sequence shorter waits for the append instead of closing its lane.
+    #[serde(default)]
+    pub appended_until: u64,
+}
+
+/// The body of a work-queue message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum WorkMessage {
+    Start { start: LaneStart },
+    Chunk(ChunkMessage),
+}
+
+impl WorkMessage {
+    /// SQS FIFO deduplication id: a retried send of the same message is dropped by SQS.
+    pub fn deduplication_id(&self) -> String {
+        match self {
+            Self::Start { start } => format!("{}:start:{}", start.task_id, start.lane),
+            Self::Chunk(c) => format!("{}:{}", c.task_id, c.chunk),
+        }
+    }
+
+    /// Every message is a message group of its own. Chunks need no order among them (an item
+    /// already final is skipped), and fairness comes from how few of a caller's chunks sit in
+    /// the queue, not from groups: one group per message lets SQS hand any of them to any
+    /// free consumer, and a failure holds back nothing but itself.
+    pub fn group_id(&self) -> String {
+        self.deduplication_id()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,18 +79,6 @@ pub struct ChunkItem {
 }
 
 impl ChunkMessage {
-    /// SQS FIFO deduplication id: a retried enqueue of the same chunk is dropped by SQS.
-    pub fn deduplication_id(&self) -> String {
-        format!("{}:{}", self.task_id, self.chunk)
-    }
-
-    /// Chunks of one task are spread over `groups` message groups: SQS FIFO runs one message
-    /// per group at a time, so more groups let a large task use more consumers at once, while
-    /// chunks within one group stay in order.
-    pub fn group_id(&self, groups: u32) -> String {
-        format!("{}:{}", self.task_id, self.chunk % groups.max(1))
-    }
-
     pub fn indexes(&self) -> Vec<u32> {
         self.items.iter().map(|i| i.index).collect()
     }
@@ -49,6 +88,7 @@ impl ChunkMessage {
 pub fn split(
     task_id: TaskId,
     task_type: TaskType,
+    owner: &str,
     items: Vec<Beneficiary>,
     chunk_size: usize,
 ) -> Vec<ChunkMessage> {
@@ -60,6 +100,7 @@ pub fn split(
                 task_id,
                 task_type,
                 chunk: (index / size) as u32,
+                owner: Some(owner.to_owned()),
                 items: Vec::with_capacity(size),
             });
         }
@@ -95,7 +136,7 @@ mod tests {
             (1000, 99, 11),
             (7, 3, 3),
         ] {
-            let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, items(n), size);
+            let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(n), size);
             assert_eq!(chunks.len(), expected_chunks, "n={n} size={size}");
             let all: Vec<u32> = chunks.iter().flat_map(|c| c.indexes()).collect();
             assert_eq!(all, (0..n as u32).collect::<Vec<_>>());
@@ -109,6 +150,7 @@ mod tests {
         let chunks = split(
             TaskId::new_random(),
             TaskType::BENEFICIARIES_IMPORT,
+            "o",
             items(250),
             500,
         );
@@ -118,9 +160,41 @@ mod tests {
     #[test]
     fn dedup_and_group_ids() {
         let id = TaskId::new_random();
-        let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, items(5), 1);
-        assert_eq!(chunks[3].deduplication_id(), format!("{id}:3"));
-        assert_eq!(chunks[3].group_id(2), format!("{id}:1"));
-        assert_eq!(chunks[3].group_id(0), format!("{id}:0"));
+        let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(5), 1);
+        let chunk = WorkMessage::Chunk(chunks[3].clone());
+        assert_eq!(chunk.deduplication_id(), format!("{id}:3"));
+        assert_eq!(chunk.group_id(), format!("{id}:3"));
+        let start = WorkMessage::Start {
+            start: LaneStart {
+                owner: "o".into(),
+                task_id: id,
+                lane: 2,
+                appended_until: 5,
+            },
+        };
+        assert_eq!(start.deduplication_id(), format!("{id}:start:2"));
+    }
+
+    #[test]
+    fn bodies_decode_to_the_right_kind() {
+        let id = TaskId::new_random();
+        let chunk = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(2), 99).remove(0);
+        let start = LaneStart {
+            owner: "o".into(),
+            task_id: id,
+            lane: 0,
+            appended_until: 1,
+        };
+        for message in [WorkMessage::Chunk(chunk), WorkMessage::Start { start }] {
+            let body = serde_json::to_string(&message).unwrap();
+            assert_eq!(serde_json::from_str::<WorkMessage>(&body).unwrap(), message);
+        }
+        // A chunk from before lanes existed (no owner) still decodes.
+        let legacy =
+            json!({"task_id": id, "task_type": "beneficiaries-import", "chunk": 0, "items": []});
+        assert!(matches!(
+            serde_json::from_value::<WorkMessage>(legacy).unwrap(),
+            WorkMessage::Chunk(ChunkMessage { owner: None, .. })
+        ));
     }
 }

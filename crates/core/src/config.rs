@@ -12,11 +12,15 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Items per queue message (`CHUNK_SIZE`, default 99, at most 99).
     pub chunk_size: usize,
-    /// Message groups per task (`GROUPS_PER_TASK`, default 4).
-    pub groups_per_task: u32,
+    /// Lanes one caller may have open at once (`LANES_PER_CALLER`, default 4): about how many
+    /// of a caller's chunks may wait in the work queue (docs/scheduling.md).
+    pub lanes_per_owner: u64,
     /// How long finished tasks stay readable (`RETENTION_DAYS`, default 30).
     pub retention: Duration,
-    /// How many BOS calls one consumer invocation makes at once (`BOS_CONCURRENCY`, default 8).
+    /// How many BOS calls one consumer invocation makes at once: the global cap on concurrent
+    /// BOS calls (`BOS_CALL_CAP`, default 32) shared out over the consumer's maximum
+    /// concurrency (`CONSUMER_MAX_CONCURRENCY`, default 4), rounded down. Together they keep BOS
+    /// at or under the cap with no shared counter.
     pub bos_concurrency: usize,
     /// Time kept back from the Lambda deadline to record outcomes (`DEADLINE_RESERVE_MS`).
     pub deadline_reserve: Duration,
@@ -33,7 +37,7 @@ impl Default for Settings {
             max_body_bytes: 5_000_000,
 
             chunk_size: crate::chunk::MAX_CHUNK_SIZE,
-            groups_per_task: 4,
+            lanes_per_owner: 4,
             retention: Duration::from_secs(30 * 24 * 3600),
             bos_concurrency: 8,
             deadline_reserve: Duration::from_millis(2_000),
@@ -73,13 +77,26 @@ impl Settings {
             return Err(InvalidSetting { name: "CHUNK_SIZE" });
         }
         let secret = get("PAGE_TOKEN_SECRET").filter(|s| !s.is_empty());
+        let cap: usize = num(&get, "BOS_CALL_CAP", 32)?;
+        let consumers: usize = num(&get, "CONSUMER_MAX_CONCURRENCY", 4)?;
+        if consumers == 0 {
+            return Err(InvalidSetting {
+                name: "CONSUMER_MAX_CONCURRENCY",
+            });
+        }
+        // Fewer calls than consumers would need a share below one call each.
+        if cap < consumers {
+            return Err(InvalidSetting {
+                name: "BOS_CALL_CAP",
+            });
+        }
         Ok(Self {
             max_items: num(&get, "MAX_ITEMS", d.max_items)?,
             max_body_bytes: num(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
             chunk_size,
-            groups_per_task: num(&get, "GROUPS_PER_TASK", d.groups_per_task)?.max(1),
+            lanes_per_owner: num(&get, "LANES_PER_CALLER", d.lanes_per_owner)?.max(1),
             retention: Duration::from_secs(num(&get, "RETENTION_DAYS", 30u64)? * 24 * 3600),
-            bos_concurrency: num(&get, "BOS_CONCURRENCY", d.bos_concurrency)?.max(1),
+            bos_concurrency: cap / consumers,
             deadline_reserve: Duration::from_millis(num(&get, "DEADLINE_RESERVE_MS", 2_000u64)?),
             page_token_secret: secret
                 .map(String::into_bytes)
@@ -109,6 +126,19 @@ mod tests {
         let s = from(&[("MAX_ITEMS", "50"), ("RETENTION_DAYS", "1")]).unwrap();
         assert_eq!(s.max_items, 50);
         assert_eq!(s.retention, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    fn the_bos_cap_is_shared_out_over_the_consumers() {
+        assert_eq!(from(&[]).unwrap().bos_concurrency, 8);
+        let s = from(&[("BOS_CALL_CAP", "10"), ("CONSUMER_MAX_CONCURRENCY", "3")]).unwrap();
+        assert_eq!(s.bos_concurrency, 3, "3 consumers × 3 calls stay under 10");
+        assert_eq!(
+            from(&[("BOS_CALL_CAP", "2"), ("CONSUMER_MAX_CONCURRENCY", "3")])
+                .unwrap_err()
+                .name,
+            "BOS_CALL_CAP"
+        );
     }
 
     #[test]

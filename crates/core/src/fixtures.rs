@@ -16,6 +16,11 @@ pub fn beneficiary(iban: &str) -> Beneficiary {
         .expect("a valid test beneficiary")
 }
 
+/// `n` valid beneficiaries (the same one: the tests using them never reach BOS).
+pub fn beneficiaries(n: usize) -> Vec<Beneficiary> {
+    vec![beneficiary("DE89370400440532013000"); n]
+}
+
 /// A task of alice's holding one item per IBAN, stored, and split into chunks of `chunk_size`.
 pub async fn stored_task(
     store: &MemoryStore,
@@ -32,7 +37,13 @@ pub async fn stored_task(
     );
     store.insert_task(&task).await.expect("insert");
     let items = ibans.iter().map(|i| beneficiary(i)).collect();
-    let chunks = split(task.id, task.task_type, items, chunk_size);
+    let chunks = split(
+        task.id,
+        task.task_type,
+        &task.owner.storage_key(),
+        items,
+        chunk_size,
+    );
     (task, chunks)
 }
 

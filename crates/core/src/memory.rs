@@ -3,16 +3,22 @@
 //! moto's SQS and the BOS simulator.
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
-use crate::chunk::ChunkMessage;
+use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::identity::Owner;
 use crate::ports::*;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use async_trait::async_trait;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 use time::OffsetDateTime;
+
+/// Locks a mutex, taking over a poisoned one: a panicking test thread must not hide the state
+/// from the assertions that follow. A std Mutex is enough: no lock is held across an `.await`.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// A std Mutex is enough: no lock is held across an `.await`.
 #[derive(Default)]
@@ -37,20 +43,13 @@ impl MemoryStore {
         self.writes.load(Ordering::SeqCst)
     }
     pub fn get(&self, id: TaskId) -> Option<Task> {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
+        lock(&self.tasks).get(&id).cloned()
     }
     pub fn put(&self, task: Task) {
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(task.id, task);
+        lock(&self.tasks).insert(task.id, task);
     }
     pub fn task_count(&self) -> usize {
-        self.tasks.lock().unwrap_or_else(|p| p.into_inner()).len()
+        lock(&self.tasks).len()
     }
 }
 
@@ -68,10 +67,7 @@ impl TaskStore for MemoryStore {
 
     async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&id);
+        lock(&self.tasks).remove(&id);
         Ok(())
     }
 
@@ -84,7 +80,7 @@ impl TaskStore for MemoryStore {
         expires_at: Option<OffsetDateTime>,
     ) -> Result<bool, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = lock(&self.tasks);
         let Some(task) = tasks.get_mut(&id) else {
             return Ok(false);
         };
@@ -104,7 +100,7 @@ impl TaskStore for MemoryStore {
     }
 
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
-        let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let outcomes = lock(&self.outcomes);
         Ok(indexes
             .iter()
             .copied()
@@ -120,8 +116,8 @@ impl TaskStore for MemoryStore {
         _expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
-        let mut outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = lock(&self.tasks);
+        let mut outcomes = lock(&self.outcomes);
         if new.iter().any(|o| outcomes.contains_key(&(id, o.index))) {
             return Ok(Recorded::Conflict);
         }
@@ -145,7 +141,7 @@ impl TaskStore for MemoryStore {
         now: OffsetDateTime,
     ) -> Result<CancelOutcome, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tasks = lock(&self.tasks);
         let Some(task) = tasks.get_mut(&id) else {
             return Ok(CancelOutcome::NotFound);
         };
@@ -166,7 +162,7 @@ impl TaskStore for MemoryStore {
         limit: usize,
         now: OffsetDateTime,
     ) -> Result<(Vec<Task>, bool), StoreError> {
-        let tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        let tasks = lock(&self.tasks);
         let mut mine: Vec<&Task> = tasks
             .values()
             .filter(|t| &t.owner == owner && t.task_type == task_type && !t.is_expired(now))
@@ -185,7 +181,7 @@ impl TaskStore for MemoryStore {
         after: Option<u32>,
         limit: usize,
     ) -> Result<(Vec<ItemOutcome>, bool), StoreError> {
-        let outcomes = self.outcomes.lock().unwrap_or_else(|p| p.into_inner());
+        let outcomes = lock(&self.outcomes);
         let start = after.map_or(0, |a| a + 1);
         let mut matching = outcomes
             .range((id, start)..=(id, u32::MAX))
@@ -208,7 +204,7 @@ impl IdempotencyStore for MemoryStore {
         expires_at: OffsetDateTime,
     ) -> Result<IdempotencyBegin, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        let mut records = self.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        let mut records = lock(&self.idempotency);
         if let Some(e) = records.get_mut(scope).filter(|e| e.expires_at > now) {
             if e.fingerprint != fingerprint {
                 return Ok(IdempotencyBegin::Mismatch);
@@ -236,12 +232,7 @@ impl IdempotencyStore for MemoryStore {
 
     async fn complete(&self, scope: &str, response: &StoredResponse) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        if let Some(e) = self
-            .idempotency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(scope)
-        {
+        if let Some(e) = lock(&self.idempotency).get_mut(scope) {
             e.response = Some(response.clone());
         }
         Ok(())
@@ -249,25 +240,34 @@ impl IdempotencyStore for MemoryStore {
 
     async fn abandon(&self, scope: &str) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
-        self.idempotency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(scope);
+        lock(&self.idempotency).remove(scope);
         Ok(())
     }
 }
 
-/// Records what would have been sent; can be switched "down" to test enqueue failures.
+/// A FIFO of what would have been sent, with SQS's deduplication by id; can be switched
+/// "down" to test send failures.
 #[derive(Default)]
 pub struct MemoryQueue {
-    sent: Mutex<Vec<ChunkMessage>>,
+    queued: Mutex<VecDeque<WorkMessage>>,
+    sent: Mutex<Vec<WorkMessage>>,
+    dedup_ids: Mutex<HashSet<String>>,
     down: AtomicBool,
     send_calls: AtomicUsize,
 }
 
 impl MemoryQueue {
-    pub fn sent(&self) -> Vec<ChunkMessage> {
-        self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    /// Every message ever accepted, in order.
+    pub fn sent(&self) -> Vec<WorkMessage> {
+        lock(&self.sent).clone()
+    }
+    /// Takes the oldest message off the queue (as a consumer would receive and delete it).
+    pub fn pop(&self) -> Option<WorkMessage> {
+        lock(&self.queued).pop_front()
+    }
+    /// Messages waiting in the queue.
+    pub fn pending(&self) -> usize {
+        lock(&self.queued).len()
     }
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
@@ -280,17 +280,167 @@ impl MemoryQueue {
 
 #[async_trait]
 impl WorkQueue for MemoryQueue {
-    async fn enqueue(&self, chunks: &[ChunkMessage]) -> Result<(), QueueError> {
+    async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(QueueError::Unavailable("memory queue is down".into()));
         }
         self.send_calls
-            .fetch_add(chunks.len().div_ceil(10), Ordering::SeqCst);
-        self.sent
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend_from_slice(chunks);
+            .fetch_add(messages.len().div_ceil(10), Ordering::SeqCst);
+        for m in messages {
+            if lock(&self.dedup_ids).insert(m.deduplication_id()) {
+                lock(&self.queued).push_back(m.clone());
+                lock(&self.sent).push(m.clone());
+            }
+        }
         Ok(())
+    }
+}
+
+/// The lane store in memory: one mutex over everything, so each method is atomic as the
+/// DynamoDB transactions are.
+#[derive(Default)]
+pub struct MemoryLanes {
+    inner: Mutex<LanesInner>,
+    writes: AtomicUsize,
+}
+
+impl MemoryLanes {
+    /// Write requests the DynamoDB lane store would have made: a `BatchWriteItem` per 25
+    /// waiting chunks, and one transaction per append, claim or close.
+    pub fn write_requests(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Default)]
+struct LanesInner {
+    states: HashMap<String, LaneState>,
+    /// Owner → (first seq of a task's run, task id, chunk count).
+    segments: HashMap<String, BTreeMap<u64, (TaskId, u32)>>,
+    chunks: HashMap<(TaskId, u32), ChunkMessage>,
+    handoffs: HashMap<Vehicle, Handoff>,
+}
+
+impl LanesInner {
+    /// Records `to` for `vehicle` if its hand-off is still `replacing`.
+    fn record(&mut self, vehicle: Vehicle, replacing: Option<Handoff>, to: Handoff) -> bool {
+        if self.handoffs.get(&vehicle).copied() != replacing {
+            return false;
+        }
+        self.handoffs.insert(vehicle, to);
+        true
+    }
+}
+
+#[async_trait]
+impl LaneStore for MemoryLanes {
+    async fn store_chunks(
+        &self,
+        chunks: &[ChunkMessage],
+        _expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        self.writes
+            .fetch_add(chunks.len().div_ceil(25), Ordering::SeqCst);
+        let mut inner = lock(&self.inner);
+        for c in chunks {
+            inner.chunks.insert((c.task_id, c.chunk), c.clone());
+        }
+        Ok(())
+    }
+
+    async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError> {
+        Ok(lock(&self.inner)
+            .states
+            .get(owner)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn append(
+        &self,
+        owner: &str,
+        seen: LaneState,
+        task_id: TaskId,
+        chunks: u32,
+        new_lanes: u64,
+        _expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut inner = lock(&self.inner);
+        let state = inner.states.entry(owner.to_owned()).or_default();
+        if (state.next_seq, state.lanes) != (seen.next_seq, seen.lanes) {
+            return Ok(false);
+        }
+        let first = state.next_seq;
+        state.next_seq += u64::from(chunks);
+        state.lanes += new_lanes;
+        inner
+            .segments
+            .entry(owner.to_owned())
+            .or_default()
+            .insert(first, (task_id, chunks));
+        Ok(true)
+    }
+
+    async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError> {
+        Ok(lock(&self.inner).handoffs.get(&vehicle).copied())
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        cursor: u64,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        _expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut inner = lock(&self.inner);
+        let state = inner.states.get(owner).copied().unwrap_or_default();
+        if state.cursor != cursor || cursor >= state.next_seq {
+            return Ok(false);
+        }
+        if !inner.record(vehicle, replacing, Handoff::Seq(cursor)) {
+            return Ok(false);
+        }
+        if let Some(s) = inner.states.get_mut(owner) {
+            s.cursor += 1;
+        }
+        Ok(true)
+    }
+
+    async fn close_lane(
+        &self,
+        owner: &str,
+        cursor: u64,
+        uncount: bool,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        _expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut inner = lock(&self.inner);
+        let state = inner.states.get(owner).copied().unwrap_or_default();
+        if state.cursor != cursor || state.next_seq != cursor || (uncount && state.lanes == 0) {
+            return Ok(false);
+        }
+        if !inner.record(vehicle, replacing, Handoff::End) {
+            return Ok(false);
+        }
+        if uncount {
+            if let Some(s) = inner.states.get_mut(owner) {
+                s.lanes -= 1;
+            }
+        }
+        Ok(true)
+    }
+
+    async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError> {
+        let inner = lock(&self.inner);
+        let found = inner
+            .segments
+            .get(owner)
+            .and_then(|segments| segments.range(..=seq).next_back())
+            .map(|(first, (task_id, _))| (*task_id, (seq - first) as u32));
+        Ok(found.and_then(|key| inner.chunks.get(&key).cloned()))
     }
 }
 
@@ -318,17 +468,11 @@ impl MemoryBackend {
         self.validations.load(Ordering::SeqCst)
     }
     pub fn reject_iban(&self, iban: &str) {
-        self.rejected_ibans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(iban.to_owned());
+        lock(&self.rejected_ibans).insert(iban.to_owned());
     }
     /// Calls for this IBAN fail transiently, others go through.
     pub fn fail_iban_transiently(&self, iban: &str) {
-        self.flaky_ibans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(iban.to_owned());
+        lock(&self.flaky_ibans).insert(iban.to_owned());
     }
     pub fn set_unavailable(&self, v: bool) {
         self.unavailable.store(v, Ordering::SeqCst);
@@ -338,21 +482,10 @@ impl MemoryBackend {
 impl MemoryBackend {
     fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.unavailable.load(Ordering::SeqCst)
-            || self
-                .flaky_ibans
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(b.iban())
-        {
+        if self.unavailable.load(Ordering::SeqCst) || lock(&self.flaky_ibans).contains(b.iban()) {
             return Err(BackendError::Unavailable("503".into()));
         }
-        if self
-            .rejected_ibans
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(b.iban())
-        {
+        if lock(&self.rejected_ibans).contains(b.iban()) {
             return Err(BackendError::Rejected(Rejection {
                 kind: RejectionKind::Duplicate,
                 code: "duplicate_beneficiary".into(),
@@ -384,7 +517,7 @@ impl BeneficiaryBackend for MemoryBackend {
         _deadline: Instant,
     ) -> Result<CreatedBeneficiary, BackendError> {
         self.check(b)?;
-        let mut by_key = self.by_key.lock().unwrap_or_else(|p| p.into_inner());
+        let mut by_key = lock(&self.by_key);
         if let Some(first) = by_key.get(key) {
             return Ok(first.clone());
         }

@@ -3,7 +3,7 @@
 //! unit tests. Each error says whether trying again can help.
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
-use crate::chunk::ChunkMessage;
+use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::error::ErrorDetail;
 use crate::identity::Owner;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
@@ -242,8 +242,96 @@ pub enum QueueError {
 
 #[async_trait]
 pub trait WorkQueue: Send + Sync {
-    /// Sends every chunk or fails; a retried send of the same chunk is deduplicated by SQS.
-    async fn enqueue(&self, chunks: &[ChunkMessage]) -> Result<(), QueueError>;
+    /// Sends every message or fails; a retried send of the same message is deduplicated by
+    /// SQS (within its five-minute window).
+    async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError>;
+}
+
+/// One caller's place in the scheduler: a sequence of chunks (every chunk the caller ever
+/// submitted, numbered in submission order), how far lanes have taken it, and how many lanes
+/// are open. `cursor <= next_seq` always.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaneState {
+    /// One past the last chunk appended.
+    pub next_seq: u64,
+    /// The next chunk no lane has taken yet.
+    pub cursor: u64,
+    /// Lanes open: each holds at most one chunk in the queue and one in work.
+    pub lanes: u64,
+}
+
+/// A message that carries a lane forward: on receipt it hands the lane on exactly once, and
+/// the store remembers what it handed on, so a redelivery repeats the same hand-off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vehicle {
+    Chunk { task_id: TaskId, chunk: u32 },
+    Start { task_id: TaskId, lane: u32 },
+}
+
+/// What a vehicle handed its lane on to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handoff {
+    /// The chunk at this position of the owner's sequence.
+    Seq(u64),
+    /// Nothing: the owner had no chunk left, and the lane closed.
+    End,
+}
+
+/// Where lanes, sequences and waiting chunks are kept (DynamoDB in AWS). Each method is one
+/// atomic step; `Ok(false)` means another writer changed the state first: read and try again.
+#[async_trait]
+pub trait LaneStore: Send + Sync {
+    /// Keeps a task's chunks until lanes take them; they expire at `expires_at`.
+    async fn store_chunks(
+        &self,
+        chunks: &[ChunkMessage],
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError>;
+
+    /// Appends `chunks` chunks of `task_id` to the owner's sequence and opens `new_lanes`
+    /// lanes, if the owner's `next_seq` and `lanes` are still those of `seen`.
+    async fn append(
+        &self,
+        owner: &str,
+        seen: LaneState,
+        task_id: TaskId,
+        chunks: u32,
+        new_lanes: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// What `vehicle` handed on, if it did.
+    async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError>;
+
+    /// Takes the chunk at `cursor` for `vehicle`: the owner's cursor moves past it and the
+    /// vehicle records it, in one step. `replacing` is the vehicle's earlier hand-off to a
+    /// chunk that no longer exists, if any.
+    async fn claim(
+        &self,
+        owner: &str,
+        cursor: u64,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Closes the vehicle's lane, if the owner has no chunk left at `cursor` (no chunk was
+    /// appended since). `uncount` lowers the open-lane count; it is false when the count is
+    /// already 0 (a lane that was never counted, see `usecases::schedule`).
+    async fn close_lane(
+        &self,
+        owner: &str,
+        cursor: u64,
+        uncount: bool,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// The chunk at `seq` of the owner's sequence; `None` once it has expired.
+    async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError>;
 }
 
 /// How the back office answered, classified for retry decisions.

@@ -2,7 +2,7 @@
 
 use api::App;
 use aws_adapters::startup::{aws_config, init_tracing, required_env};
-use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
 use bos_client::{BosClient, BosConfig};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
@@ -14,18 +14,15 @@ async fn main() -> Result<(), Error> {
     init_tracing();
     let settings = Settings::from_env()?;
     let aws = aws_config().await;
-    let store = Arc::new(DynamoTaskStore::from_config(
-        &aws,
-        required_env("TABLE_NAME")?,
-    ));
+    let table = required_env("TABLE_NAME")?;
+    let store = Arc::new(DynamoTaskStore::from_config(&aws, table.clone()));
     let app = Arc::new(App {
         store: store.clone(),
         idempotency: store,
-
+        lanes: Arc::new(DynamoLanes::from_config(&aws, table)),
         queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,
-            settings.groups_per_task,
         )),
         backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
         tokens: PageTokens::new(&settings.page_token_secret),

@@ -13,10 +13,11 @@ use tasks_core::error::AppError;
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
-    BeneficiaryBackend, IdempotencyStore, StoredResponse, TaskStore, WorkQueue,
+    BeneficiaryBackend, IdempotencyStore, LaneStore, StoredResponse, TaskStore, WorkQueue,
 };
 use tasks_core::task::{TaskId, TaskType};
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
+use tasks_core::usecases::schedule::Scheduler;
 use tasks_core::usecases::{cancel_task, create_beneficiary, read_task, submit_task};
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -30,6 +31,8 @@ const SYNC_CREATE_BUDGET: Duration = Duration::from_secs(20);
 pub struct App {
     pub store: Arc<dyn TaskStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
+    pub lanes: Arc<dyn LaneStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub backend: Arc<dyn BeneficiaryBackend>,
     pub settings: Settings,
@@ -269,9 +272,13 @@ impl App {
                 let task_type = task_type(t)?;
                 require_json(req)?;
                 let body = req.body().as_ref();
+                let scheduler = Scheduler {
+                    lanes: self.lanes.as_ref(),
+                    queue: self.queue.as_ref(),
+                };
                 let task = submit_task::submit(
                     store,
-                    self.queue.as_ref(),
+                    scheduler,
                     &self.settings,
                     owner.clone(),
                     task_type,

@@ -4,8 +4,9 @@
 use api::App;
 use lambda_http::Body;
 use std::sync::Arc;
+use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
-use tasks_core::memory::{MemoryBackend, MemoryQueue, MemoryStore};
+use tasks_core::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
 use tasks_core::paging::PageTokens;
 
 fn event(name: &str) -> lambda_http::Request {
@@ -22,6 +23,7 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
     let app = App {
         store: store.clone(),
         idempotency: store,
+        lanes: Arc::new(MemoryLanes::default()),
         queue: queue.clone(),
         backend: backend.clone(),
         tokens: PageTokens::new(&settings.page_token_secret),
@@ -41,7 +43,10 @@ async fn sample_import_event_is_accepted_and_enqueued() {
     assert_eq!(res.status(), 202);
     let body = json(res.body());
     assert_eq!(body["progress"]["total"], 3);
-    assert_eq!(queue.sent().iter().map(|c| c.items.len()).sum::<usize>(), 3);
+    // One chunk: one lane opened, by a start message.
+    let sent = queue.sent();
+    assert_eq!(sent.len(), 1);
+    assert!(matches!(sent[0], WorkMessage::Start { .. }));
 }
 
 #[tokio::test]

@@ -1,7 +1,7 @@
 //! Lambda entry point of the consumer function.
 
 use aws_adapters::startup::{aws_config, init_tracing, required_env};
-use aws_adapters::DynamoTaskStore;
+use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bos_client::{BosClient, BosConfig};
 use consumer::Consumer;
@@ -13,10 +13,13 @@ use tasks_core::config::Settings;
 async fn main() -> Result<(), Error> {
     init_tracing();
     let aws = aws_config().await;
+    let table = required_env("TABLE_NAME")?;
     let consumer = Arc::new(Consumer {
-        store: Arc::new(DynamoTaskStore::from_config(
+        store: Arc::new(DynamoTaskStore::from_config(&aws, table.clone())),
+        lanes: Arc::new(DynamoLanes::from_config(&aws, table)),
+        queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
-            required_env("TABLE_NAME")?,
+            required_env("WORK_QUEUE_URL")?,
         )),
         backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
         settings: Settings::from_env()?,

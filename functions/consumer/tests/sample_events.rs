@@ -7,7 +7,7 @@ use lambda_runtime::{Context, LambdaEvent};
 use std::sync::Arc;
 use tasks_core::config::Settings;
 use tasks_core::identity::Owner;
-use tasks_core::memory::{MemoryBackend, MemoryStore};
+use tasks_core::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
 use tasks_core::ports::TaskStore;
 use tasks_core::task::{Task, TaskStatus, TaskType};
 use time::OffsetDateTime;
@@ -45,6 +45,8 @@ async fn sample_chunk_is_processed_once_even_when_redelivered() {
     backend.reject_iban("GB33BUKB20201555555555");
     let consumer = Consumer {
         store: store.clone(),
+        lanes: Arc::new(MemoryLanes::default()),
+        queue: Arc::new(MemoryQueue::default()),
         backend: backend.clone(),
         settings: Settings::default(),
     };
@@ -70,6 +72,8 @@ async fn undecodable_messages_are_reported_failed() {
     event.records[0].body = Some("{not json".into());
     let consumer = Consumer {
         store: Arc::new(MemoryStore::default()),
+        lanes: Arc::new(MemoryLanes::default()),
+        queue: Arc::new(MemoryQueue::default()),
         backend: Arc::new(MemoryBackend::default()),
         settings: Settings::default(),
     };

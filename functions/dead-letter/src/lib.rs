@@ -1,26 +1,29 @@
 //! The dead-letter function: messages SQS gave up on (after `maxReceiveCount` receives) end
-//! here; their unfinished items become `processing_failed` and their task is finished.
+//! here (`usecases::dead_letter`): a dead chunk hands its lane on and its unfinished items
+//! become `processing_failed`; a dead lane start sends its chunk back to the work queue.
 
 use aws_adapters::sqs_batch::process_fifo_batch;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
-use tasks_core::chunk::ChunkMessage;
+use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
-use tasks_core::ports::TaskStore;
-use tasks_core::usecases::dead_letter::fail_chunk;
+use tasks_core::ports::{LaneStore, TaskStore, WorkQueue};
+use tasks_core::usecases::dead_letter::settle;
 
 pub struct DeadLetter {
     pub store: Arc<dyn TaskStore>,
+    pub lanes: Arc<dyn LaneStore>,
+    pub queue: Arc<dyn WorkQueue>,
     pub settings: Settings,
 }
 
 impl DeadLetter {
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        process_fifo_batch(&event.payload.records, |body| async move {
-            let chunk: ChunkMessage = match serde_json::from_str(&body) {
-                Ok(c) => c,
+        process_fifo_batch(&event.payload.records, |body, _| async move {
+            let message: WorkMessage = match serde_json::from_str(&body) {
+                Ok(m) => m,
                 Err(e) => {
                     // Nothing can ever process it; keeping it would block its group. The DLQ
                     // alarm and this line are how an operator learns about it.
@@ -32,13 +35,22 @@ impl DeadLetter {
                     return Ok(());
                 }
             };
-            fail_chunk(self.store.as_ref(), &self.settings, &chunk)
-                .await
-                .map(|(failed, finished)| {
-                    tracing::info!(task_id = %chunk.task_id, chunk = chunk.chunk, failed,
-                        finished = ?finished.map(|s| s.as_str()), "dead chunk settled");
-                })
-                .map_err(|e| e.to_string())
+            let settled = settle(
+                self.store.as_ref(),
+                self.lanes.as_ref(),
+                self.queue.as_ref(),
+                &self.settings,
+                &message,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            tracing::info!(
+                failed = settled.failed,
+                requeued = settled.requeued,
+                finished = ?settled.finished.map(|s| s.as_str()),
+                "dead letter settled"
+            );
+            Ok::<(), String>(())
         })
         .await
     }

@@ -10,7 +10,8 @@
 //!   with jitter, transient failures (500/503/429 with `Retry-After`), answers lost after the
 //!   work was done, hangs past the client's time-out, IBANs that always fail;
 //! - counters at `GET /v1/stats` ([`Stats`]), so tests and benchmarks can prove "created
-//!   exactly once".
+//!   exactly once", and the most calls it ever had in progress at once (`peak_concurrency`),
+//!   so they can prove the BOS cap holds.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -69,6 +70,10 @@ pub struct Stats {
     pub lost_responses: u64,
     pub hangs: u64,
     pub validations: u64,
+    /// Calls (creates and validations) in progress now.
+    pub in_flight: u64,
+    /// The most calls that were ever in progress at once.
+    pub peak_concurrency: u64,
 }
 
 #[derive(Default)]
@@ -117,6 +122,10 @@ impl Simulator {
         Router::new()
             .route("/v1/beneficiaries", post(create))
             .route("/v1/beneficiaries/validate", post(validate))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                count_in_flight,
+            ))
             .route("/v1/stats", get(stats))
             .route("/admin/config", get(get_config).put(put_config))
             .with_state(self.clone())
@@ -126,6 +135,29 @@ impl Simulator {
     pub async fn serve(self, listener: TcpListener) -> std::io::Result<()> {
         axum::serve(listener, self.router()).await
     }
+}
+
+/// Counts a call in progress from the moment its request arrives until its answer is sent or
+/// the client gives up (the guard is dropped with the request's future either way).
+async fn count_in_flight(
+    State(sim): State<Simulator>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    struct InFlight(Simulator);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            let mut inner = self.0.lock();
+            inner.stats.in_flight = inner.stats.in_flight.saturating_sub(1);
+        }
+    }
+    let _guard = {
+        let mut inner = sim.lock();
+        inner.stats.in_flight += 1;
+        inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.stats.in_flight);
+        InFlight(sim.clone())
+    };
+    next.run(request).await
 }
 
 fn error(code: &str, message: &str, field: Option<&str>) -> Value {

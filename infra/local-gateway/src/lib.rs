@@ -42,7 +42,8 @@ pub struct StackConfig {
     pub extra_env: BTreeMap<String, String>,
     /// Development bearer token → subject (the JWT `sub` claim).
     pub tokens: HashMap<String, String>,
-    /// Processes per function (Lambda's concurrency).
+    /// Processes per function (Lambda's concurrency) for functions whose template sets no
+    /// limit; an SQS source's `ScalingConfig.MaximumConcurrency` decides for its function.
     pub concurrency: usize,
     /// Folder for the functions' logs, one file per function; `None` prints them.
     pub log_dir: Option<PathBuf>,
@@ -186,13 +187,23 @@ impl LocalStack {
                 environment.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level.clone());
             }
             environment.extend(config.extra_env.clone());
+            // As in AWS, an SQS source's MaximumConcurrency caps its function's invocations:
+            // that many processes, and that many pollers feeding them.
+            let mut concurrency = config.concurrency.max(1);
+            for source in &f.sqs_sources {
+                if let Some(max) = &source.max_concurrency {
+                    concurrency = resolve(max, &provisioned)?.parse().map_err(|_| {
+                        format!("{}: MaximumConcurrency is not a number", f.logical_id)
+                    })?;
+                }
+            }
             let pool = FunctionPool::start(FunctionConfig {
                 name: format!("{}-{}", config.prefix, f.logical_id),
                 binary: config.functions_dir.join(&f.binary),
                 environment,
                 timeout: Duration::from_secs(f.timeout_secs),
                 memory_mb: f.memory_mb,
-                concurrency: config.concurrency,
+                concurrency,
                 log_file: config
                     .log_dir
                     .as_ref()
@@ -211,7 +222,7 @@ impl LocalStack {
                         )
                     })?;
                 // One poller per process: Lambda scales pollers with concurrency likewise.
-                for _ in 0..config.concurrency.max(1) {
+                for _ in 0..concurrency {
                     tasks.push(tokio::spawn(poller::run(
                         sqs.clone(),
                         Arc::clone(&pool),

@@ -77,6 +77,8 @@ pub struct SqsSource {
     pub queue_logical_id: String,
     pub batch_size: u32,
     pub report_batch_item_failures: bool,
+    /// `ScalingConfig.MaximumConcurrency`: the most invocations this source runs at once.
+    pub max_concurrency: Option<Expr>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -235,10 +237,15 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
                             s.iter()
                                 .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
                         });
+                    let max_concurrency = match props["ScalingConfig"].get("MaximumConcurrency") {
+                        Some(v) => Some(expr(v)?),
+                        None => None,
+                    };
                     sqs_sources.push(SqsSource {
                         queue_logical_id,
                         batch_size: props["BatchSize"].as_u64().unwrap_or(10) as u32,
                         report_batch_item_failures: report,
+                        max_concurrency,
                     });
                 }
                 Some("HttpApi") => http_routes.push(HttpRoute {
@@ -341,6 +348,10 @@ mod tests {
         assert_eq!(api.log_format.as_deref(), Some("JSON"));
         let consumer = t.functions.iter().find(|f| f.binary == "consumer").unwrap();
         assert_eq!(consumer.sqs_sources[0].queue_logical_id, "WorkQueue");
+        assert_eq!(
+            consumer.sqs_sources[0].max_concurrency,
+            Some(Expr::Ref("ConsumerMaxConcurrency".into()))
+        );
         assert!(consumer.sqs_sources[0].report_batch_item_failures);
     }
 }

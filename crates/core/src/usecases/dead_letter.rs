@@ -1,18 +1,78 @@
-//! The dead-letter function's work: a chunk that kept failing until SQS gave up on it. Its
-//! items without an outcome end `processing_failed`, and the task is finished if that was
-//! the last work it had, so no task waits forever. Replaying it changes nothing.
+//! The dead-letter function's work: a message that kept failing until SQS gave up on it.
+//!
+//! - A chunk: its lane is handed on first (if that had not happened, the caller's later
+//!   chunks would wait forever), then its items without an outcome end `processing_failed`,
+//!   and the task is finished if that was the last work it had, so no task waits forever.
+//! - A lane start: its chunk was never worked on for lack of a hand-off (the store or the
+//!   queue kept failing), so nothing is failed: the chunk goes back to the work queue on its
+//!   own, as a chunk message.
+//!
+//! Replaying either changes nothing.
 
-use crate::chunk::ChunkMessage;
+use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
 use crate::error::ErrorDetail;
 use crate::metrics::MetricSet;
-use crate::ports::{ItemOutcome, OutcomeResult, StoreError, TaskStore};
+use crate::ports::{
+    ItemOutcome, LaneStore, OutcomeResult, StoreError, TaskStore, Vehicle, WorkQueue,
+};
 use crate::task::TaskStatus;
+use crate::usecases::consume::{lane_records_expire, pass_lane_on};
 use crate::usecases::finish::finish_if_complete;
 use crate::usecases::process_chunk::record;
+use crate::usecases::process_chunk::ChunkError;
+use crate::usecases::schedule::hand_on;
 use time::OffsetDateTime;
 
 pub const PROCESSING_FAILED: &str = "processing_failed";
+
+/// What settling one dead letter did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Settled {
+    /// Items marked `processing_failed`.
+    pub failed: usize,
+    pub finished: Option<TaskStatus>,
+    /// A dead lane start's chunk, sent back to the work queue.
+    pub requeued: bool,
+}
+
+pub async fn settle(
+    store: &dyn TaskStore,
+    lanes: &dyn LaneStore,
+    queue: &dyn WorkQueue,
+    settings: &Settings,
+    message: &WorkMessage,
+) -> Result<Settled, ChunkError> {
+    match message {
+        WorkMessage::Start { start } => {
+            let expires_at = lane_records_expire(settings);
+            let vehicle = Vehicle::of_start(start);
+            // Long after its submission: the append it was sent ahead of has landed or failed.
+            let Some(chunk) = hand_on(lanes, &start.owner, vehicle, true, None, expires_at).await?
+            else {
+                return Ok(Settled::default());
+            };
+            queue
+                .enqueue(&[WorkMessage::Chunk(chunk)])
+                .await
+                .map_err(crate::usecases::schedule::ScheduleError::from)?;
+            Ok(Settled {
+                requeued: true,
+                ..Settled::default()
+            })
+        }
+        WorkMessage::Chunk(chunk) => {
+            // A redelivery as far as the lane is concerned: repeat any hand-off it made.
+            pass_lane_on(lanes, queue, settings, chunk, true).await?;
+            let (failed, finished) = fail_chunk(store, settings, chunk).await?;
+            Ok(Settled {
+                failed,
+                finished,
+                requeued: false,
+            })
+        }
+    }
+}
 
 #[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk))]
 pub async fn fail_chunk(
@@ -96,5 +156,44 @@ mod tests {
         assert_eq!(fail_chunk(&store, &s, &chunks[1]).await.unwrap(), (0, None));
         let t = store.get(task.id).unwrap();
         assert_eq!((t.succeeded, t.failed), (3, 3));
+    }
+
+    #[tokio::test]
+    async fn a_dead_start_sends_its_chunk_back_and_fails_nothing() {
+        use crate::memory::{MemoryLanes, MemoryQueue};
+        use crate::usecases::schedule::admit;
+        let (store, lanes, queue) = (
+            MemoryStore::default(),
+            MemoryLanes::default(),
+            MemoryQueue::default(),
+        );
+        let (task, chunks) = stored_task(
+            &store,
+            TaskType::BENEFICIARIES_IMPORT,
+            &["DE89370400440532013000"; 4],
+            2,
+        )
+        .await;
+        let owner = task.owner.storage_key();
+        let s = Settings::default();
+        admit(
+            &lanes,
+            &queue,
+            &owner,
+            task.id,
+            &chunks,
+            1,
+            lane_records_expire(&s),
+        )
+        .await
+        .unwrap();
+        let start = queue.pop().unwrap();
+
+        let settled = settle(&store, &lanes, &queue, &s, &start).await.unwrap();
+
+        assert!(settled.requeued);
+        assert_eq!(settled.failed, 0);
+        assert!(matches!(queue.pop(), Some(WorkMessage::Chunk(c)) if c.chunk == 0));
+        assert_eq!(store.get(task.id).unwrap().processed(), 0);
     }
 }

@@ -2,10 +2,12 @@
 //! code runs in Lambda, behind the local gateway and in unit tests with in-memory adapters.
 
 pub mod cancel_task;
+pub mod consume;
 pub mod create_beneficiary;
 pub mod dead_letter;
 pub mod finish;
 pub mod idempotency;
 pub mod process_chunk;
 pub mod read_task;
+pub mod schedule;
 pub mod submit_task;

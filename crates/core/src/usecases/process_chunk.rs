@@ -40,6 +40,8 @@ pub enum ChunkError {
     Incomplete { left: usize, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("could not hand the lane on: {0}")]
+    Schedule(#[from] crate::usecases::schedule::ScheduleError),
 }
 
 /// Outcome of one item attempt, with the time its BOS call took (retries included).

@@ -1,14 +1,15 @@
 //! `POST /tasks/{task_type}`: validate every item synchronously, then create the task and
-//! enqueue its chunks. Either the client gets a task that will be processed, or an error and
-//! no task at all.
+//! hand its chunks to the scheduler (`usecases::schedule`). Either the client gets a task that
+//! will be processed, or an error and no task at all.
 
 use crate::beneficiary::Beneficiary;
 use crate::chunk;
 use crate::config::Settings;
 use crate::error::{AppError, ErrorDetail};
 use crate::identity::Owner;
-use crate::ports::{TaskStore, WorkQueue};
+use crate::ports::TaskStore;
 use crate::task::{Task, TaskType};
+use crate::usecases::schedule::{self, Scheduler};
 use std::collections::HashMap;
 use time::OffsetDateTime;
 
@@ -72,7 +73,7 @@ pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>,
 #[tracing::instrument(skip_all, fields(task_type = task_type.slug(), owner = %owner.log_id()))]
 pub async fn submit(
     store: &dyn TaskStore,
-    queue: &dyn WorkQueue,
+    scheduler: Scheduler<'_>,
     settings: &Settings,
     owner: Owner,
     task_type: TaskType,
@@ -85,11 +86,24 @@ pub async fn submit(
         .insert_task(&task)
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?;
-    let chunks = chunk::split(task.id, task_type, items, settings.chunk_size);
-    if let Err(error) = queue.enqueue(&chunks).await {
-        // No message may be missing behind a task a client was told about: the client gets
-        // 503 and no task. Chunks that did reach the queue find no task and are dropped.
-        tracing::error!(task_id = %task.id, error = %error, "enqueue failed; removing the task");
+    let owner_key = task.owner.storage_key();
+    let chunks = chunk::split(task.id, task_type, &owner_key, items, settings.chunk_size);
+    // Waiting chunks outlive their task by a day, like item outcomes.
+    let expires_at = now + settings.retention + std::time::Duration::from_secs(86_400);
+    let admitted = schedule::admit(
+        scheduler.lanes,
+        scheduler.queue,
+        &owner_key,
+        task.id,
+        &chunks,
+        settings.lanes_per_owner,
+        expires_at,
+    )
+    .await;
+    if let Err(error) = admitted {
+        // No chunk may be missing behind a task a client was told about: the client gets 503
+        // and no task. Nothing of it was appended, so no lane will ever take its chunks.
+        tracing::error!(task_id = %task.id, error = %error, "scheduling failed; removing the task");
         if let Err(e) = store.delete_task(task.id).await {
             tracing::error!(task_id = %task.id, error = %e, "could not remove the unqueued task");
         }
@@ -107,7 +121,9 @@ pub async fn submit(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{MemoryQueue, MemoryStore};
+    use crate::chunk::WorkMessage;
+    use crate::memory::{MemoryLanes, MemoryQueue, MemoryStore};
+    use crate::ports::LaneStore;
     use serde_json::json;
 
     fn item(ext: Option<&str>) -> serde_json::Value {
@@ -180,9 +196,13 @@ mod tests {
             ..Settings::default()
         };
         let owner = Owner::from_subject("alice").unwrap();
+        let lanes = MemoryLanes::default();
         let task = submit(
             &store,
-            &queue,
+            Scheduler {
+                lanes: &lanes,
+                queue: &queue,
+            },
             &s,
             owner,
             TaskType::BENEFICIARIES_IMPORT,
@@ -192,9 +212,23 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(task.total, 25);
+        // Three chunks, three lanes opened (the default allows four): the queue holds starts,
+        // and each start leads to one stored chunk.
         let sent = queue.sent();
         assert_eq!(sent.len(), 3);
-        assert_eq!(sent.iter().map(|c| c.items.len()).sum::<usize>(), 25);
+        assert!(sent.iter().all(|m| matches!(m, WorkMessage::Start { .. })));
+        let owner_key = Owner::from_subject("alice").unwrap().storage_key();
+        let mut items = 0;
+        for seq in 0..3 {
+            items += lanes
+                .chunk_at(&owner_key, seq)
+                .await
+                .unwrap()
+                .unwrap()
+                .items
+                .len();
+        }
+        assert_eq!(items, 25);
         assert!(store.get(task.id).is_some());
     }
 
@@ -206,7 +240,10 @@ mod tests {
         bad["currency"] = json!("EURO");
         let err = submit(
             &store,
-            &queue,
+            Scheduler {
+                lanes: &MemoryLanes::default(),
+                queue: &queue,
+            },
             &Settings::default(),
             owner,
             TaskType::BENEFICIARIES_IMPORT,
@@ -227,7 +264,10 @@ mod tests {
         let owner = Owner::from_subject("alice").unwrap();
         let err = submit(
             &store,
-            &queue,
+            Scheduler {
+                lanes: &MemoryLanes::default(),
+                queue: &queue,
+            },
             &Settings::default(),
             owner,
             TaskType::BENEFICIARIES_IMPORT,

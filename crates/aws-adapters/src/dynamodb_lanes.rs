@@ -1,0 +1,452 @@
+//! The lane store (`usecases::schedule`) on the tasks table:
+//!
+//! | item            | pk               | sk                 | also                                  |
+//! |-----------------|------------------|--------------------|---------------------------------------|
+//! | lane state      | `SCHED#{owner}`  | `STATE`            | `next_seq`, `cursor`, `lanes`         |
+//! | sequence run    | `SCHED#{owner}`  | `SEG#{first, 12}`  | `task_id`, `chunks`: seqs `first..first+chunks` are that task's chunks 0.. |
+//! | waiting chunk   | `TASK#{id}`      | `CHUNK#{n, 6}`     | `body` (the chunk message), `handoff` once it handed its lane on |
+//! | lane start      | `TASK#{id}`      | `START#{n, 3}`     | `handoff`                             |
+//!
+//! `{owner}` is the owner's storage key (a hash). `handoff` is `seq:{n}` or `end`. Every item
+//! but the lane state carries `expires_at`: the lane state is one small item per caller, kept
+//! for as long as the caller has tasks.
+//!
+//! Each [`LaneStore`] step that changes two items is one `TransactWriteItems`, whose
+//! conditions are the step's "if nobody changed it since I read it".
+
+use crate::dynamodb_store::{n, s, store_error, task_pk, Item};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    ConditionCheck, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
+};
+use aws_sdk_dynamodb::Client;
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::time::Duration;
+use tasks_core::chunk::ChunkMessage;
+use tasks_core::ports::{Handoff, LaneState, LaneStore, StoreError, Vehicle};
+use tasks_core::task::TaskId;
+use time::OffsetDateTime;
+
+/// `BatchWriteItem` takes at most 25 items.
+const WRITES_PER_BATCH: usize = 25;
+/// Batch writes of one task's chunks in flight at once.
+const PARALLEL_WRITES: usize = 4;
+
+#[derive(Clone)]
+pub struct DynamoLanes {
+    client: Client,
+    table: String,
+}
+
+fn owner_pk(owner: &str) -> String {
+    format!("SCHED#{owner}")
+}
+
+fn state_key(owner: &str) -> Item {
+    HashMap::from([("pk".into(), s(owner_pk(owner))), ("sk".into(), s("STATE"))])
+}
+
+fn segment_sk(first: u64) -> String {
+    format!("SEG#{first:012}")
+}
+
+fn chunk_key(task_id: TaskId, chunk: u32) -> Item {
+    HashMap::from([
+        ("pk".into(), s(task_pk(task_id))),
+        ("sk".into(), s(format!("CHUNK#{chunk:06}"))),
+    ])
+}
+
+fn vehicle_key(vehicle: Vehicle) -> Item {
+    match vehicle {
+        Vehicle::Chunk { task_id, chunk } => chunk_key(task_id, chunk),
+        Vehicle::Start { task_id, lane } => HashMap::from([
+            ("pk".into(), s(task_pk(task_id))),
+            ("sk".into(), s(format!("START#{lane:03}"))),
+        ]),
+    }
+}
+
+fn encode(handoff: Handoff) -> String {
+    match handoff {
+        Handoff::Seq(seq) => format!("seq:{seq}"),
+        Handoff::End => "end".into(),
+    }
+}
+
+fn decode(text: &str) -> Result<Handoff, StoreError> {
+    match text {
+        "end" => Ok(Handoff::End),
+        _ => text
+            .strip_prefix("seq:")
+            .and_then(|n| n.parse().ok())
+            .map(Handoff::Seq)
+            .ok_or_else(|| crate::dynamodb_store::corrupt("handoff")),
+    }
+}
+
+fn number(item: &Item, name: &str) -> u64 {
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn build_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Other(e.to_string())
+}
+
+impl DynamoLanes {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    /// The vehicle's record moves from `replacing` (nothing, or an expired chunk) to `to`.
+    fn record_handoff(
+        &self,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        to: Handoff,
+        expires_at: OffsetDateTime,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(vehicle_key(vehicle)))
+            .update_expression("SET #h = :to, #exp = if_not_exists(#exp, :exp)")
+            .expression_attribute_names("#h", "handoff")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_values(":to", s(encode(to)))
+            .expression_attribute_values(":exp", n(expires_at.unix_timestamp()));
+        update = match replacing {
+            None => update.condition_expression("attribute_not_exists(#h)"),
+            Some(old) => update
+                .condition_expression("#h = :old")
+                .expression_attribute_values(":old", s(encode(old))),
+        };
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(build_error)?)
+            .build())
+    }
+
+    /// Runs a transaction; `Ok(false)` when a condition failed (another writer was first).
+    async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(actions))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) => {
+                if let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() {
+                    let lost_race = tc.cancellation_reasons().iter().any(|r| {
+                        matches!(
+                            r.code(),
+                            Some("ConditionalCheckFailed") | Some("TransactionConflict")
+                        )
+                    });
+                    if lost_race {
+                        return Ok(false);
+                    }
+                }
+                Err(store_error(SdkError::ServiceError(se)))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(out.item)
+    }
+
+    async fn write_batch(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
+        let mut pending = requests;
+        for round in 0u32..10 {
+            if round > 0 {
+                tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
+            }
+            let out = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(store_error)?;
+            pending = out
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned()
+                .unwrap_or_default();
+            if pending.is_empty() {
+                return Ok(());
+            }
+        }
+        Err(StoreError::Unavailable(
+            "batch write kept returning unprocessed items".into(),
+        ))
+    }
+}
+
+#[async_trait]
+impl LaneStore for DynamoLanes {
+    #[tracing::instrument(skip_all, fields(chunks = chunks.len()))]
+    async fn store_chunks(
+        &self,
+        chunks: &[ChunkMessage],
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let mut requests = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let body = serde_json::to_string(c).map_err(build_error)?;
+            let mut item = chunk_key(c.task_id, c.chunk);
+            item.insert("body".into(), s(body));
+            item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
+            let put = PutRequest::builder()
+                .set_item(Some(item))
+                .build()
+                .map_err(build_error)?;
+            requests.push(WriteRequest::builder().put_request(put).build());
+        }
+        let batches: Vec<Vec<WriteRequest>> = requests
+            .chunks(WRITES_PER_BATCH)
+            .map(<[WriteRequest]>::to_vec)
+            .collect();
+        let writes: Vec<_> = batches
+            .into_iter()
+            .map(|batch| self.write_batch(batch))
+            .collect();
+        futures::stream::iter(writes)
+            .buffer_unordered(PARALLEL_WRITES)
+            .try_collect::<Vec<()>>()
+            .await?;
+        Ok(())
+    }
+
+    async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError> {
+        Ok(self
+            .get(state_key(owner))
+            .await?
+            .map(|item| LaneState {
+                next_seq: number(&item, "next_seq"),
+                cursor: number(&item, "cursor"),
+                lanes: number(&item, "lanes"),
+            })
+            .unwrap_or_default())
+    }
+
+    async fn append(
+        &self,
+        owner: &str,
+        seen: LaneState,
+        task_id: TaskId,
+        chunks: u32,
+        new_lanes: u64,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let state = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(state_key(owner)))
+            .update_expression(
+                "SET #next = :next, #cursor = if_not_exists(#cursor, :zero), \
+                 #lanes = if_not_exists(#lanes, :zero) + :open",
+            )
+            .condition_expression(
+                "attribute_not_exists(#pk) OR (#next = :seen_next AND #lanes = :seen_lanes)",
+            )
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#next", "next_seq")
+            .expression_attribute_names("#cursor", "cursor")
+            .expression_attribute_names("#lanes", "lanes")
+            .expression_attribute_values(":next", n(seen.next_seq + u64::from(chunks)))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":open", n(new_lanes))
+            .expression_attribute_values(":seen_next", n(seen.next_seq))
+            .expression_attribute_values(":seen_lanes", n(seen.lanes))
+            .build()
+            .map_err(build_error)?;
+        let segment = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(owner_pk(owner)))
+            .item("sk", s(segment_sk(seen.next_seq)))
+            .item("task_id", s(task_id.to_string()))
+            .item("chunks", n(chunks))
+            .item("expires_at", n(expires_at.unix_timestamp()))
+            .build()
+            .map_err(build_error)?;
+        self.transact(vec![
+            TransactWriteItem::builder().update(state).build(),
+            TransactWriteItem::builder().put(segment).build(),
+        ])
+        .await
+    }
+
+    async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError> {
+        match self.get(vehicle_key(vehicle)).await? {
+            Some(item) => match item.get("handoff").and_then(|v| v.as_s().ok()) {
+                Some(text) => decode(text).map(Some),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+
+    async fn claim(
+        &self,
+        owner: &str,
+        cursor: u64,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let state = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(state_key(owner)))
+            .update_expression("SET #cursor = :after")
+            .condition_expression("#cursor = :cursor AND #next > :cursor")
+            .expression_attribute_names("#cursor", "cursor")
+            .expression_attribute_names("#next", "next_seq")
+            .expression_attribute_values(":cursor", n(cursor))
+            .expression_attribute_values(":after", n(cursor + 1))
+            .build()
+            .map_err(build_error)?;
+        self.transact(vec![
+            TransactWriteItem::builder().update(state).build(),
+            self.record_handoff(vehicle, replacing, Handoff::Seq(cursor), expires_at)?,
+        ])
+        .await
+    }
+
+    async fn close_lane(
+        &self,
+        owner: &str,
+        cursor: u64,
+        uncount: bool,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        expires_at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let state = if uncount {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(state_key(owner)))
+                .update_expression("SET #lanes = #lanes - :one")
+                .condition_expression("#cursor = :cursor AND #next = :cursor AND #lanes > :zero")
+                .expression_attribute_names("#lanes", "lanes")
+                .expression_attribute_names("#cursor", "cursor")
+                .expression_attribute_names("#next", "next_seq")
+                .expression_attribute_values(":cursor", n(cursor))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":zero", n(0))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().update(update).build()
+        } else {
+            // An uncounted lane (see usecases::schedule) closes without touching the count;
+            // a caller with no state at all has nothing to take either.
+            let check = ConditionCheck::builder()
+                .table_name(&self.table)
+                .set_key(Some(state_key(owner)))
+                .condition_expression(
+                    "attribute_not_exists(#pk) OR (#cursor = :cursor AND #next = :cursor)",
+                )
+                .expression_attribute_names("#pk", "pk")
+                .expression_attribute_names("#cursor", "cursor")
+                .expression_attribute_names("#next", "next_seq")
+                .expression_attribute_values(":cursor", n(cursor))
+                .build()
+                .map_err(build_error)?;
+            TransactWriteItem::builder().condition_check(check).build()
+        };
+        self.transact(vec![
+            state,
+            self.record_handoff(vehicle, replacing, Handoff::End, expires_at)?,
+        ])
+        .await
+    }
+
+    async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError> {
+        // The run holding `seq` is the last one starting at or before it.
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(owner_pk(owner)))
+            .expression_attribute_values(":from", s(segment_sk(0)))
+            .expression_attribute_values(":to", s(segment_sk(seq)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let Some(run) = out.items().first() else {
+            return Ok(None);
+        };
+        let first = run
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| sk.strip_prefix("SEG#"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| crate::dynamodb_store::corrupt("sequence run key"))?;
+        let task_id: TaskId = run
+            .get("task_id")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| crate::dynamodb_store::corrupt("sequence run task"))?;
+        if seq - first >= number(run, "chunks") {
+            return Ok(None);
+        }
+        let Some(item) = self.get(chunk_key(task_id, (seq - first) as u32)).await? else {
+            return Ok(None);
+        };
+        let body = item
+            .get("body")
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| crate::dynamodb_store::corrupt("waiting chunk"))?;
+        serde_json::from_str(body)
+            .map(Some)
+            .map_err(|_| crate::dynamodb_store::corrupt("waiting chunk body"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handoffs_round_trip() {
+        for h in [Handoff::End, Handoff::Seq(0), Handoff::Seq(123_456)] {
+            assert_eq!(decode(&encode(h)).unwrap(), h);
+        }
+        assert!(decode("seq:x").is_err());
+    }
+
+    #[test]
+    fn run_keys_sort_by_position() {
+        assert!(segment_sk(9) < segment_sk(10));
+        assert!(segment_sk(999_999) < segment_sk(1_000_000));
+    }
+}

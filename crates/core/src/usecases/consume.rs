@@ -1,0 +1,169 @@
+//! What the consumer does with one work-queue message: hand the message's lane on first (so
+//! the caller's next chunk is already waiting in the queue while this one is worked on), then
+//! work on the chunk. A lane start carries no chunk of its own: it takes the caller's next one
+//! and works on it in place.
+
+use crate::chunk::{ChunkMessage, WorkMessage};
+use crate::config::Settings;
+use crate::ports::{BeneficiaryBackend, LaneStore, TaskStore, Vehicle, WorkQueue};
+use crate::usecases::process_chunk::{process_chunk_limited, ChunkError, ChunkReport};
+use crate::usecases::schedule::{hand_on, ScheduleError};
+use std::time::Instant;
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+/// The adapters a consumer works with.
+pub struct Ports<'a> {
+    pub store: &'a dyn TaskStore,
+    pub lanes: &'a dyn LaneStore,
+    pub queue: &'a dyn WorkQueue,
+    pub backend: &'a dyn BeneficiaryBackend,
+}
+
+/// When hand-off records and waiting chunks written now may expire: after their task, like
+/// item outcomes.
+pub fn lane_records_expire(settings: &Settings) -> OffsetDateTime {
+    OffsetDateTime::now_utc() + settings.retention + std::time::Duration::from_secs(86_400)
+}
+
+/// Hands the chunk's lane on: sends the caller's next chunk, or closes the lane. Chunks from
+/// before lanes existed (no owner) hand nothing on.
+pub async fn pass_lane_on(
+    lanes: &dyn LaneStore,
+    queue: &dyn WorkQueue,
+    settings: &Settings,
+    chunk: &ChunkMessage,
+    redelivered: bool,
+) -> Result<(), ScheduleError> {
+    let Some(owner) = chunk.owner.as_deref() else {
+        return Ok(());
+    };
+    let expires_at = lane_records_expire(settings);
+    if let Some(next) = hand_on(
+        lanes,
+        owner,
+        Vehicle::of_chunk(chunk),
+        redelivered,
+        None,
+        expires_at,
+    )
+    .await?
+    {
+        queue.enqueue(&[WorkMessage::Chunk(next)]).await?;
+    }
+    Ok(())
+}
+
+/// Handles one message. `redelivered` is SQS's word that this message was received before
+/// (`ApproximateReceiveCount` > 1).
+#[tracing::instrument(skip_all)]
+pub async fn consume(
+    ports: &Ports<'_>,
+    settings: &Settings,
+    message: &WorkMessage,
+    redelivered: bool,
+    deadline: Instant,
+    bos_limit: &Semaphore,
+) -> Result<ChunkReport, ChunkError> {
+    let taken;
+    let chunk = match message {
+        WorkMessage::Chunk(chunk) => chunk,
+        WorkMessage::Start { start } => {
+            let expires_at = lane_records_expire(settings);
+            let vehicle = Vehicle::of_start(start);
+            let until = Some(start.appended_until);
+            match hand_on(ports.lanes, &start.owner, vehicle, true, until, expires_at).await? {
+                Some(chunk) => {
+                    taken = chunk;
+                    &taken
+                }
+                // The caller's work was all taken by its other lanes: this lane closed.
+                None => return Ok(ChunkReport::default()),
+            }
+        }
+    };
+    pass_lane_on(ports.lanes, ports.queue, settings, chunk, redelivered).await?;
+    process_chunk_limited(
+        ports.store,
+        ports.backend,
+        settings,
+        chunk,
+        deadline,
+        bos_limit,
+    )
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{beneficiaries, later};
+    use crate::identity::Owner;
+    use crate::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
+    use crate::task::{Task, TaskStatus, TaskType};
+    use crate::usecases::schedule::admit;
+
+    #[tokio::test]
+    async fn a_task_is_worked_through_its_lanes_to_the_end() {
+        // Given a 10-chunk task admitted with 2 lanes
+        let (store, lanes, queue) = (
+            MemoryStore::default(),
+            MemoryLanes::default(),
+            MemoryQueue::default(),
+        );
+        let backend = MemoryBackend::default();
+        let owner = Owner::from_subject("alice").unwrap();
+        let task = Task::new(
+            TaskType::BENEFICIARIES_IMPORT,
+            owner.clone(),
+            20,
+            OffsetDateTime::now_utc(),
+        );
+        store.insert_task(&task).await.unwrap();
+        let chunks = crate::chunk::split(
+            task.id,
+            task.task_type,
+            &owner.storage_key(),
+            beneficiaries(20),
+            2,
+        );
+        let s = Settings::default();
+        admit(
+            &lanes,
+            &queue,
+            &owner.storage_key(),
+            task.id,
+            &chunks,
+            2,
+            lane_records_expire(&s),
+        )
+        .await
+        .unwrap();
+        let ports = Ports {
+            store: &store,
+            lanes: &lanes,
+            queue: &queue,
+            backend: &backend,
+        };
+        let limit = Semaphore::new(4);
+
+        // When every message is consumed, each delivered twice (a redelivery after success)
+        let mut finished = vec![];
+        while let Some(m) = queue.pop() {
+            for redelivered in [false, true] {
+                finished.extend(
+                    consume(&ports, &s, &m, redelivered, later(), &limit)
+                        .await
+                        .unwrap()
+                        .finished,
+                );
+            }
+        }
+
+        // Then the task finished once, every item created once, and no lane is left open
+        assert_eq!(finished, vec![TaskStatus::Completed]);
+        assert_eq!(backend.creations(), 20);
+        let state = lanes.lane_state(&owner.storage_key()).await.unwrap();
+        assert_eq!((state.cursor, state.lanes), (10, 0));
+    }
+}
