@@ -42,7 +42,7 @@ pub fn project_root() -> PathBuf {
 
 /// The folder with the built function binaries: `FUNCTIONS_DIR`, or the profile folder this
 /// test binary was built into (`target/debug/deps/<test>` → `target/debug`).
-fn functions_dir() -> PathBuf {
+pub fn functions_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("FUNCTIONS_DIR") {
         return PathBuf::from(dir);
     }

@@ -27,6 +27,10 @@ fn report(scenario: &str, task: &Value, stats: &bos_simulator::Stats) {
     );
 }
 
+fn is_final(task: &Value) -> bool {
+    !["queued", "running"].contains(&task["status"].as_str().unwrap_or("queued"))
+}
+
 fn knobs() -> bos_simulator::Knobs {
     bos_simulator::Knobs::default()
 }
@@ -118,7 +122,8 @@ async fn c_a_chunk_that_always_fails_ends_in_the_dlq_and_its_item_processing_fai
     let task = app.wait_final(ALICE, &id).await;
 
     // Then after maxReceiveCount receives the chunk went to the DLQ, the dead-letter function
-    // failed the one pending item, and everything else was created once
+    // sent it back to be settled, BOS was asked once more and still failed, so the one pending
+    // item failed naming that cause; everything else was created once
     let stats = app.bos_stats().await;
     report("(c) a chunk that always fails (DLQ)", &task, &stats);
     assert_eq!(task["status"], "completed_with_errors", "{task}");
@@ -133,7 +138,7 @@ async fn c_a_chunk_that_always_fails_ends_in_the_dlq_and_its_item_processing_fai
         .get(ALICE, &format!("/tasks/{IMPORT}/{id}/errors"))
         .await;
     assert_eq!(errors.body["errors"][0]["index"], 7);
-    assert_eq!(errors.body["errors"][0]["code"], "processing_failed");
+    assert_eq!(errors.body["errors"][0]["code"], "upstream_unavailable");
     assert_eq!(stats.creations, 19);
     app.wait_queue_empty("WorkDeadLetterQueue").await;
 }
@@ -333,5 +338,60 @@ async fn g_a_dlq_redrive_finishes_the_task_and_replaying_final_chunks_changes_no
         "(g) DLQ redrive, then every chunk replayed",
         &replayed.body,
         &after,
+    );
+}
+
+#[tokio::test]
+async fn h_crash_churn_with_a_slow_bos_reports_no_failure_that_bos_created() {
+    // Given BOS at 150 ms a call and messages that reach the DLQ after 2 receives
+    let app = spawn_app_with(AppOptions {
+        knobs: bos_simulator::Knobs {
+            latency_ms: 150,
+            ..knobs()
+        },
+        parameters: vec![("MaxReceiveCount", "2".into())],
+        ..Default::default()
+    })
+    .await;
+    let id = task_id(&app.import(ALICE, &beneficiaries_from(60_000, 2_000)).await);
+
+    // When a consumer process is killed every 2 s until the task is final
+    let mut kills = 0;
+    let task = loop {
+        let t = app.get(ALICE, &format!("/tasks/{IMPORT}/{id}")).await.body;
+        if is_final(&t) {
+            break t;
+        }
+        assert!(kills < 300, "the task never became final: {t}");
+        let pids = app
+            .stack
+            .function_pids()
+            .into_iter()
+            .find(|(name, _)| name.ends_with("ConsumerFunction"))
+            .map(|(_, pids)| pids)
+            .unwrap_or_default();
+        if let Some(pid) = pids.get(kills % pids.len().max(1)).filter(|p| **p != 0) {
+            let _ = std::process::Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status();
+            kills += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    };
+
+    // Then every item is final, none twice at BOS, and no item is failed that BOS created:
+    // a dead chunk was settled by asking BOS, not by guessing
+    let stats = app.bos_stats().await;
+    report(
+        "(h) crash churn: a consumer killed every 2 s, BOS 150 ms",
+        &task,
+        &stats,
+    );
+    assert!(kills >= 2, "the churn happened ({kills} kills)");
+    assert_eq!(task["progress"]["processed"], 2_000, "{task}");
+    assert_eq!(
+        stats.creations,
+        task["progress"]["succeeded"].as_u64().unwrap_or(0),
+        "every creation is reported as a success, and only those: {stats:?} {task}"
     );
 }

@@ -64,18 +64,20 @@ async fn a_small_task_finishes_while_another_callers_backlog_is_unfinished() {
 
 #[tokio::test]
 async fn callers_with_equal_backlogs_advance_together() {
-    // Given three callers who each submit 600 items at once
+    // Given three callers who each submit 1,200 items while BOS is slow (so the first caller's
+    // lanes cannot run ahead while the others are still posting), then BOS at 20 ms
     let app = spawn_app_with(AppOptions {
-        knobs: slow_bos(20),
+        knobs: slow_bos(2_000),
         ..Default::default()
     })
     .await;
     let callers = [ALICE, BOB, MORE_CALLERS[0]];
     let mut ids = vec![];
     for (i, token) in callers.iter().enumerate() {
-        let items = beneficiaries_from(100_000 * (i as u64 + 1), 600);
+        let items = beneficiaries_from(100_000 * (i as u64 + 1), 1_200);
         ids.push(task_id(&app.import(token, &items).await));
     }
+    app.bos.set_knobs(slow_bos(20));
 
     // When the first of them finishes
     let first = loop {
@@ -92,12 +94,14 @@ async fn callers_with_equal_backlogs_advance_together() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
 
-    // Then each of the others is well on its way: nobody waited for another's backlog
+    // Then each of the others is at least 70 % through: nobody waited for another's backlog
+    // (a window of 4 chunks of 32 is the most one caller can be ahead by, plus the calls that
+    // were in flight when BOS sped up)
     for (i, token) in callers.iter().enumerate().filter(|(i, _)| *i != first) {
         let done = processed(&app, token, std::slice::from_ref(&ids[i])).await;
         assert!(
-            done >= 360,
-            "caller {i} had {done} of 600 done when caller {first} finished"
+            done >= 840,
+            "caller {i} had {done} of 1200 done when caller {first} finished"
         );
     }
 }

@@ -32,13 +32,14 @@ use time::OffsetDateTime;
 
 /// `BatchWriteItem` takes at most 25 items.
 const WRITES_PER_BATCH: usize = 25;
-/// Batch writes of one task's chunks in flight at once.
-const PARALLEL_WRITES: usize = 4;
+/// Batch writes of one task's chunks in flight at once (docs/benchmarks.md shows what it buys).
+pub const PARALLEL_WRITES: usize = 4;
 
 #[derive(Clone)]
 pub struct DynamoLanes {
     client: Client,
     table: String,
+    parallel_writes: usize,
 }
 
 fn owner_pk(owner: &str) -> String {
@@ -104,7 +105,14 @@ impl DynamoLanes {
         Self {
             client,
             table: table.into(),
+            parallel_writes: PARALLEL_WRITES,
         }
+    }
+
+    /// Another number of batch writes in flight (for the benchmark that compares them).
+    pub fn with_parallel_writes(mut self, n: usize) -> Self {
+        self.parallel_writes = n.max(1);
+        self
     }
 
     pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
@@ -236,7 +244,7 @@ impl LaneStore for DynamoLanes {
             .map(|batch| self.write_batch(batch))
             .collect();
         futures::stream::iter(writes)
-            .buffer_unordered(PARALLEL_WRITES)
+            .buffer_unordered(self.parallel_writes)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())

@@ -15,12 +15,13 @@ use tasks_core::ports::{QueueError, WorkQueue};
 const BATCH: usize = 10;
 const ATTEMPTS: usize = 4;
 /// `SendMessageBatch` calls of one enqueue in flight at once.
-const PARALLEL_BATCHES: usize = 4;
+pub const PARALLEL_BATCHES: usize = 4;
 
 #[derive(Clone)]
 pub struct SqsWorkQueue {
     client: Client,
     queue_url: String,
+    parallel_batches: usize,
 }
 
 impl SqsWorkQueue {
@@ -28,7 +29,14 @@ impl SqsWorkQueue {
         Self {
             client,
             queue_url: queue_url.into(),
+            parallel_batches: PARALLEL_BATCHES,
         }
+    }
+
+    /// Another number of batches in flight (for the benchmark that compares them).
+    pub fn with_parallel_batches(mut self, n: usize) -> Self {
+        self.parallel_batches = n.max(1);
+        self
     }
 
     pub fn from_config(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
@@ -95,7 +103,7 @@ impl WorkQueue for SqsWorkQueue {
             .map(|batch| self.send_batch(batch))
             .collect();
         futures::stream::iter(sends)
-            .buffer_unordered(PARALLEL_BATCHES)
+            .buffer_unordered(self.parallel_batches)
             .try_collect::<Vec<()>>()
             .await?;
         Ok(())

@@ -54,3 +54,36 @@ pub fn required_env(name: &str) -> Result<String, String> {
         .filter(|v| !v.is_empty())
         .ok_or_else(|| format!("environment variable {name} is not set"))
 }
+
+/// The fewest bytes a secret may have: anything shorter is a placeholder, not a key.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// A required secret from the environment (resolved from Secrets Manager at deploy time), or a
+/// clear start-up error: a function never runs with a missing, empty or toy secret. Only the
+/// local stack supplies development values, and it does so explicitly.
+pub fn required_secret(name: &str) -> Result<Vec<u8>, String> {
+    let value = required_env(name)?;
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "secret {name} is shorter than {MIN_SECRET_BYTES} bytes"
+        ));
+    }
+    Ok(value.into_bytes())
+}
+
+/// Keys the owner pseudonym of every log line (`LOG_PSEUDONYM_KEY`); fails closed.
+pub fn init_pseudonym_key() -> Result<(), String> {
+    let key = required_secret("LOG_PSEUDONYM_KEY")?;
+    tasks_core::identity::set_pseudonym_key(&key);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_fail_closed() {
+        assert!(required_secret("SURELY_UNSET_SECRET_FOR_THIS_TEST").is_err());
+    }
+}

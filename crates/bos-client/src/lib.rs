@@ -7,6 +7,11 @@
 //! - Transient failures are retried with capped exponential backoff and full jitter
 //!   (`backon`), honouring `Retry-After`, and never past the caller's deadline.
 //! - Every attempt carries the same `Idempotency-Key`, so a retry can never create twice.
+//! - Answers are distrusted: redirects are not followed (a 3xx is an upstream error, never a
+//!   GET of somewhere else), at most [`MAX_ANSWER_BYTES`] of an answer are read, success bodies
+//!   are decoded strictly and checked against what was sent, and a validation succeeds only on
+//!   an explicit `{"valid": true}`. Whatever fails those checks is `BadResponse`
+//!   (`upstream_error`), never a success.
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
@@ -15,6 +20,11 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
 use tasks_core::ports::{BackendError, BeneficiaryBackend, Rejection, RejectionKind};
+
+/// The most of one BOS answer that is read: a beneficiary or an error is well under 1 KiB, so
+/// anything near this is not an answer we can trust, and reading it would cost the consumer's
+/// memory (the function has 128 MB).
+pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct BosConfig {
@@ -117,6 +127,9 @@ impl BosClient {
     pub fn new(config: BosConfig) -> Result<Self, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
+            // A redirect followed by reqwest becomes a GET: the create would never be made, and
+            // the page redirected to would be taken for BOS's answer.
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         let base = config.base_url.trim_end_matches('/');
@@ -128,14 +141,14 @@ impl BosClient {
         })
     }
 
-    /// One HTTP attempt; `Ok` holds the success body.
+    /// One HTTP attempt; `Ok` holds the success body (at most [`MAX_ANSWER_BYTES`]).
     async fn attempt(
         &self,
         call: Call,
         beneficiary: &Beneficiary,
         key: &str,
         deadline: Instant,
-    ) -> Result<reqwest::Response, AttemptError> {
+    ) -> Result<Vec<u8>, AttemptError> {
         let url = match call {
             Call::Create => &self.create_url,
             Call::Validate => &self.validate_url,
@@ -184,8 +197,14 @@ impl BosClient {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
+        if status.is_redirection() {
+            return Err(AttemptError::Permanent(BackendError::BadResponse(format!(
+                "redirect ({}) not followed",
+                status.as_u16()
+            ))));
+        }
         if status.is_success() {
-            return Ok(response);
+            return read_capped(response).await.map_err(AttemptError::Permanent);
         }
 
         if status.as_u16() == 429 || status.is_server_error() {
@@ -199,7 +218,10 @@ impl BosClient {
         } else {
             RejectionKind::Invalid
         };
-        match response.json::<BosErrorBody>().await {
+        let body = read_capped(response)
+            .await
+            .map_err(AttemptError::Permanent)?;
+        match serde_json::from_slice::<BosErrorBody>(&body) {
             Ok(body) if status.is_client_error() => {
                 Err(AttemptError::Permanent(BackendError::Rejected(Rejection {
                     kind,
@@ -225,7 +247,7 @@ impl BosClient {
         beneficiary: &Beneficiary,
         idempotency_key: &str,
         deadline: Instant,
-    ) -> Result<reqwest::Response, BackendError> {
+    ) -> Result<Vec<u8>, BackendError> {
         let backoff = ExponentialBuilder::default()
             .with_min_delay(self.config.min_backoff)
             .with_max_delay(self.config.max_backoff)
@@ -253,8 +275,79 @@ impl BosClient {
     }
 }
 
-fn undecodable(e: reqwest::Error) -> BackendError {
-    BackendError::BadResponse(format!("undecodable success body: {}", e.without_url()))
+/// Reads an answer's body, refusing one over [`MAX_ANSWER_BYTES`] without reading the rest.
+async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, BackendError> {
+    let too_large = || BackendError::BadResponse(format!("answer over {MAX_ANSWER_BYTES} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body),
+            Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
+            Err(e) => {
+                return Err(BackendError::Unavailable(format!(
+                    "answer cut short: {}",
+                    e.without_url()
+                )))
+            }
+        }
+    }
+}
+
+/// A create's success answer, decoded strictly and checked against what was sent: BOS must
+/// have created *this* beneficiary.
+fn created_from(
+    body: &[u8],
+    sent: &Beneficiary,
+    idempotency_key: &str,
+) -> Result<CreatedBeneficiary, BackendError> {
+    let bad = |why: &str| BackendError::BadResponse(why.to_owned());
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| bad("success answer is not JSON"))?;
+    // BOS may echo the key; when it does, it must be ours.
+    if let Some(echoed) = value.get("idempotency_key") {
+        if echoed.as_str() != Some(idempotency_key) {
+            return Err(bad("success answer echoes another idempotency key"));
+        }
+    }
+    let created: CreatedBeneficiary =
+        serde_json::from_value(value).map_err(|_| bad("success answer is not a beneficiary"))?;
+    let same = created.iban == sent.iban()
+        && created.name == sent.name()
+        && created.currency == sent.currency()
+        && created.country == sent.country();
+    if !same || created.id.trim().is_empty() {
+        return Err(bad("success answer describes another beneficiary"));
+    }
+    Ok(created)
+}
+
+/// A validation's success answer: only an explicit `{"valid": true}` passes (fail closed).
+fn verdict_from(body: &[u8]) -> Result<(), BackendError> {
+    #[derive(Deserialize)]
+    struct Verdict {
+        valid: bool,
+    }
+    match serde_json::from_slice::<Verdict>(body) {
+        Ok(Verdict { valid: true }) => Ok(()),
+        Ok(Verdict { valid: false }) => Err(BackendError::BadResponse(
+            "validation answered 2xx with valid: false".into(),
+        )),
+        Err(_) => Err(BackendError::BadResponse(
+            "validation answer is not a verdict".into(),
+        )),
+    }
 }
 
 #[async_trait]
@@ -266,10 +359,10 @@ impl BeneficiaryBackend for BosClient {
         idempotency_key: &str,
         deadline: Instant,
     ) -> Result<CreatedBeneficiary, BackendError> {
-        let response = self
+        let body = self
             .with_retries(Call::Create, beneficiary, idempotency_key, deadline)
             .await?;
-        response.json().await.map_err(undecodable)
+        created_from(&body, beneficiary, idempotency_key)
     }
 
     #[tracing::instrument(skip_all)]
@@ -279,8 +372,9 @@ impl BeneficiaryBackend for BosClient {
         idempotency_key: &str,
         deadline: Instant,
     ) -> Result<(), BackendError> {
-        self.with_retries(Call::Validate, beneficiary, idempotency_key, deadline)
-            .await
-            .map(drop)
+        let body = self
+            .with_retries(Call::Validate, beneficiary, idempotency_key, deadline)
+            .await?;
+        verdict_from(&body)
     }
 }

@@ -183,3 +183,42 @@ async fn the_simulator_reports_the_most_calls_it_had_at_once() {
     let stats = sim.stats();
     assert_eq!((stats.peak_concurrency, stats.in_flight), (5, 0));
 }
+
+/// Each way an upstream can answer "success" without having done the work is an upstream
+/// error, never a success; a validation fails closed.
+#[tokio::test]
+async fn untrustworthy_success_answers_are_upstream_errors() {
+    use bos_simulator::Misbehaviour;
+    let b = beneficiary("GB82WEST12345698765432");
+    for (misbehave, what) in [
+        (Misbehaviour::Redirect, "a redirect to a 200 page"),
+        (
+            Misbehaviour::OtherBeneficiary,
+            "another person's beneficiary",
+        ),
+        (Misbehaviour::NotJson, "an HTML page"),
+        (Misbehaviour::HugeAnswer, "a 20 MB answer"),
+    ] {
+        let (sim, client) = start(Knobs {
+            misbehave,
+            ..Knobs::default()
+        })
+        .await;
+        let created = client.create(&b, "k-distrust", soon()).await;
+        assert!(
+            matches!(created, Err(BackendError::BadResponse(_))),
+            "create after {what}: {created:?}"
+        );
+        let validated = client.validate(&b, "k-distrust-v", soon()).await;
+        if misbehave == Misbehaviour::HugeAnswer {
+            // `{"valid": true}` padded to 20 MB: refused for its size, never decoded.
+            assert!(matches!(validated, Err(BackendError::BadResponse(m)) if m.contains("bytes")));
+        } else {
+            assert!(
+                matches!(validated, Err(BackendError::BadResponse(_))),
+                "validate after {what}: {validated:?}"
+            );
+        }
+        assert_eq!(sim.stats().creations, 0, "{what}");
+    }
+}

@@ -49,7 +49,17 @@ pub struct LaneStart {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum WorkMessage {
-    Start { start: LaneStart },
+    Start {
+        start: LaneStart,
+    },
+    /// A chunk back from the dead-letter queue: each item still without an outcome gets one
+    /// more BOS call with its own idempotency key, and then an outcome whatever the answer.
+    /// `round` counts settles of this chunk that died too (a crashing consumer, say).
+    Settle {
+        settle: ChunkMessage,
+        #[serde(default)]
+        round: u32,
+    },
     Chunk(ChunkMessage),
 }
 
@@ -58,6 +68,9 @@ impl WorkMessage {
     pub fn deduplication_id(&self) -> String {
         match self {
             Self::Start { start } => format!("{}:start:{}", start.task_id, start.lane),
+            Self::Settle { settle: c, round } => {
+                format!("{}:{}:settle:{round}", c.task_id, c.chunk)
+            }
             Self::Chunk(c) => format!("{}:{}", c.task_id, c.chunk),
         }
     }

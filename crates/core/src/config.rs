@@ -24,8 +24,6 @@ pub struct Settings {
     pub bos_concurrency: usize,
     /// Time kept back from the Lambda deadline to record outcomes (`DEADLINE_RESERVE_MS`).
     pub deadline_reserve: Duration,
-    /// Key that signs page tokens (`PAGE_TOKEN_SECRET`).
-    pub page_token_secret: Vec<u8>,
     /// How long `Idempotency-Key` answers are kept (`IDEMPOTENCY_TTL_HOURS`, default 24).
     pub idempotency_ttl: Duration,
 }
@@ -41,7 +39,6 @@ impl Default for Settings {
             retention: Duration::from_secs(30 * 24 * 3600),
             bos_concurrency: 8,
             deadline_reserve: Duration::from_millis(2_000),
-            page_token_secret: b"local-development-only".to_vec(),
             idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -76,7 +73,6 @@ impl Settings {
         if chunk_size == 0 || chunk_size > crate::chunk::MAX_CHUNK_SIZE {
             return Err(InvalidSetting { name: "CHUNK_SIZE" });
         }
-        let secret = get("PAGE_TOKEN_SECRET").filter(|s| !s.is_empty());
         let cap: usize = num(&get, "BOS_CALL_CAP", 32)?;
         let consumers: usize = num(&get, "CONSUMER_MAX_CONCURRENCY", 4)?;
         if consumers == 0 {
@@ -98,9 +94,6 @@ impl Settings {
             retention: Duration::from_secs(num(&get, "RETENTION_DAYS", 30u64)? * 24 * 3600),
             bos_concurrency: cap / consumers,
             deadline_reserve: Duration::from_millis(num(&get, "DEADLINE_RESERVE_MS", 2_000u64)?),
-            page_token_secret: secret
-                .map(String::into_bytes)
-                .unwrap_or(d.page_token_secret),
             idempotency_ttl: Duration::from_secs(num(&get, "IDEMPOTENCY_TTL_HOURS", 24u64)? * 3600),
         })
     }

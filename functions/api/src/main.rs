@@ -1,7 +1,9 @@
 //! Lambda entry point of the api function: build clients and settings once, then serve.
 
 use api::App;
-use aws_adapters::startup::{aws_config, init_tracing, required_env};
+use aws_adapters::startup::{
+    aws_config, init_pseudonym_key, init_tracing, required_env, required_secret,
+};
 use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
 use bos_client::{BosClient, BosConfig};
 use lambda_http::{service_fn, Error, Request};
@@ -12,6 +14,7 @@ use tasks_core::paging::PageTokens;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
+    init_pseudonym_key()?;
     let settings = Settings::from_env()?;
     let aws = aws_config().await;
     let table = required_env("TABLE_NAME")?;
@@ -25,7 +28,7 @@ async fn main() -> Result<(), Error> {
             required_env("WORK_QUEUE_URL")?,
         )),
         backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
-        tokens: PageTokens::new(&settings.page_token_secret),
+        tokens: PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
         settings,
     });
     lambda_http::run(service_fn(move |req: Request| {

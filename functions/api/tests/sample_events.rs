@@ -26,7 +26,7 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
         lanes: Arc::new(MemoryLanes::default()),
         queue: queue.clone(),
         backend: backend.clone(),
-        tokens: PageTokens::new(&settings.page_token_secret),
+        tokens: PageTokens::new(b"test-page-token-key"),
         settings,
     };
     (app, queue, backend)

@@ -1,6 +1,6 @@
 //! Lambda entry point of the dead-letter function.
 
-use aws_adapters::startup::{aws_config, init_tracing, required_env};
+use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
 use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
 use aws_lambda_events::event::sqs::SqsEvent;
 use dead_letter::DeadLetter;
@@ -11,6 +11,7 @@ use tasks_core::config::Settings;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
+    init_pseudonym_key()?;
     let aws = aws_config().await;
     let table = required_env("TABLE_NAME")?;
     let handler = Arc::new(DeadLetter {

@@ -22,6 +22,16 @@ pub fn iban(n: u64) -> String {
     format!("DE{:02}{bban}", 98 - rem)
 }
 
+/// `n` parsed beneficiaries, as the api function would hold them after validation.
+pub fn beneficiaries(n: usize) -> Vec<tasks_core::beneficiary::Beneficiary> {
+    items(n, 1)
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| tasks_core::beneficiary::Beneficiary::parse(v).ok())
+        .collect()
+}
+
 pub fn items(n: usize, first: u64) -> Value {
     Value::Array(
         (0..n)
@@ -82,7 +92,7 @@ pub async fn handler(report: &mut Report) {
                 lanes: lanes.clone(),
                 queue: queue.clone(),
                 backend: Arc::new(MemoryBackend::default()),
-                tokens: PageTokens::new(&settings.page_token_secret),
+                tokens: PageTokens::new(b"test-page-token-key"),
                 settings,
             };
             let req = request(&body);

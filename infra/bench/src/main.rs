@@ -7,6 +7,7 @@ mod counting_proxy;
 mod end_to_end;
 mod in_process;
 mod report;
+mod scheduling;
 
 use report::Report;
 
@@ -15,7 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut report = Report::new();
     in_process::validation(&mut report);
     in_process::handler(&mut report).await;
-    end_to_end::requests_and_latency(&mut report).await?;
+    scheduling::all(&mut report).await?;
+    end_to_end::requests(&mut report).await?;
     end_to_end::peak_memory(&mut report).await?;
     coldstart::cold_starts_and_sizes(&mut report).await?;
     let text = report.render();

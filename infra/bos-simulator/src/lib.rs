@@ -56,6 +56,25 @@ pub struct Knobs {
     pub hang_ms: u64,
     /// IBANs whose calls always fail with 503.
     pub failing_ibans: Vec<String>,
+    /// Misbehaviour an upstream can show, for the client's distrust to be tested against.
+    pub misbehave: Misbehaviour,
+}
+
+/// Answers a broken or hostile upstream gives. Each applies to every create and validation,
+/// instead of doing the work.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Misbehaviour {
+    #[default]
+    None,
+    /// 302 to `/v1/elsewhere`, a page that answers 200 with a beneficiary-shaped body.
+    Redirect,
+    /// 201 with somebody else's beneficiary; nothing is created.
+    OtherBeneficiary,
+    /// 200 with an HTML page.
+    NotJson,
+    /// 200 with a 20 MB body.
+    HugeAnswer,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -127,6 +146,7 @@ impl Simulator {
                 count_in_flight,
             ))
             .route("/v1/stats", get(stats))
+            .route("/v1/elsewhere", get(elsewhere).post(elsewhere))
             .route("/admin/config", get(get_config).put(put_config))
             .with_state(self.clone())
     }
@@ -274,11 +294,64 @@ async fn after_work(sim: &Simulator, knobs: &Knobs, res: Response, lose: bool) -
     res
 }
 
+/// A page a redirect leads to: 200 with a beneficiary-shaped body, as a wrong turn would give.
+async fn elsewhere() -> Response {
+    answer(
+        200,
+        json!({"id": "ben_elsewhere", "name": "Someone Else", "country": "GB", "currency": "GBP",
+               "iban": "GB82WEST12345698765432", "created_at": "2026-01-01T00:00:00Z", "valid": true}),
+    )
+}
+
+/// The misbehaving answer to send instead of doing the work, if any.
+fn misbehaviour(knobs: &Knobs) -> Option<Response> {
+    match knobs.misbehave {
+        Misbehaviour::None => None,
+        Misbehaviour::Redirect => Some(
+            (
+                StatusCode::FOUND,
+                [(axum::http::header::LOCATION, "/v1/elsewhere")],
+            )
+                .into_response(),
+        ),
+        Misbehaviour::OtherBeneficiary => Some(answer(
+            201,
+            json!({"id": "ben_other", "name": "Someone Else", "country": "GB", "currency": "GBP",
+                   "iban": "GB33BUKB20201555555555", "created_at": "2026-01-01T00:00:00Z"}),
+        )),
+        Misbehaviour::NotJson => Some(
+            (
+                StatusCode::OK,
+                [(axum::http::header::CONTENT_TYPE, "text/html")],
+                "<html><body>OK</body></html>",
+            )
+                .into_response(),
+        ),
+        Misbehaviour::HugeAnswer => {
+            let body = format!(
+                r#"{{"valid": true, "padding": "{}"}}"#,
+                "x".repeat(20 * 1024 * 1024)
+            );
+            Some(
+                (
+                    StatusCode::OK,
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
 async fn validate(State(sim): State<Simulator>, Json(body): Json<Value>) -> Response {
     let knobs = match before_work(&sim, &body).await {
         Ok(k) => k,
         Err(res) => return res,
     };
+    if let Some(res) = misbehaviour(&knobs) {
+        return res;
+    }
     let res = {
         let mut inner = sim.lock();
         inner.stats.validations += 1;
@@ -302,6 +375,9 @@ async fn create(
         Ok(k) => k,
         Err(res) => return res,
     };
+    if let Some(res) = misbehaviour(&knobs) {
+        return res;
+    }
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())

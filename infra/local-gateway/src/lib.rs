@@ -81,10 +81,18 @@ impl StackConfig {
             retry_delay: Duration::from_secs(1),
             static_files: HashMap::new(),
             paused_event_sources: Vec::new(),
-            secrets: BTreeMap::from([(
-                "background-tasks/page-token-secret".to_owned(),
-                "local-development-only".to_owned(),
-            )]),
+            // Development values, named as such: the functions refuse to start without their
+            // secrets, and only the local stack supplies these.
+            secrets: BTreeMap::from([
+                (
+                    "background-tasks/page-token-secret".to_owned(),
+                    "local-development-only-page-tokens".to_owned(),
+                ),
+                (
+                    "background-tasks/log-pseudonym-key".to_owned(),
+                    "local-development-only-pseudonyms".to_owned(),
+                ),
+            ]),
         }
     }
 }

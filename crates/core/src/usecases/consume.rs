@@ -6,7 +6,7 @@
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
 use crate::ports::{BeneficiaryBackend, LaneStore, TaskStore, Vehicle, WorkQueue};
-use crate::usecases::process_chunk::{process_chunk_limited, ChunkError, ChunkReport};
+use crate::usecases::process_chunk::{process_chunk_limited, Attempts, ChunkError, ChunkReport};
 use crate::usecases::schedule::{hand_on, ScheduleError};
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -67,6 +67,19 @@ pub async fn consume(
 ) -> Result<ChunkReport, ChunkError> {
     let taken;
     let chunk = match message {
+        WorkMessage::Settle { settle, .. } => {
+            // Its lane was handed on when it died; what is left is its items' outcomes.
+            return process_chunk_limited(
+                ports.store,
+                ports.backend,
+                settings,
+                settle,
+                deadline,
+                bos_limit,
+                Attempts::Final,
+            )
+            .await;
+        }
         WorkMessage::Chunk(chunk) => chunk,
         WorkMessage::Start { start } => {
             let expires_at = lane_records_expire(settings);
@@ -90,6 +103,7 @@ pub async fn consume(
         chunk,
         deadline,
         bos_limit,
+        Attempts::Retryable,
     )
     .await
 }

@@ -1,8 +1,15 @@
 //! The dead-letter function's work: a message that kept failing until SQS gave up on it.
 //!
 //! - A chunk: its lane is handed on first (if that had not happened, the caller's later
-//!   chunks would wait forever), then its items without an outcome end `processing_failed`,
-//!   and the task is finished if that was the last work it had, so no task waits forever.
+//!   chunks would wait forever), then it goes back to the work queue to be *settled*: each
+//!   item still without an outcome gets one more BOS call with its own idempotency key, whose
+//!   answer is final (`usecases::process_chunk`). BOS is asked, not guessed at: an item BOS
+//!   created is a success, however many deliveries failed after the creation.
+//! - A settle that died as well goes back for another round, up to [`SETTLE_ROUNDS`]: a
+//!   consumer that crashes now and then must not turn BOS's creations into failures. After
+//!   that nothing more can be learned, so its items without an outcome end
+//!   `processing_failed`, and the task is finished if that was the last work it had, so no
+//!   task waits forever.
 //! - A lane start: its chunk was never worked on for lack of a hand-off (the store or the
 //!   queue kept failing), so nothing is failed: the chunk goes back to the work queue on its
 //!   own, as a chunk message.
@@ -26,13 +33,16 @@ use time::OffsetDateTime;
 
 pub const PROCESSING_FAILED: &str = "processing_failed";
 
+/// Settles of one dead chunk before its items are given up as `processing_failed`.
+pub const SETTLE_ROUNDS: u32 = 3;
+
 /// What settling one dead letter did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Settled {
     /// Items marked `processing_failed`.
     pub failed: usize,
     pub finished: Option<TaskStatus>,
-    /// A dead lane start's chunk, sent back to the work queue.
+    /// A chunk went back to the work queue: a dead start's chunk, or a dead chunk to settle.
     pub requeued: bool,
 }
 
@@ -64,7 +74,13 @@ pub async fn settle(
         WorkMessage::Chunk(chunk) => {
             // A redelivery as far as the lane is concerned: repeat any hand-off it made.
             pass_lane_on(lanes, queue, settings, chunk, true).await?;
-            let (failed, finished) = fail_chunk(store, settings, chunk).await?;
+            requeue_settle(queue, chunk, 1).await
+        }
+        WorkMessage::Settle { settle, round } if *round < SETTLE_ROUNDS => {
+            requeue_settle(queue, settle, round + 1).await
+        }
+        WorkMessage::Settle { settle, .. } => {
+            let (failed, finished) = fail_chunk(store, settings, settle).await?;
             Ok(Settled {
                 failed,
                 finished,
@@ -72,6 +88,25 @@ pub async fn settle(
             })
         }
     }
+}
+
+async fn requeue_settle(
+    queue: &dyn WorkQueue,
+    chunk: &ChunkMessage,
+    round: u32,
+) -> Result<Settled, ChunkError> {
+    let settle = WorkMessage::Settle {
+        settle: chunk.clone(),
+        round,
+    };
+    queue
+        .enqueue(&[settle])
+        .await
+        .map_err(crate::usecases::schedule::ScheduleError::from)?;
+    Ok(Settled {
+        requeued: true,
+        ..Settled::default()
+    })
 }
 
 #[tracing::instrument(skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk))]
@@ -195,5 +230,40 @@ mod tests {
         assert_eq!(settled.failed, 0);
         assert!(matches!(queue.pop(), Some(WorkMessage::Chunk(c)) if c.chunk == 0));
         assert_eq!(store.get(task.id).unwrap().processed(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_dead_chunk_is_settled_in_rounds_before_anything_is_failed() {
+        use crate::memory::{MemoryLanes, MemoryQueue};
+        let (store, lanes, queue) = (
+            MemoryStore::default(),
+            MemoryLanes::default(),
+            MemoryQueue::default(),
+        );
+        let (task, chunks) = stored_task(
+            &store,
+            TaskType::BENEFICIARIES_IMPORT,
+            &["DE89370400440532013000"; 2],
+            2,
+        )
+        .await;
+        let s = Settings::default();
+
+        // A dead chunk, then each of its settles dying in turn
+        let mut message = WorkMessage::Chunk(chunks[0].clone());
+        for round in 1..=SETTLE_ROUNDS {
+            let settled = settle(&store, &lanes, &queue, &s, &message).await.unwrap();
+            assert!(settled.requeued);
+            assert_eq!(
+                store.get(task.id).unwrap().processed(),
+                0,
+                "nothing failed yet"
+            );
+            message = queue.pop().unwrap();
+            assert!(matches!(&message, WorkMessage::Settle { round: r, .. } if *r == round));
+        }
+        // Only the last round's death gives the items up
+        let settled = settle(&store, &lanes, &queue, &s, &message).await.unwrap();
+        assert_eq!((settled.failed, settled.requeued), (2, false));
     }
 }

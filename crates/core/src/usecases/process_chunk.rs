@@ -6,10 +6,15 @@
 //! - outcomes and counters are written in one atomic step that refuses items already final.
 //!
 //! Anything left undone (BOS still failing after retries, the deadline near) makes the whole
-//! message fail, so SQS redelivers it and, after `maxReceiveCount`, dead-letters it.
+//! message fail, so SQS redelivers it and, after `maxReceiveCount`, dead-letters it. A dead
+//! chunk comes back once more to *settle* ([`Attempts::Final`]): every item still pending gets
+//! one more BOS call with its own idempotency key, and whatever BOS answers then is the item's
+//! outcome. A replayed creation is a success; an upstream still failing is the item's error
+//! (`upstream_unavailable`, `upstream_timeout`, `upstream_error`), never a guess.
 
 use crate::chunk::{ChunkItem, ChunkMessage};
 use crate::config::Settings;
+use crate::error::ErrorDetail;
 use crate::metrics::MetricSet;
 use crate::ports::{
     BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, Tally, TaskStore,
@@ -44,6 +49,16 @@ pub enum ChunkError {
     Schedule(#[from] crate::usecases::schedule::ScheduleError),
 }
 
+/// Whether a failing upstream leaves an item for the message's next delivery, or is the
+/// item's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempts {
+    /// A normal delivery: transient failures leave the item pending.
+    Retryable,
+    /// Settling a dead chunk: this call's answer is final.
+    Final,
+}
+
 /// Outcome of one item attempt, with the time its BOS call took (retries included).
 enum Attempt {
     Done(Box<ItemOutcome>, f64),
@@ -70,7 +85,16 @@ pub async fn process_chunk(
     deadline: Instant,
 ) -> Result<ChunkReport, ChunkError> {
     let limit = Semaphore::new(settings.bos_concurrency);
-    process_chunk_limited(store, backend, settings, msg, deadline, &limit).await
+    process_chunk_limited(
+        store,
+        backend,
+        settings,
+        msg,
+        deadline,
+        &limit,
+        Attempts::Retryable,
+    )
+    .await
 }
 
 /// Processes one chunk; every BOS call holds a permit of `bos_limit`, which a consumer shares
@@ -83,6 +107,7 @@ pub async fn process_chunk_limited(
     msg: &ChunkMessage,
     deadline: Instant,
     bos_limit: &Semaphore,
+    attempts: Attempts,
 ) -> Result<ChunkReport, ChunkError> {
     let Some((task, done)) = store.chunk_state(msg.task_id, &msg.indexes()).await? else {
         // The task was removed because its enqueue failed, or it expired: nothing to do.
@@ -144,18 +169,17 @@ pub async fn process_chunk_limited(
     let work_deadline = deadline
         .checked_sub(settings.deadline_reserve)
         .unwrap_or_else(Instant::now);
+    let run = ItemRun {
+        backend,
+        task_type: task.task_type,
+        msg,
+        deadline: work_deadline,
+        breaker: &breaker,
+        bos_limit,
+        attempts,
+    };
     let attempts: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| {
-            attempt(
-                backend,
-                task.task_type,
-                msg,
-                item,
-                work_deadline,
-                &breaker,
-                bos_limit,
-            )
-        })
+        .map(|item| attempt(&run, item))
         .buffer_unordered(settings.bos_concurrency)
         .collect()
         .await;
@@ -198,15 +222,27 @@ pub async fn process_chunk_limited(
     })
 }
 
-async fn attempt(
-    backend: &dyn BeneficiaryBackend,
+/// What every item attempt of one chunk shares.
+struct ItemRun<'a> {
+    backend: &'a dyn BeneficiaryBackend,
     task_type: TaskType,
-    msg: &ChunkMessage,
-    item: &ChunkItem,
+    msg: &'a ChunkMessage,
     deadline: Instant,
-    breaker: &Breaker,
-    bos_limit: &Semaphore,
-) -> Attempt {
+    breaker: &'a Breaker,
+    bos_limit: &'a Semaphore,
+    attempts: Attempts,
+}
+
+async fn attempt(run: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
+    let ItemRun {
+        backend,
+        task_type,
+        msg,
+        deadline,
+        breaker,
+        bos_limit,
+        attempts,
+    } = *run;
     let Ok(_permit) = bos_limit.acquire().await else {
         return Attempt::Pending("no BOS call slot".into(), None);
     };
@@ -234,6 +270,17 @@ async fn attempt(
             Some(detail) => OutcomeResult::Failed {
                 error: detail.at(item.index, external_id.as_deref()),
             },
+            None if attempts == Attempts::Final => {
+                breaker.failure();
+                tracing::warn!(
+                    index = item.index,
+                    code = e.code(),
+                    "item settled as failed upstream"
+                );
+                OutcomeResult::Failed {
+                    error: upstream_item_error(&e).at(item.index, external_id.as_deref()),
+                }
+            }
             None => {
                 breaker.failure();
                 tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
@@ -249,6 +296,18 @@ async fn attempt(
         }),
         ms,
     )
+}
+
+/// The item error for an upstream that kept failing: the sync endpoint's code and sentence.
+fn upstream_item_error(e: &crate::error::AppError) -> ErrorDetail {
+    let body = e.body();
+    ErrorDetail {
+        index: None,
+        external_id: None,
+        field: None,
+        code: body.error.code,
+        message: body.error.message,
+    }
 }
 
 /// Counts items whose retries ran out with no success in between; open once there are
@@ -492,6 +551,56 @@ mod tests {
             json,
             serde_json::json!({"index": 0, "status": "succeeded", "verdict": {"valid": true}})
         );
+    }
+
+    async fn settle(
+        store: &MemoryStore,
+        backend: &MemoryBackend,
+        chunk: &ChunkMessage,
+    ) -> ChunkReport {
+        let limit = Semaphore::new(4);
+        let s = Settings::default();
+        process_chunk_limited(store, backend, &s, chunk, later(), &limit, Attempts::Final)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn settling_asks_bos_and_records_a_creation_that_happened_as_a_success() {
+        // Given a chunk whose first item BOS created before every delivery crashed
+        let (store, task, chunks) = setup(2).await;
+        let backend = MemoryBackend::default();
+        let key = format!("{}:{}", task.id, chunks[0].items[0].index);
+        backend
+            .create(&chunks[0].items[0].beneficiary, &key, later())
+            .await
+            .unwrap();
+
+        // When the dead chunk is settled
+        let r = settle(&store, &backend, &chunks[0]).await;
+
+        // Then both items succeeded, the first by BOS replaying its creation
+        assert_eq!(r.finished, Some(TaskStatus::Completed));
+        assert_eq!(store.get(task.id).unwrap().succeeded, 2);
+        assert_eq!(backend.creations(), 2);
+    }
+
+    #[tokio::test]
+    async fn settling_while_bos_still_fails_names_the_upstream_cause() {
+        let (store, task, chunks) = setup(2).await;
+        let backend = MemoryBackend::default();
+        backend.set_unavailable(true);
+
+        let r = settle(&store, &backend, &chunks[0]).await;
+
+        assert_eq!(r.finished, Some(TaskStatus::CompletedWithErrors));
+        let (errors, _) = store
+            .list_outcomes(task.id, OutcomeFilter::FailedOnly, None, 10)
+            .await
+            .unwrap();
+        assert_eq!(errors.len(), 2);
+        assert!(errors.iter().all(|o| matches!(&o.result,
+            OutcomeResult::Failed { error } if error.code == "upstream_unavailable")));
     }
 
     #[tokio::test]

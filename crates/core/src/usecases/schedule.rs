@@ -231,40 +231,34 @@ mod tests {
     }
 
     /// Plays the consumer: takes messages off the queue one by one, hands each lane on, and
-    /// returns the chunks worked on, in order.
-    async fn drain(lanes: &MemoryLanes, queue: &MemoryQueue) -> Vec<(TaskId, u32)> {
-        let mut worked = vec![];
+    /// returns the chunks worked on, in order, and the most messages the queue ever held.
+    async fn drain(lanes: &MemoryLanes, queue: &MemoryQueue) -> (Vec<(TaskId, u32)>, usize) {
+        let (mut worked, mut peak) = (vec![], 0);
         while let Some(message) = queue.pop() {
+            peak = peak.max(queue.pending() + 1);
             let chunk = match message {
                 WorkMessage::Start { start } => {
-                    match hand_on(
-                        lanes,
-                        &start.owner,
-                        Vehicle::of_start(&start),
-                        true,
-                        Some(start.appended_until),
-                        far(),
-                    )
-                    .await
-                    .unwrap()
+                    let v = Vehicle::of_start(&start);
+                    let until = Some(start.appended_until);
+                    match hand_on(lanes, &start.owner, v, true, until, far())
+                        .await
+                        .unwrap()
                     {
                         Some(c) => c,
                         None => continue,
                     }
                 }
                 WorkMessage::Chunk(c) => c,
+                WorkMessage::Settle { .. } => unreachable!("no dead letters here"),
             };
             let owner = chunk.owner.clone().unwrap();
-            if let Some(next) =
-                hand_on(lanes, &owner, Vehicle::of_chunk(&chunk), false, None, far())
-                    .await
-                    .unwrap()
-            {
+            let v = Vehicle::of_chunk(&chunk);
+            if let Some(next) = hand_on(lanes, &owner, v, false, None, far()).await.unwrap() {
                 queue.enqueue(&[WorkMessage::Chunk(next)]).await.unwrap();
             }
             worked.push((chunk.task_id, chunk.chunk));
         }
-        worked
+        (worked, peak)
     }
 
     #[tokio::test]
@@ -279,7 +273,7 @@ mod tests {
             .unwrap();
         assert_eq!(opened, 3);
         assert_eq!(queue.pending(), 3, "only the starts are in the queue");
-        let worked = drain(&lanes, &queue).await;
+        let (worked, _) = drain(&lanes, &queue).await;
 
         // Then each chunk was worked on exactly once, and every lane closed
         assert_eq!(worked.len(), 10);
@@ -299,32 +293,8 @@ mod tests {
         }
         // Five tasks of 40 chunks: still only the first task's 4 starts are queued.
         assert_eq!(queue.pending(), 4);
-        let mut peak = 0;
-        while let Some(message) = queue.pop() {
-            peak = peak.max(queue.pending() + 1);
-            let chunk = match message {
-                WorkMessage::Start { start } => hand_on(
-                    &lanes,
-                    "alice",
-                    Vehicle::of_start(&start),
-                    true,
-                    Some(start.appended_until),
-                    far(),
-                )
-                .await
-                .unwrap(),
-                WorkMessage::Chunk(c) => Some(c),
-            };
-            if let Some(c) = chunk {
-                if let Some(next) =
-                    hand_on(&lanes, "alice", Vehicle::of_chunk(&c), false, None, far())
-                        .await
-                        .unwrap()
-                {
-                    queue.enqueue(&[WorkMessage::Chunk(next)]).await.unwrap();
-                }
-            }
-        }
+        let (worked, peak) = drain(&lanes, &queue).await;
+        assert_eq!(worked.len(), 200);
         assert!(peak <= 4, "peak {peak}");
         let s = state(&lanes, "alice").await.unwrap();
         assert_eq!((s.cursor, s.next_seq, s.lanes), (200, 200, 0));
@@ -366,7 +336,7 @@ mod tests {
             .unwrap();
 
         // Then bob's work is at most a window deep in the queue
-        let worked = drain(&lanes, &queue).await;
+        let (worked, _) = drain(&lanes, &queue).await;
         let bob_at = worked.iter().position(|(t, _)| *t == b).unwrap();
         assert!(bob_at <= 4, "bob's chunk was worked on {bob_at}th");
     }
@@ -449,7 +419,7 @@ mod tests {
             .unwrap();
         assert_eq!(next.task_id, id2);
         queue.enqueue(&[WorkMessage::Chunk(next)]).await.unwrap();
-        let worked = drain(&lanes, &queue).await;
+        let (worked, _) = drain(&lanes, &queue).await;
         assert_eq!(worked.len(), 2);
         assert_eq!(state(&lanes, "alice").await.unwrap().lanes, 0);
     }

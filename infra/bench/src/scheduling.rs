@@ -1,0 +1,318 @@
+//! The scheduling targets (docs/scheduling.md), measured on the local stack with the release
+//! binaries and the template's own settings (no overrides), BOS at 50 ms a call:
+//! - fairness: a quiet caller's small task, idle and behind another caller's 25,000 items;
+//!   three callers with equal backlogs;
+//! - full speed: one caller alone, 1,000 and 10,000 items, against items × latency ÷ cap;
+//! - BOS safety: the simulator's peak of concurrent calls against the cap, in every run above
+//!   and in a storm of 20 tasks from 5 callers;
+//! - what concurrent writes and sends buy the POST.
+
+use crate::end_to_end::{bos, config, env, post_as, wait_final, BoxError};
+use crate::report::{median, Report};
+use aws_adapters::{DynamoLanes, SqsWorkQueue};
+use bos_simulator::{Knobs, Simulator};
+use local_gateway::template::Template;
+use local_gateway::LocalStack;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tasks_core::chunk::{split, WorkMessage};
+use tasks_core::ports::{LaneStore, WorkQueue};
+use tasks_core::task::{TaskId, TaskType};
+
+const LATENCY_MS: u64 = 50;
+
+/// The template's scheduling settings, as they ship.
+struct Shipped {
+    cap: u64,
+    consumers: u64,
+    lanes: u64,
+    chunk_size: usize,
+    batch_size: u32,
+}
+
+fn shipped() -> Result<Shipped, BoxError> {
+    let root = PathBuf::from(env("PROJECT_ROOT", "."));
+    let t = Template::load(&root.join("template.yaml"))?;
+    let param = |name: &str| -> Result<u64, BoxError> {
+        Ok(t.parameters
+            .get(name)
+            .ok_or_else(|| format!("template has no {name}"))?
+            .parse()?)
+    };
+    let function = |binary: &str| {
+        t.functions
+            .iter()
+            .find(|f| f.binary == binary)
+            .ok_or_else(|| format!("template has no {binary} function"))
+    };
+    let chunk_size = match function("api")?.environment.get("CHUNK_SIZE") {
+        Some(local_gateway::template::Expr::Literal(v)) => v.parse()?,
+        _ => tasks_core::chunk::MAX_CHUNK_SIZE,
+    };
+    Ok(Shipped {
+        cap: param("BosMaxConcurrentCalls")?,
+        consumers: param("ConsumerMaxConcurrency")?,
+        lanes: param("LanesPerCaller")?,
+        chunk_size,
+        batch_size: function("consumer")?
+            .sqs_sources
+            .first()
+            .map(|s| s.batch_size)
+            .unwrap_or(10),
+    })
+}
+
+struct Bench {
+    stack: LocalStack,
+    sim: Simulator,
+    ddb: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl Bench {
+    async fn start(name: &str) -> Result<Self, BoxError> {
+        let ddb_url = env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+        let sqs_url = env("SQS_ENDPOINT", "http://127.0.0.1:5000");
+        let (sim, bos_url) = bos(Knobs {
+            latency_ms: LATENCY_MS,
+            ..Knobs::default()
+        })
+        .await?;
+        let stack = LocalStack::start(config(name, &ddb_url, &sqs_url, &bos_url)).await?;
+        let table = stack.provisioned.tables["TasksTable"].clone();
+        let (ddb, _) = local_gateway::emulator_clients(&ddb_url, &sqs_url).await;
+        // Let every function process reach its first poll.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(Self {
+            stack,
+            sim,
+            ddb,
+            table,
+        })
+    }
+
+    /// A task's duration, from its `created_at` to its `finished_at`, in seconds.
+    async fn duration(&self, id: &str) -> Result<f64, BoxError> {
+        let (created, finished) = wait_final(&self.ddb, &self.table, id).await?;
+        Ok((finished - created).as_seconds_f64())
+    }
+
+    fn peak(&self) -> u64 {
+        self.sim.stats().peak_concurrency
+    }
+}
+
+/// The highest BOS peak seen over all runs, and where.
+#[derive(Default)]
+struct Peaks(Vec<(String, u64)>);
+
+impl Peaks {
+    fn add(&mut self, run: &str, peak: u64) {
+        self.0.push((run.to_owned(), peak));
+    }
+}
+
+pub async fn all(report: &mut Report) -> Result<(), BoxError> {
+    let s = shipped()?;
+    report.note(format!(
+        "Scheduling rows run the template as it ships: BOS cap {} calls over {} consumers ({} each), \
+         {} lanes per caller, chunks of {}, consumer batches of {}; BOS at {LATENCY_MS} ms a call.",
+        s.cap,
+        s.consumers,
+        s.cap / s.consumers,
+        s.lanes,
+        s.chunk_size,
+        s.batch_size
+    ));
+    let mut peaks = Peaks::default();
+    fairness(report, &mut peaks).await?;
+    three_callers(report, &mut peaks).await?;
+    full_speed(report, &s, &mut peaks).await?;
+    storm(report, &s, &mut peaks).await?;
+    let (worst_run, worst) = peaks
+        .0
+        .iter()
+        .max_by_key(|(_, p)| *p)
+        .cloned()
+        .unwrap_or_default();
+    report.check(
+        "BOS safety: highest peak of concurrent BOS calls over every scheduling run",
+        format!("{worst} (in {worst_run}); cap {}", s.cap),
+        "≤ cap",
+        worst <= s.cap,
+    );
+    enqueue_parallelism(report).await?;
+    Ok(())
+}
+
+async fn fairness(report: &mut Report, peaks: &mut Peaks) -> Result<(), BoxError> {
+    let b = Bench::start("bench-fair").await?;
+    // Given an idle stack: caller B's 5-item task, three times.
+    let mut idle = vec![];
+    for i in 0..3 {
+        let id = post_as(&b.stack, "bob", 5, 500_000 + 10 * i).await?;
+        idle.push(b.duration(&id).await?);
+    }
+    let idle = median(idle);
+
+    // When caller A has 25,000 items queued (5 tasks of 5,000) and B submits 5 more.
+    for t in 0..5u64 {
+        post_as(&b.stack, "alice", 5_000, 1_000_000 + 10_000 * t).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let id = post_as(&b.stack, "bob", 5, 600_000).await?;
+    let loaded = b.duration(&id).await?;
+    let ratio = loaded / idle;
+    report.check(
+        "fairness: caller B's 5-item task while caller A has 25,000 items queued",
+        format!("{loaded:.2} s; idle {idle:.2} s (median of 3); {ratio:.1}× idle"),
+        "≤ 2 s and ≤ 15× idle",
+        loaded <= 2.0 && ratio <= 15.0,
+    );
+    peaks.add("fairness", b.peak());
+    b.stack.stop();
+    Ok(())
+}
+
+async fn three_callers(report: &mut Report, peaks: &mut Peaks) -> Result<(), BoxError> {
+    const EACH: usize = 2_000;
+    let b = Bench::start("bench-share").await?;
+    let mut ids = vec![];
+    for (i, caller) in ["alice", "bob", "carol"].iter().enumerate() {
+        ids.push(post_as(&b.stack, caller, EACH, 2_000_000 + 100_000 * i as u64).await?);
+    }
+    // Each task's own duration, created → finished.
+    let mut durations = vec![];
+    for id in &ids {
+        durations.push(b.duration(id).await?);
+    }
+    let (min, max) = durations
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), d| (lo.min(*d), hi.max(*d)));
+    let spread = max / min;
+    report.check(
+        format!("fair share: 3 callers submit {EACH} items each at once; their durations"),
+        format!(
+            "{}; slowest ÷ fastest {spread:.2}",
+            durations
+                .iter()
+                .map(|d| format!("{d:.2} s"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        "within 20 % (≤ 1.20)",
+        spread <= 1.2,
+    );
+    peaks.add("fair share", b.peak());
+    b.stack.stop();
+    Ok(())
+}
+
+async fn full_speed(report: &mut Report, s: &Shipped, peaks: &mut Peaks) -> Result<(), BoxError> {
+    for (n, first) in [(1_000usize, 3_000_000u64), (10_000, 3_100_000)] {
+        let b = Bench::start("bench-speed").await?;
+        let id = post_as(&b.stack, "alice", n, first).await?;
+        let took = b.duration(&id).await?;
+        let bound = n as f64 * LATENCY_MS as f64 / 1000.0 / s.cap as f64;
+        let share = bound / took;
+        report.check(
+            format!("full speed: one caller alone, {n} items"),
+            format!("{took:.2} s; bound {bound:.2} s; {share:.2} of the bound"),
+            "≥ 0.8 of the bound",
+            share >= 0.8,
+        );
+        peaks.add(&format!("full speed {n}"), b.peak());
+        b.stack.stop();
+    }
+    report.note(format!(
+        "Bound: items × BOS latency ÷ the global BOS cap ({} calls), the fastest any schedule could be. \
+         Durations run from the task's created_at to its finished_at.",
+        s.cap
+    ));
+    Ok(())
+}
+
+async fn storm(report: &mut Report, s: &Shipped, peaks: &mut Peaks) -> Result<(), BoxError> {
+    const EACH: usize = 250;
+    let b = Bench::start("bench-storm").await?;
+    let callers = ["alice", "bob", "carol", "dave", "erin"];
+    let mut ids = vec![];
+    for t in 0..20usize {
+        let caller = callers[t % callers.len()];
+        ids.push(post_as(&b.stack, caller, EACH, 4_000_000 + 1_000 * t as u64).await?);
+    }
+    for id in &ids {
+        wait_final(&b.ddb, &b.table, id).await?;
+    }
+    let stats = b.sim.stats();
+    report.check(
+        format!("BOS safety: storm of 20 tasks × {EACH} items from 5 callers"),
+        format!(
+            "peak {} concurrent BOS calls; cap {}; {} creations for {} items",
+            stats.peak_concurrency,
+            s.cap,
+            stats.creations,
+            20 * EACH
+        ),
+        "peak ≤ cap",
+        stats.peak_concurrency <= s.cap && stats.creations == (20 * EACH) as u64,
+    );
+    peaks.add("storm", stats.peak_concurrency);
+    b.stack.stop();
+    Ok(())
+}
+
+/// What sending a POST's writes and messages concurrently buys, against DynamoDB Local and moto
+/// directly: storing a 10,000-item task's chunks, and sending 100 messages.
+async fn enqueue_parallelism(report: &mut Report) -> Result<(), BoxError> {
+    let s = shipped()?;
+    let ddb_url = env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+    let sqs_url = env("SQS_ENDPOINT", "http://127.0.0.1:5000");
+    let (_sim, bos_url) = bos(Knobs::default()).await?;
+    let stack = LocalStack::start(config("bench-enqueue", &ddb_url, &sqs_url, &bos_url)).await?;
+    let table = stack.provisioned.tables["TasksTable"].clone();
+    let queue_url = stack.provisioned.queues["WorkQueue"].url.clone();
+    stack.stop();
+    let (ddb, sqs) = local_gateway::emulator_clients(&ddb_url, &sqs_url).await;
+    let items = crate::in_process::beneficiaries(10_000);
+    let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
+    let mut rows = vec![];
+    for parallel in [1usize, aws_adapters::dynamodb_lanes::PARALLEL_WRITES] {
+        let lanes = DynamoLanes::new(ddb.clone(), table.clone()).with_parallel_writes(parallel);
+        let queue =
+            SqsWorkQueue::new(sqs.clone(), queue_url.clone()).with_parallel_batches(parallel);
+        let (mut store_ms, mut send_ms) = (vec![], vec![]);
+        for _ in 0..5 {
+            let id = TaskId::new_random();
+            let chunks = split(
+                id,
+                TaskType::BENEFICIARIES_IMPORT,
+                "bench",
+                items.clone(),
+                s.chunk_size,
+            );
+            let t = Instant::now();
+            lanes.store_chunks(&chunks, expires).await?;
+            store_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            let messages: Vec<WorkMessage> = chunks
+                .into_iter()
+                .take(100)
+                .map(WorkMessage::Chunk)
+                .collect();
+            let t = Instant::now();
+            queue.enqueue(&messages).await?;
+            send_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        rows.push((parallel, median(store_ms), median(send_ms)));
+    }
+    for (parallel, store, send) in &rows {
+        report.info(
+            format!(
+                "POST writes: a 10,000-item task's {} waiting chunks stored, and 100 messages sent, {parallel} call(s) in flight (median of 5)",
+                10_000usize.div_ceil(s.chunk_size)
+            ),
+            format!("{store:.0} ms to store; {send:.0} ms to send"),
+        );
+    }
+    Ok(())
+}

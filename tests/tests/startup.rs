@@ -1,0 +1,59 @@
+//! Secrets fail closed: the real function binaries, started as Lambda would start them but
+//! without their secrets, refuse to start, and say which secret is missing.
+
+use integration_tests::functions_dir;
+use std::process::Command;
+
+/// Runs a function binary with everything it needs but `missing`; returns what it printed.
+fn start_without(binary: &str, missing: &str) -> String {
+    let mut command = Command::new(functions_dir().join(binary));
+    command
+        .env_clear()
+        .env("TABLE_NAME", "t")
+        .env("WORK_QUEUE_URL", "http://127.0.0.1:9/000000000000/q.fifo")
+        .env("BOS_URL", "http://127.0.0.1:9")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        // Nothing listens there: a function that got past its checks would fail on its first
+        // poll instead, with another message.
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+        .env("PAGE_TOKEN_SECRET", "a-page-token-secret-long-enough")
+        .env("LOG_PSEUDONYM_KEY", "a-pseudonym-key-long-enough")
+        .env_remove(missing);
+    let out = command.output().expect("the function binary runs");
+    assert!(!out.status.success(), "{binary} started without {missing}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn functions_refuse_to_start_without_their_secrets() {
+    for binary in ["api", "consumer", "dead-letter"] {
+        let said = start_without(binary, "LOG_PSEUDONYM_KEY");
+        assert!(said.contains("LOG_PSEUDONYM_KEY"), "{binary}: {said}");
+    }
+    let said = start_without("api", "PAGE_TOKEN_SECRET");
+    assert!(said.contains("PAGE_TOKEN_SECRET"), "{said}");
+}
+
+#[test]
+fn a_toy_secret_is_refused_too() {
+    let mut command = Command::new(functions_dir().join("consumer"));
+    let out = command
+        .env_clear()
+        .env("TABLE_NAME", "t")
+        .env("AWS_REGION", "us-east-1")
+        .env("LOG_PSEUDONYM_KEY", "short")
+        .output()
+        .expect("the function binary runs");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains("shorter than 16 bytes"), "{said}");
+}
