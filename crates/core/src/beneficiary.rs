@@ -183,7 +183,48 @@ fn parse_name(v: &str) -> FieldResult {
             "The name must not contain control characters.",
         ));
     }
+    if trimmed.chars().any(is_bidi_control) {
+        return Err((
+            "invalid_characters",
+            "The name must not contain text-direction controls.",
+        ));
+    }
+    if trimmed
+        .chars()
+        .all(|c| c.is_whitespace() || is_invisible(c))
+    {
+        return Err((
+            "invalid_characters",
+            "The name must contain visible characters.",
+        ));
+    }
     Ok(trimmed.to_owned())
+}
+
+/// Unicode's explicit direction embeddings, overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069) and marks (U+200E, U+200F, U+061C): they make a payee's name display as
+/// something other than what it is.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
+/// Characters that render as nothing: zero-width spaces and joiners, the word joiner and
+/// invisible operators, the byte-order mark, soft hyphen, Mongolian vowel separator, combining
+/// grapheme joiner and the Hangul fillers.
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{FEFF}'
+            | '\u{00AD}'
+            | '\u{180E}'
+            | '\u{034F}'
+            | '\u{115F}'
+            | '\u{1160}'
+            | '\u{3164}'
+            | '\u{FFA0}'
+    ) || is_bidi_control(c)
 }
 
 fn parse_country(v: &str) -> FieldResult {
@@ -255,8 +296,15 @@ fn parse_bic(v: &str) -> FieldResult {
     }
 }
 
+/// A plain addr-spec (`local@domain`): no display name (`Ada <ada@example.com>`) and no
+/// IP-literal domain (`ada@[192.0.2.1]`).
 fn parse_email(v: &str) -> FieldResult {
-    if v.chars().count() <= EMAIL_MAX_CHARS && email_address::EmailAddress::is_valid(v) {
+    use email_address::{EmailAddress, Options};
+    let options = Options::default()
+        .without_display_text()
+        .without_domain_literal();
+    if v.chars().count() <= EMAIL_MAX_CHARS && EmailAddress::parse_with_options(v, options).is_ok()
+    {
         Ok(v.to_owned())
     } else {
         Err(("invalid_email", "The e-mail address is not valid."))
@@ -419,7 +467,13 @@ mod tests {
             ("bic", json!("DEUTDEF"), "invalid_bic"),
             ("bic", json!("DEUTZZFF"), "invalid_bic"),
             ("bic", json!("deutdeff"), "invalid_bic"),
+            ("name", json!("\u{200B}\u{200B}"), "invalid_characters"),
+            ("name", json!("\u{FEFF} \u{2060}"), "invalid_characters"),
+            ("name", json!("Ada \u{202E}ecalevoL"), "invalid_characters"),
+            ("name", json!("Ada\u{2066}x\u{2069}"), "invalid_characters"),
             ("email", json!("not-an-email"), "invalid_email"),
+            ("email", json!("Ada <ada@example.com>"), "invalid_email"),
+            ("email", json!("ada@[192.0.2.1]"), "invalid_email"),
             ("external_id", json!(""), "invalid_length"),
             ("external_id", json!("x".repeat(65)), "invalid_length"),
         ];
@@ -438,8 +492,9 @@ mod tests {
     fn optional_fields_accepted_when_valid() {
         let mut v = valid();
         v["bic"] = json!("DEUTDEFF500");
-        v["email"] = json!("ada@example.com");
+        v["email"] = json!("ada.lovelace+payee@example.co.uk");
         v["external_id"] = json!("crm-42");
+        v["name"] = json!("Zoë O’Brien-Łukasik 李");
         let b = Beneficiary::parse(&v).unwrap();
         assert_eq!(b.bic(), Some("DEUTDEFF500"));
         assert_eq!(b.external_id(), Some("crm-42"));

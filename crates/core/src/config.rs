@@ -7,8 +7,9 @@ use std::time::Duration;
 pub struct Settings {
     /// Most items one task may hold (`MAX_ITEMS`, default 10,000).
     pub max_items: usize,
-    /// Largest request body accepted (`MAX_BODY_BYTES`, default 5,000,000: the body travels
-    /// JSON-escaped inside a Lambda event, which Lambda caps at 6 MB).
+    /// Largest request body accepted (`MAX_BODY_BYTES`, default 3,000,000: the body travels
+    /// JSON-escaped inside a Lambda event, which Lambda caps at 6 MiB, and escaping can double
+    /// a valid JSON body; docs/decisions.md).
     pub max_body_bytes: usize,
     /// Items per queue message (`CHUNK_SIZE`, default 99, at most 99).
     pub chunk_size: usize,
@@ -32,7 +33,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             max_items: 10_000,
-            max_body_bytes: 5_000_000,
+            max_body_bytes: 3_000_000,
 
             chunk_size: crate::chunk::MAX_CHUNK_SIZE,
             lanes_per_owner: 4,

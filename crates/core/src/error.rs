@@ -33,20 +33,35 @@ pub struct ErrorDetail {
 }
 
 impl ErrorDetail {
+    /// A problem with one field. The field name is echoed at most [`ECHO_MAX_CHARS`]
+    /// characters long: it may be a client's unknown key of any length.
     pub fn field(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         Self {
             index: None,
             external_id: None,
-            field: Some(field.into()),
+            field: Some(bounded(&field.into())),
             code: code.to_owned(),
             message: message.into(),
         }
     }
 
+    /// Places the problem at an item; its `external_id` is echoed at most [`ECHO_MAX_CHARS`]
+    /// characters long (a valid one never is longer).
     pub fn at(mut self, index: u32, external_id: Option<&str>) -> Self {
         self.index = Some(index);
-        self.external_id = external_id.map(str::to_owned);
+        self.external_id = external_id.map(bounded);
         self
+    }
+}
+
+/// The most characters of a client's string an error detail repeats back.
+pub const ECHO_MAX_CHARS: usize = 64;
+
+/// `text`, cut to [`ECHO_MAX_CHARS`] characters with `…` marking the cut.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(ECHO_MAX_CHARS) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
     }
 }
 
@@ -58,6 +73,8 @@ pub enum AppError {
     Unauthenticated,
     #[error("the request body is not valid JSON: {0}")]
     MalformedJson(String),
+    #[error("an object in the request body has the same key twice")]
+    DuplicateJsonKey,
     #[error("the request body must be {0}")]
     InvalidBody(&'static str),
     #[error("content type must be application/json")]
@@ -106,12 +123,22 @@ pub enum AppError {
     Internal(String),
 }
 
+impl From<crate::strict_json::StrictJsonError> for AppError {
+    fn from(e: crate::strict_json::StrictJsonError) -> Self {
+        match e {
+            crate::strict_json::StrictJsonError::DuplicateKey => Self::DuplicateJsonKey,
+            malformed => Self::MalformedJson(malformed.to_string()),
+        }
+    }
+}
+
 impl AppError {
     /// The stable, documented code clients branch on.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Unauthenticated => "unauthenticated",
             Self::MalformedJson(_) => "malformed_json",
+            Self::DuplicateJsonKey => "duplicate_json_key",
             Self::InvalidBody(_) => "invalid_body",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::BodyTooLarge { .. } => "body_too_large",
@@ -180,6 +207,23 @@ mod tests {
         let body = AppError::Internal("dynamodb: table bgt-x not found".into()).body();
         assert_eq!(body.error.code, "internal_error");
         assert!(!body.error.message.contains("dynamodb"));
+    }
+
+    #[test]
+    fn echoed_client_strings_are_bounded() {
+        let long = "é".repeat(100_000);
+        let d = ErrorDetail::field(long.clone(), "unknown_field", "m").at(3, Some(&long));
+        assert_eq!(d.field.as_deref().map(|f| f.chars().count()), Some(65));
+        assert_eq!(
+            d.external_id.as_deref().map(|f| f.chars().count()),
+            Some(65)
+        );
+        assert!(d.field.unwrap().ends_with('…'));
+        let short = ErrorDetail::field("name", "c", "m").at(0, Some("crm-1"));
+        assert_eq!(
+            (short.field.as_deref(), short.external_id.as_deref()),
+            (Some("name"), Some("crm-1"))
+        );
     }
 
     #[test]

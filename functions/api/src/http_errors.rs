@@ -7,9 +7,8 @@ pub fn status(error: &AppError) -> StatusCode {
     use AppError::*;
     match error {
         Unauthenticated => StatusCode::UNAUTHORIZED,
-        MalformedJson(_) | InvalidBody(_) | InvalidQuery(_) | InvalidPageToken => {
-            StatusCode::BAD_REQUEST
-        }
+        MalformedJson(_) | DuplicateJsonKey | InvalidBody(_) | InvalidQuery(_)
+        | InvalidPageToken => StatusCode::BAD_REQUEST,
         UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         BodyTooLarge { .. } | TooManyItems { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         EmptyBatch | ValidationFailed(_) | Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,

@@ -51,6 +51,10 @@ enum Route<'a> {
 
 fn route<'a>(method: &http::Method, path: &'a str) -> Result<Route<'a>, AppError> {
     use http::Method as M;
+    // The gateway refuses these too (tasks_core::paths): both layers must read a path alike.
+    if !tasks_core::paths::is_canonical(path) {
+        return Err(AppError::RouteNotFound);
+    }
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let route = match (segments.as_slice(), method) {
         (["beneficiaries"], &M::POST) => Route::CreateBeneficiary,

@@ -80,6 +80,7 @@ fn every_error() -> Vec<AppError> {
     let all = vec![
         AppError::Unauthenticated,
         AppError::MalformedJson(String::new()),
+        AppError::DuplicateJsonKey,
         AppError::InvalidBody(""),
         AppError::UnsupportedMediaType,
         AppError::BodyTooLarge { max_bytes: 1 },
@@ -108,6 +109,7 @@ fn every_error() -> Vec<AppError> {
         match e {
             AppError::Unauthenticated
             | AppError::MalformedJson(_)
+            | AppError::DuplicateJsonKey
             | AppError::InvalidBody(_)
             | AppError::UnsupportedMediaType
             | AppError::BodyTooLarge { .. }

@@ -52,6 +52,9 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
             .env("TABLE_NAME", "bench")
             .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
             .env("BOS_URL", "http://127.0.0.1:9")
+            // The secrets every deployed function refuses to start without.
+            .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
+            .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key")
             // As template.yaml sets it (with this machine's bundle path).
             .env(
                 "SSL_CERT_FILE",
@@ -62,7 +65,8 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
             .kill_on_drop(true)
             .spawn()?;
         let polled = tokio::time::timeout(Duration::from_secs(10), polls.recv())
-            .await?
+            .await
+            .map_err(|_| format!("{} never polled the Runtime API", binary.display()))?
             .ok_or("no poll")?;
         times.push((polled - started).as_secs_f64() * 1e3);
         child.kill().await?;

@@ -30,7 +30,7 @@ impl Report {
         target: impl Into<String>,
         met: bool,
     ) {
-        self.rows.push(Row {
+        self.push(Row {
             what: what.into(),
             value: value.into(),
             target: target.into(),
@@ -38,9 +38,18 @@ impl Report {
         });
     }
 
+    /// Keeps a row, and shows it on stderr at once: a run that fails later loses nothing.
+    fn push(&mut self, row: Row) {
+        eprintln!(
+            "| {} | {} | {} | {} |",
+            row.what, row.value, row.target, row.verdict
+        );
+        self.rows.push(row);
+    }
+
     /// A measured row without a target.
     pub fn info(&mut self, what: impl Into<String>, value: impl Into<String>) {
-        self.rows.push(Row {
+        self.push(Row {
             what: what.into(),
             value: value.into(),
             target: String::new(),

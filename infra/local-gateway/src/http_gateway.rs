@@ -91,6 +91,11 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
             return res;
         }
     }
+    // A path the function could read otherwise than the gateway (dot segments, encoded
+    // slashes) is no route, as in the api function itself.
+    if !tasks_core::paths::is_canonical(&path) {
+        return plain(StatusCode::NOT_FOUND, "Not Found");
+    }
     let Some((route, path_parameters)) = match_route(&gateway.routes, parts.method.as_str(), &path)
     else {
         return plain(StatusCode::NOT_FOUND, "Not Found");

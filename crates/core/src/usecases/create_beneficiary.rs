@@ -13,8 +13,7 @@ pub fn parse_body(body: &[u8], max_body_bytes: usize) -> Result<Beneficiary, App
             max_bytes: max_body_bytes,
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| AppError::MalformedJson(e.to_string()))?;
+    let value = crate::strict_json::parse(body).map_err(AppError::from)?;
     Beneficiary::parse(&value).map_err(AppError::ValidationFailed)
 }
 

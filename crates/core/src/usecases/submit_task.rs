@@ -17,6 +17,24 @@ use time::OffsetDateTime;
 /// response limit even when every item of a 10,000-item batch is wrong.
 pub const MAX_DETAILS: usize = 1_000;
 
+/// ... and at most this many bytes of them, so the answer *and* its idempotency record (one
+/// DynamoDB item, 400 KB at most) fit whatever the client sent.
+pub const MAX_DETAIL_BYTES: usize = 200_000;
+
+/// Keeps the first details that fit both caps.
+fn cap_details(details: &mut Vec<ErrorDetail>) {
+    details.truncate(MAX_DETAILS);
+    let mut bytes = 0;
+    let fit = details
+        .iter()
+        .take_while(|d| {
+            bytes += serde_json::to_vec(d).map_or(MAX_DETAIL_BYTES, |v| v.len() + 1);
+            bytes <= MAX_DETAIL_BYTES
+        })
+        .count();
+    details.truncate(fit);
+}
+
 /// Parses and validates a batch body: a non-empty JSON array of single-create bodies.
 pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>, AppError> {
     if body.len() > settings.max_body_bytes {
@@ -24,8 +42,7 @@ pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>,
             max_bytes: settings.max_body_bytes,
         });
     }
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| AppError::MalformedJson(e.to_string()))?;
+    let value = crate::strict_json::parse(body).map_err(AppError::from)?;
     let serde_json::Value::Array(values) = value else {
         return Err(AppError::InvalidBody("a JSON array of beneficiaries"));
     };
@@ -65,7 +82,7 @@ pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>,
     if details.is_empty() {
         Ok(items)
     } else {
-        details.truncate(MAX_DETAILS);
+        cap_details(&mut details);
         Err(AppError::ValidationFailed(details))
     }
 }
@@ -186,6 +203,34 @@ mod tests {
             (details[1].index, details[1].code.as_str()),
             (Some(2), "duplicate_external_id")
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_before_validation() {
+        let s = Settings::default();
+        let body = br#"[{"name": "Ada", "name": "Eve", "country": "DE", "currency": "EUR", "iban": "DE89370400440532013000"}]"#;
+        assert_eq!(code(parse_items(body, &s)), "duplicate_json_key");
+    }
+
+    #[test]
+    fn the_worst_422_stays_within_its_byte_cap() {
+        // 10,000 items, each wrong in every field, with long unknown keys and external ids (the
+        // body limit is lifted here: this is about the answer, whatever reaches validation)
+        let long = "k".repeat(1_000);
+        let mut item = json!({"name": "", "country": "??", "currency": "??", "iban": "XX00",
+            "bic": "?", "email": "?", "external_id": long.clone()});
+        item[long.as_str()] = json!(1);
+        let s = Settings {
+            max_body_bytes: usize::MAX,
+            ..Settings::default()
+        };
+        let err = parse_items(&body(json!(vec![item; 10_000])), &s).unwrap_err();
+        let bytes = serde_json::to_vec(&err.body()).unwrap().len();
+        assert!(bytes <= MAX_DETAIL_BYTES + 1_000, "{bytes} bytes");
+        let AppError::ValidationFailed(details) = err else {
+            panic!("422")
+        };
+        assert!(!details.is_empty() && details.len() <= MAX_DETAILS);
     }
 
     #[tokio::test]
