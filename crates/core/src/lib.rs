@@ -13,6 +13,7 @@ pub mod error;
 pub mod failpoint;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod iban_registry;
 pub mod identity;
 pub mod memory;
 pub mod metrics;

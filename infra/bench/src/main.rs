@@ -11,19 +11,40 @@ mod scheduling;
 
 use report::Report;
 
+/// Whether a section runs: all of them unless `BENCH_ONLY` names some (comma-separated:
+/// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`).
+fn wanted(section: &str) -> bool {
+    std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut report = Report::new();
-    in_process::validation(&mut report);
-    in_process::handler(&mut report).await;
-    scheduling::all(&mut report).await?;
-    end_to_end::requests(&mut report).await?;
-    end_to_end::peak_memory(&mut report).await?;
-    coldstart::cold_starts_and_sizes(&mut report).await?;
+    if wanted("in_process") {
+        in_process::validation(&mut report);
+        in_process::handler(&mut report).await;
+    }
+    if wanted("scheduling") {
+        scheduling::all(&mut report).await?;
+    }
+    if wanted("requests") {
+        end_to_end::requests(&mut report).await?;
+    }
+    if wanted("memory") {
+        end_to_end::peak_memory(&mut report).await?;
+    }
+    if wanted("cold_start") {
+        coldstart::cold_starts_and_sizes(&mut report).await?;
+    }
     let text = report.render();
     println!("{text}");
-    let out = std::env::var("BENCH_OUTPUT").unwrap_or_else(|_| "docs/benchmarks.md".into());
-    std::fs::write(&out, text)?;
-    eprintln!("written to {out}");
+    // A partial run never replaces the committed table.
+    let default_out = std::env::var("BENCH_ONLY")
+        .is_err()
+        .then(|| "docs/benchmarks.md".to_owned());
+    if let Some(out) = std::env::var("BENCH_OUTPUT").ok().or(default_out) {
+        std::fs::write(&out, text)?;
+        eprintln!("written to {out}");
+    }
     Ok(())
 }

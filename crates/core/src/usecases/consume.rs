@@ -1,6 +1,7 @@
-//! What the consumer does with one work-queue message: hand the message's lane on first (so
-//! the caller's next chunk is already waiting in the queue while this one is worked on), then
-//! work on the chunk. A lane start carries no chunk of its own: it takes the caller's next one
+//! What the consumer does with one work-queue message: hand the message's lane on *while*
+//! working on the chunk (so the caller's next chunk is waiting in the queue while this one is
+//! worked on, and the hand-off's round trips cost the chunk no time). The message succeeds
+//! only if both did. A lane start carries no chunk of its own: it takes the caller's next one
 //! and works on it in place.
 
 use crate::chunk::{ChunkMessage, WorkMessage};
@@ -95,17 +96,22 @@ pub async fn consume(
             }
         }
     };
-    pass_lane_on(ports.lanes, ports.queue, settings, chunk, redelivered).await?;
-    process_chunk_limited(
-        ports.store,
-        ports.backend,
-        settings,
-        chunk,
-        deadline,
-        bos_limit,
-        Attempts::Retryable,
-    )
-    .await
+    let (handed_on, worked) = tokio::join!(
+        pass_lane_on(ports.lanes, ports.queue, settings, chunk, redelivered),
+        process_chunk_limited(
+            ports.store,
+            ports.backend,
+            settings,
+            chunk,
+            deadline,
+            bos_limit,
+            Attempts::Retryable,
+        )
+    );
+    // Either failing sends the message back: the work skips what is final, and the hand-off
+    // repeats what it recorded.
+    handed_on?;
+    worked
 }
 
 #[cfg(test)]

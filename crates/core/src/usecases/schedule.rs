@@ -152,8 +152,15 @@ pub async fn hand_on(
     let mut replacing: Option<Handoff> = None;
     let wait_until = tokio::time::Instant::now() + APPEND_WAIT;
     let mut races = 0;
+    // A first delivery has almost never handed on yet: skip the read, and let the claim's
+    // condition (nothing recorded) catch the rare duplicate, which the next round then reads.
+    let mut known_unrecorded = !resend;
     while races < RACE_RETRIES {
-        let recorded = lanes.handoff_of(vehicle).await?;
+        let recorded = if std::mem::take(&mut known_unrecorded) {
+            None
+        } else {
+            lanes.handoff_of(vehicle).await?
+        };
         let seq = if recorded == replacing {
             // Nothing handed on yet (or only an expired chunk): take the next chunk, or close.
             let state = lanes.lane_state(owner).await?;
