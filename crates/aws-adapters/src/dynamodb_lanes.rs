@@ -175,16 +175,7 @@ impl DynamoLanes {
     }
 
     async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(out.item)
+        crate::dynamodb_store::get_consistent(&self.client, &self.table, key).await
     }
 
     async fn write_batch(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {

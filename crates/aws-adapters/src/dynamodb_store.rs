@@ -86,6 +86,23 @@ pub(crate) fn store_error<
     }
 }
 
+/// A strongly consistent read of one item (shared by the task and lane stores).
+pub(crate) async fn get_consistent(
+    client: &Client,
+    table: &str,
+    key: Item,
+) -> Result<Option<Item>, StoreError> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key))
+        .consistent_read(true)
+        .send()
+        .await
+        .map_err(store_error)?;
+    Ok(out.item)
+}
+
 pub(crate) fn corrupt(what: &str) -> StoreError {
     StoreError::Other(format!("corrupt record: {what}"))
 }
@@ -100,6 +117,12 @@ impl DynamoTaskStore {
 
     pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self::new(Client::new(config), table)
+    }
+
+    /// The lane store on the same table and the same client: every client built costs
+    /// cold-start time.
+    pub fn lanes(&self) -> crate::DynamoLanes {
+        crate::DynamoLanes::new(self.client.clone(), self.table.clone())
     }
 
     fn task_key(id: TaskId) -> Item {
@@ -254,18 +277,8 @@ impl DynamoTaskStore {
         Ok(found)
     }
 
-    /// A strongly consistent read of one item.
     async fn get_consistent(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(out.item)
+        get_consistent(&self.client, &self.table, key).await
     }
 
     fn idempotency_key(scope: &str) -> Item {

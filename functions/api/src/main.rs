@@ -4,7 +4,7 @@ use api::App;
 use aws_adapters::startup::{
     aws_config, init_pseudonym_key, init_tracing, required_env, required_secret,
 };
-use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
 use bos_client::{BosClient, BosConfig};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
@@ -18,11 +18,13 @@ async fn main() -> Result<(), Error> {
     let settings = Settings::from_env()?;
     let aws = aws_config().await;
     let table = required_env("TABLE_NAME")?;
-    let store = Arc::new(DynamoTaskStore::from_config(&aws, table.clone()));
+    let store = DynamoTaskStore::from_config(&aws, table);
+    let lanes = Arc::new(store.lanes());
+    let store = Arc::new(store);
     let app = Arc::new(App {
         store: store.clone(),
         idempotency: store,
-        lanes: Arc::new(DynamoLanes::from_config(&aws, table)),
+        lanes,
         queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,

@@ -1,7 +1,7 @@
 //! Lambda entry point of the consumer function.
 
 use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
-use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bos_client::{BosClient, BosConfig};
 use consumer::Consumer;
@@ -15,9 +15,10 @@ async fn main() -> Result<(), Error> {
     init_pseudonym_key()?;
     let aws = aws_config().await;
     let table = required_env("TABLE_NAME")?;
+    let store = DynamoTaskStore::from_config(&aws, table);
     let consumer = Arc::new(Consumer {
-        store: Arc::new(DynamoTaskStore::from_config(&aws, table.clone())),
-        lanes: Arc::new(DynamoLanes::from_config(&aws, table)),
+        lanes: Arc::new(store.lanes()),
+        store: Arc::new(store),
         queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,

@@ -1,7 +1,7 @@
 //! Lambda entry point of the dead-letter function.
 
 use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
-use aws_adapters::{DynamoLanes, DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
 use aws_lambda_events::event::sqs::SqsEvent;
 use dead_letter::DeadLetter;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -14,9 +14,10 @@ async fn main() -> Result<(), Error> {
     init_pseudonym_key()?;
     let aws = aws_config().await;
     let table = required_env("TABLE_NAME")?;
+    let store = DynamoTaskStore::from_config(&aws, table);
     let handler = Arc::new(DeadLetter {
-        store: Arc::new(DynamoTaskStore::from_config(&aws, table.clone())),
-        lanes: Arc::new(DynamoLanes::from_config(&aws, table)),
+        lanes: Arc::new(store.lanes()),
+        store: Arc::new(store),
         queue: Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,

@@ -193,22 +193,26 @@ mod tests {
         assert_eq!((t.succeeded, t.failed), (3, 3));
     }
 
+    /// Alice's task of `n` items in chunks of 2, with the stores and queue around it.
+    async fn lanes_setup(
+        n: usize,
+    ) -> (
+        MemoryStore,
+        crate::memory::MemoryLanes,
+        crate::memory::MemoryQueue,
+        crate::task::Task,
+        Vec<ChunkMessage>,
+    ) {
+        let store = MemoryStore::default();
+        let ibans = vec!["DE89370400440532013000"; n];
+        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 2).await;
+        (store, Default::default(), Default::default(), task, chunks)
+    }
+
     #[tokio::test]
     async fn a_dead_start_sends_its_chunk_back_and_fails_nothing() {
-        use crate::memory::{MemoryLanes, MemoryQueue};
         use crate::usecases::schedule::admit;
-        let (store, lanes, queue) = (
-            MemoryStore::default(),
-            MemoryLanes::default(),
-            MemoryQueue::default(),
-        );
-        let (task, chunks) = stored_task(
-            &store,
-            TaskType::BENEFICIARIES_IMPORT,
-            &["DE89370400440532013000"; 4],
-            2,
-        )
-        .await;
+        let (store, lanes, queue, task, chunks) = lanes_setup(4).await;
         let owner = task.owner.storage_key();
         let s = Settings::default();
         admit(
@@ -234,19 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_chunk_is_settled_in_rounds_before_anything_is_failed() {
-        use crate::memory::{MemoryLanes, MemoryQueue};
-        let (store, lanes, queue) = (
-            MemoryStore::default(),
-            MemoryLanes::default(),
-            MemoryQueue::default(),
-        );
-        let (task, chunks) = stored_task(
-            &store,
-            TaskType::BENEFICIARIES_IMPORT,
-            &["DE89370400440532013000"; 2],
-            2,
-        )
-        .await;
+        let (store, lanes, queue, task, chunks) = lanes_setup(2).await;
         let s = Settings::default();
 
         // A dead chunk, then each of its settles dying in turn

@@ -237,6 +237,15 @@ mod tests {
         OffsetDateTime::now_utc() + time::Duration::days(31)
     }
 
+    /// What a consumer does with a start: take the owner's next chunk, if any.
+    async fn take(lanes: &MemoryLanes, start: &LaneStart) -> Option<ChunkMessage> {
+        let v = Vehicle::of_start(start);
+        let until = Some(start.appended_until);
+        hand_on(lanes, &start.owner, v, true, until, far())
+            .await
+            .unwrap()
+    }
+
     /// Plays the consumer: takes messages off the queue one by one, hands each lane on, and
     /// returns the chunks worked on, in order, and the most messages the queue ever held.
     async fn drain(lanes: &MemoryLanes, queue: &MemoryQueue) -> (Vec<(TaskId, u32)>, usize) {
@@ -244,17 +253,10 @@ mod tests {
         while let Some(message) = queue.pop() {
             peak = peak.max(queue.pending() + 1);
             let chunk = match message {
-                WorkMessage::Start { start } => {
-                    let v = Vehicle::of_start(&start);
-                    let until = Some(start.appended_until);
-                    match hand_on(lanes, &start.owner, v, true, until, far())
-                        .await
-                        .unwrap()
-                    {
-                        Some(c) => c,
-                        None => continue,
-                    }
-                }
+                WorkMessage::Start { start } => match take(lanes, &start).await {
+                    Some(c) => c,
+                    None => continue,
+                },
                 WorkMessage::Chunk(c) => c,
                 WorkMessage::Settle { .. } => unreachable!("no dead letters here"),
             };
@@ -319,17 +321,7 @@ mod tests {
             let Some(WorkMessage::Start { start }) = queue.pop() else {
                 break;
             };
-            let c = hand_on(
-                &lanes,
-                "alice",
-                Vehicle::of_start(&start),
-                true,
-                Some(start.appended_until),
-                far(),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+            let c = take(&lanes, &start).await.unwrap();
             let next = hand_on(&lanes, "alice", Vehicle::of_chunk(&c), false, None, far())
                 .await
                 .unwrap()
@@ -401,17 +393,7 @@ mod tests {
         let Some(WorkMessage::Start { start }) = queue.pop() else {
             panic!()
         };
-        let c = hand_on(
-            &lanes,
-            "alice",
-            Vehicle::of_start(&start),
-            true,
-            Some(start.appended_until),
-            far(),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let c = take(&lanes, &start).await.unwrap();
         // When a new task is appended just before the lane would close (lanes are full, so it
         // opens none)
         let (id2, cs2) = chunks("alice", 2);
@@ -452,16 +434,7 @@ mod tests {
                 lanes.append("alice", seen, id, 2, 1, far()).await.unwrap()
             })
         };
-        let taken = hand_on(
-            lanes.as_ref(),
-            "alice",
-            Vehicle::of_start(&start),
-            true,
-            Some(2),
-            far(),
-        )
-        .await
-        .unwrap();
+        let taken = take(&lanes, &start).await;
         assert!(appender.await.unwrap());
 
         // Then the start takes the first chunk instead of closing a lane it was counted for
