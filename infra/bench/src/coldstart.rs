@@ -87,7 +87,7 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
         "cold start, hello-world lambda_runtime (exec → first poll, median of 21)",
         format!("{hello:.1} ms; binary {:.1} MB", size("hello-lambda")),
     );
-    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with SSL_CERT_FILE set as template.yaml sets it: it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last three.");
+    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with SSL_CERT_FILE set as template.yaml sets it and local stand-ins for what the template resolves at deploy time (URLs, and the secrets PAGE_TOKEN_SECRET and LOG_PSEUDONYM_KEY, which the functions refuse to start without): it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last three.");
     for f in ["api", "consumer", "dead-letter"] {
         let ms = cold_start_ms(&dir.join(f), 21).await?;
         report.check(
