@@ -42,7 +42,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let default_out = std::env::var("BENCH_ONLY")
         .is_err()
         .then(|| "docs/benchmarks.md".to_owned());
-    if let Some(out) = std::env::var("BENCH_OUTPUT").ok().or(default_out) {
+    let chosen = std::env::var("BENCH_OUTPUT").ok().filter(|o| !o.is_empty());
+    if let Some(out) = chosen.or(default_out) {
         std::fs::write(&out, text)?;
         eprintln!("written to {out}");
     }
