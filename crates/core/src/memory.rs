@@ -323,12 +323,24 @@ struct LanesInner {
 }
 
 impl LanesInner {
-    /// Records `to` for `vehicle` if its hand-off is still `replacing`.
-    fn record(&mut self, vehicle: Vehicle, replacing: Option<Handoff>, to: Handoff) -> bool {
-        if self.handoffs.get(&vehicle).copied() != replacing {
+    /// One atomic hand-off, as the DynamoDB transaction does it: if the owner's state is
+    /// `allowed` and the vehicle's hand-off is still `replacing`, record `to` and `apply` the
+    /// state change.
+    fn hand_off(
+        &mut self,
+        owner: &str,
+        allowed: impl Fn(&LaneState) -> bool,
+        vehicle: Vehicle,
+        replacing: Option<Handoff>,
+        to: Handoff,
+        apply: impl FnOnce(&mut LaneState),
+    ) -> bool {
+        let state = self.states.get(owner).copied().unwrap_or_default();
+        if !allowed(&state) || self.handoffs.get(&vehicle).copied() != replacing {
             return false;
         }
         self.handoffs.insert(vehicle, to);
+        apply(self.states.entry(owner.to_owned()).or_default());
         true
     }
 }
@@ -395,18 +407,15 @@ impl LaneStore for MemoryLanes {
         replacing: Option<Handoff>,
         _expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut inner = lock(&self.inner);
-        let state = inner.states.get(owner).copied().unwrap_or_default();
-        if state.cursor != cursor || cursor >= state.next_seq {
-            return Ok(false);
-        }
-        if !inner.record(vehicle, replacing, Handoff::Seq(cursor)) {
-            return Ok(false);
-        }
-        if let Some(s) = inner.states.get_mut(owner) {
-            s.cursor += 1;
-        }
-        Ok(true)
+        let allowed = |s: &LaneState| s.cursor == cursor && cursor < s.next_seq;
+        Ok(lock(&self.inner).hand_off(
+            owner,
+            allowed,
+            vehicle,
+            replacing,
+            Handoff::Seq(cursor),
+            |s| s.cursor += 1,
+        ))
     }
 
     async fn close_lane(
@@ -418,20 +427,16 @@ impl LaneStore for MemoryLanes {
         replacing: Option<Handoff>,
         _expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let mut inner = lock(&self.inner);
-        let state = inner.states.get(owner).copied().unwrap_or_default();
-        if state.cursor != cursor || state.next_seq != cursor || (uncount && state.lanes == 0) {
-            return Ok(false);
-        }
-        if !inner.record(vehicle, replacing, Handoff::End) {
-            return Ok(false);
-        }
-        if uncount {
-            if let Some(s) = inner.states.get_mut(owner) {
-                s.lanes -= 1;
-            }
-        }
-        Ok(true)
+        let allowed = |s: &LaneState| {
+            s.cursor == cursor && s.next_seq == cursor && !(uncount && s.lanes == 0)
+        };
+        Ok(
+            lock(&self.inner).hand_off(owner, allowed, vehicle, replacing, Handoff::End, |s| {
+                if uncount {
+                    s.lanes -= 1;
+                }
+            }),
+        )
     }
 
     async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError> {

@@ -38,7 +38,7 @@
 //! finding the sequence shorter, waits for it (briefly: [`APPEND_WAIT`]) before it may close.
 
 use crate::chunk::{ChunkMessage, LaneStart, WorkMessage};
-use crate::ports::{Handoff, LaneState, LaneStore, QueueError, StoreError, Vehicle, WorkQueue};
+use crate::ports::{Handoff, LaneStore, QueueError, StoreError, Vehicle, WorkQueue};
 use crate::task::TaskId;
 use time::OffsetDateTime;
 
@@ -210,11 +210,6 @@ pub async fn hand_on(
     Err(ScheduleError::Contended)
 }
 
-/// The state a caller's lanes are in, for tests and operators.
-pub async fn state(lanes: &dyn LaneStore, owner: &str) -> Result<LaneState, StoreError> {
-    lanes.lane_state(owner).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,7 +282,7 @@ mod tests {
         // Then each chunk was worked on exactly once, and every lane closed
         assert_eq!(worked.len(), 10);
         assert_eq!(worked.iter().collect::<HashSet<_>>().len(), 10);
-        let s = state(&lanes, "alice").await.unwrap();
+        let s = lanes.lane_state("alice").await.unwrap();
         assert_eq!((s.cursor, s.next_seq, s.lanes), (10, 10, 0));
     }
 
@@ -305,7 +300,7 @@ mod tests {
         let (worked, peak) = drain(&lanes, &queue).await;
         assert_eq!(worked.len(), 200);
         assert!(peak <= 4, "peak {peak}");
-        let s = state(&lanes, "alice").await.unwrap();
+        let s = lanes.lane_state("alice").await.unwrap();
         assert_eq!((s.cursor, s.next_seq, s.lanes), (200, 200, 0));
     }
 
@@ -361,7 +356,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((first.task_id, first.chunk), (again.task_id, again.chunk));
-        assert_eq!(state(&lanes, "alice").await.unwrap().cursor, 1);
+        assert_eq!(lanes.lane_state("alice").await.unwrap().cursor, 1);
 
         let vc = Vehicle::of_chunk(&first);
         let next = hand_on(&lanes, "alice", vc, false, None, far())
@@ -379,7 +374,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(next.chunk, resent.chunk);
-        assert_eq!(state(&lanes, "alice").await.unwrap().cursor, 2);
+        assert_eq!(lanes.lane_state("alice").await.unwrap().cursor, 2);
     }
 
     #[tokio::test]
@@ -410,7 +405,7 @@ mod tests {
         queue.enqueue(&[WorkMessage::Chunk(next)]).await.unwrap();
         let (worked, _) = drain(&lanes, &queue).await;
         assert_eq!(worked.len(), 2);
-        assert_eq!(state(&lanes, "alice").await.unwrap().lanes, 0);
+        assert_eq!(lanes.lane_state("alice").await.unwrap().lanes, 0);
     }
 
     #[tokio::test]
@@ -439,7 +434,7 @@ mod tests {
 
         // Then the start takes the first chunk instead of closing a lane it was counted for
         assert_eq!(taken.map(|c| c.chunk), Some(0));
-        assert_eq!(state(lanes.as_ref(), "alice").await.unwrap().lanes, 1);
+        assert_eq!(lanes.lane_state("alice").await.unwrap().lanes, 1);
     }
 
     #[tokio::test]
@@ -450,7 +445,7 @@ mod tests {
         assert!(admit(&lanes, &queue, "alice", id, &cs, 2, far())
             .await
             .is_err());
-        let s = state(&lanes, "alice").await.unwrap();
+        let s = lanes.lane_state("alice").await.unwrap();
         assert_eq!((s.next_seq, s.lanes), (0, 0));
     }
 }
