@@ -310,7 +310,7 @@ async fn g_a_dlq_redrive_finishes_the_task_and_replaying_final_chunks_changes_no
     let alice = tasks_core::identity::Owner::from_subject("alice").unwrap();
     let chunks = tasks_core::chunk::split(
         id.parse().unwrap(),
-        tasks_core::task::TaskType::BENEFICIARIES_IMPORT,
+        tasks_core::task::TaskType::BeneficiariesImport,
         &alice.storage_key(),
         owner_items,
         5,

@@ -5,13 +5,11 @@
 //! `AWS_ENDPOINT_URL_SQS`), which is how the local gateway points the real functions at
 //! DynamoDB Local and moto without any code path of its own.
 
-pub mod dynamodb_lanes;
-pub mod dynamodb_store;
+pub mod dynamodb;
 pub mod redrive;
 pub mod sqs_batch;
 pub mod sqs_queue;
 pub mod startup;
 
-pub use dynamodb_lanes::DynamoLanes;
-pub use dynamodb_store::DynamoTaskStore;
+pub use dynamodb::{DynamoLanes, DynamoTaskStore};
 pub use sqs_queue::SqsWorkQueue;

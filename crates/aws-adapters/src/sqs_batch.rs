@@ -9,8 +9,10 @@
 //! succeeded is left out of the report and deleted by the event source mapping.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::future::Future;
+use tasks_core::error::Chain;
 
 /// Whether SQS delivered this message before (`ApproximateReceiveCount` above 1).
 pub fn redelivered(record: &SqsMessage) -> bool {
@@ -21,13 +23,30 @@ pub fn redelivered(record: &SqsMessage) -> bool {
         .is_some_and(|c| c > 1)
 }
 
-/// Runs `handle` on each message body (with whether it is a redelivery), in order within each
-/// group, and reports the failures.
-pub async fn process_fifo_batch<F, Fut, E>(records: &[SqsMessage], handle: F) -> SqsBatchResponse
+/// What to do with a message whose body is not a message of this queue. No delivery will ever
+/// decode it; the choice is where an operator gets to see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undecodable {
+    /// Report it failed: it comes back until `maxReceiveCount`, then waits in the dead-letter
+    /// queue, where its alarm fires. Right for the work queue.
+    Fail,
+    /// Log it and let it be deleted: there is no queue behind this one, and keeping it would
+    /// block its group for good. Right for the dead-letter queue.
+    Drop,
+}
+
+/// Decodes each message body as an `M` and runs `handle` on it (with whether it is a
+/// redelivery), in order within each group, and reports the failures.
+pub async fn process_fifo_batch<M, F, Fut, E>(
+    records: &[SqsMessage],
+    undecodable: Undecodable,
+    handle: F,
+) -> SqsBatchResponse
 where
-    F: Fn(String, bool) -> Fut,
+    M: DeserializeOwned,
+    F: Fn(M, bool) -> Fut,
     Fut: Future<Output = Result<(), E>>,
-    E: std::fmt::Display,
+    E: std::error::Error + 'static,
 {
     let mut groups: Vec<(&str, Vec<&SqsMessage>)> = Vec::new();
     for record in records {
@@ -42,7 +61,7 @@ where
         }
     }
     let handle = &handle;
-    let failed_per_group = futures::future::join_all(groups.into_iter().map(|(_, messages)| async move {
+    let group_failures = groups.into_iter().map(|(_, messages)| async move {
         let mut failed: Vec<&str> = Vec::new();
         for record in messages {
             let id = record.message_id.as_deref().unwrap_or_default();
@@ -50,22 +69,32 @@ where
                 failed.push(id);
                 continue;
             }
-            let result = match record.body.as_deref() {
-                Some(body) => handle(body.to_owned(), redelivered(record))
-                    .await
-                    .map_err(|e| e.to_string()),
-                None => Err("message has no body".to_owned()),
+            let message = match decode::<M>(record) {
+                Ok(message) => message,
+                Err(why) if undecodable == Undecodable::Drop => {
+                    tracing::error!(message_id = id, why, "undecodable message dropped");
+                    continue;
+                }
+                Err(why) => {
+                    tracing::error!(message_id = id, why, "undecodable message failed");
+                    failed.push(id);
+                    continue;
+                }
             };
-            if let Err(error) = result {
-                // The error text names codes and counts, never message content.
-                tracing::warn!(message_id = id, error = %error, "message failed; it and the rest of its group go back to the queue");
+            if let Err(error) = handle(message, redelivered(record)).await {
+                // The chain names codes and counts, never message content.
+                tracing::warn!(message_id = id, error = %Chain(&error),
+                    "message failed; it and the rest of its group go back to the queue");
                 failed.push(id);
             }
         }
         failed
-    }))
-    .await;
-    let failed: HashSet<&str> = failed_per_group.into_iter().flatten().collect();
+    });
+    let failed: HashSet<&str> = futures::future::join_all(group_failures)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let mut response = SqsBatchResponse::default();
     response.batch_item_failures = records
         .iter()
@@ -74,6 +103,20 @@ where
         .map(failure)
         .collect();
     response
+}
+
+/// The message, or where its body stopped making sense (never the body itself: it may carry
+/// beneficiaries).
+fn decode<M: DeserializeOwned>(record: &SqsMessage) -> Result<M, String> {
+    let body = record.body.as_deref().ok_or("message has no body")?;
+    serde_json::from_str(body).map_err(|e| {
+        format!(
+            "line {} column {}: {:?}",
+            e.line(),
+            e.column(),
+            e.classify()
+        )
+    })
 }
 
 fn failure(id: &str) -> BatchItemFailure {
@@ -88,10 +131,11 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    /// A message whose body is the JSON string `body`.
     fn msg(id: &str, group: &str, body: &str) -> SqsMessage {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.into());
-        m.body = Some(body.into());
+        m.body = Some(serde_json::to_string(body).unwrap());
         m.attributes = HashMap::from([("MessageGroupId".to_string(), group.to_string())]);
         m
     }
@@ -106,11 +150,11 @@ mod tests {
             msg("5", "b", "b2"),
         ];
         let seen = Mutex::new(vec![]);
-        let res = process_fifo_batch(&records, |body, _| {
+        let res = process_fifo_batch(&records, Undecodable::Fail, |body: String, _| {
             seen.lock().unwrap().push(body.clone());
             async move {
                 if body == "fail" {
-                    Err("boom")
+                    Err(std::io::Error::other("boom"))
                 } else {
                     Ok(())
                 }
@@ -132,6 +176,38 @@ mod tests {
         let pos = |b: &str| seen.iter().position(|s| s == b).unwrap();
         assert!(pos("a1") < pos("fail"));
         assert!(pos("b1") < pos("b2"));
+    }
+
+    #[tokio::test]
+    async fn undecodable_messages_fail_or_drop_as_the_queue_says() {
+        let mut broken = msg("2", "a", "x");
+        broken.body = Some("{not json".into());
+        let records = [msg("1", "a", "a1"), broken, msg("3", "a", "a3")];
+        let records = &records;
+        let failed = |policy| async move {
+            let seen = Mutex::new(vec![]);
+            let res = process_fifo_batch(records, policy, |body: String, _| {
+                seen.lock().unwrap().push(body);
+                async { Ok::<(), std::io::Error>(()) }
+            })
+            .await;
+            let ids: Vec<String> = res
+                .batch_item_failures
+                .into_iter()
+                .map(|f| f.item_identifier)
+                .collect();
+            (ids, seen.into_inner().unwrap())
+        };
+        // The work queue: it goes back, and its group after it.
+        assert_eq!(
+            failed(Undecodable::Fail).await,
+            (vec!["2".to_owned(), "3".to_owned()], vec!["a1".to_owned()])
+        );
+        // The dead-letter queue: it is dropped, and its group goes on.
+        assert_eq!(
+            failed(Undecodable::Drop).await,
+            (vec![], vec!["a1".to_owned(), "a3".to_owned()])
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! harmless; entries SQS refused are resent a few times before the enqueue gives up.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use futures::{StreamExt, TryStreamExt};
@@ -55,15 +54,14 @@ impl SqsWorkQueue {
             }
             let mut entries = Vec::with_capacity(pending.len());
             for (id, m) in &pending {
-                let body = serde_json::to_string(m)
-                    .map_err(|e| QueueError::Unavailable(format!("cannot encode message: {e}")))?;
+                let body = serde_json::to_string(m).map_err(QueueError::new)?;
                 let entry = SendMessageBatchRequestEntry::builder()
                     .id(id)
                     .message_body(body)
                     .message_group_id(m.group_id())
                     .message_deduplication_id(m.deduplication_id())
                     .build()
-                    .map_err(|e| QueueError::Unavailable(e.to_string()))?;
+                    .map_err(QueueError::new)?;
                 entries.push(entry);
             }
             let out = self
@@ -73,7 +71,7 @@ impl SqsWorkQueue {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| QueueError::Unavailable(DisplayErrorContext(e).to_string()))?;
+                .map_err(QueueError::new)?;
             let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
             if failed.is_empty() {
                 return Ok(());
@@ -85,7 +83,7 @@ impl SqsWorkQueue {
             );
             pending.retain(|(id, _)| failed.contains(&id.as_str()));
         }
-        Err(QueueError::Unavailable(format!(
+        Err(QueueError::new(format!(
             "{} message(s) refused by SQS",
             pending.len()
         )))

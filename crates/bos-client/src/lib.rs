@@ -19,7 +19,8 @@ use rand::Rng;
 use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
-use tasks_core::ports::{BackendError, BeneficiaryBackend, Rejection, RejectionKind};
+use tasks_core::ports::BeneficiaryBackend;
+use tasks_core::upstream::{BackendError, Rejection, RejectionKind};
 
 /// The most of one BOS answer that is read: a beneficiary or an error is well under 1 KiB, so
 /// anything near this is not an answer we can trust, and reading it would cost the consumer's
@@ -92,20 +93,24 @@ enum Call {
     Validate,
 }
 
-/// How one attempt failed, before retry decisions.
+/// How one attempt failed, and whether *this call* tries again. That is not whether the
+/// answer is final for the item: a time-out stops the call (no time is left) but is not
+/// permanent, and the item's next delivery asks again (`BackendError::is_permanent`).
 #[derive(Debug)]
 enum AttemptError {
-    Transient {
+    /// Worth another attempt within this call, after `retry_after` if BOS named one.
+    Retry {
         error: BackendError,
         retry_after: Option<Duration>,
     },
-    Permanent(BackendError),
+    /// This call ends with this answer.
+    Stop(BackendError),
 }
 
 impl AttemptError {
     fn into_backend(self) -> BackendError {
         match self {
-            Self::Transient { error, .. } | Self::Permanent(error) => error,
+            Self::Retry { error, .. } | Self::Stop(error) => error,
         }
     }
 }
@@ -156,7 +161,7 @@ impl BosClient {
 
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(AttemptError::Permanent(BackendError::Timeout));
+            return Err(AttemptError::Stop(BackendError::Timeout));
         }
         let started = Instant::now();
         let sent = self
@@ -170,13 +175,13 @@ impl BosClient {
         let response = match sent {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Err(AttemptError::Transient {
+                return Err(AttemptError::Retry {
                     error: BackendError::Timeout,
                     retry_after: None,
                 })
             }
             Err(e) => {
-                return Err(AttemptError::Transient {
+                return Err(AttemptError::Retry {
                     error: BackendError::Unavailable(format!(
                         "request failed: {}",
                         e.without_url()
@@ -198,17 +203,17 @@ impl BosClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.is_redirection() {
-            return Err(AttemptError::Permanent(BackendError::BadResponse(format!(
+            return Err(AttemptError::Stop(BackendError::BadResponse(format!(
                 "redirect ({}) not followed",
                 status.as_u16()
             ))));
         }
         if status.is_success() {
-            return read_capped(response).await.map_err(AttemptError::Permanent);
+            return read_capped(response).await.map_err(AttemptError::Stop);
         }
 
         if status.as_u16() == 429 || status.is_server_error() {
-            return Err(AttemptError::Transient {
+            return Err(AttemptError::Retry {
                 error: BackendError::Unavailable(format!("status {}", status.as_u16())),
                 retry_after,
             });
@@ -218,19 +223,17 @@ impl BosClient {
         } else {
             RejectionKind::Invalid
         };
-        let body = read_capped(response)
-            .await
-            .map_err(AttemptError::Permanent)?;
+        let body = read_capped(response).await.map_err(AttemptError::Stop)?;
         match serde_json::from_slice::<BosErrorBody>(&body) {
             Ok(body) if status.is_client_error() => {
-                Err(AttemptError::Permanent(BackendError::Rejected(Rejection {
+                Err(AttemptError::Stop(BackendError::Rejected(Rejection {
                     kind,
                     code: body.error.code,
                     message: body.error.message,
                     field: body.error.field,
                 })))
             }
-            _ => Err(AttemptError::Permanent(BackendError::BadResponse(format!(
+            _ => Err(AttemptError::Stop(BackendError::BadResponse(format!(
                 "status {} with an unexpected body",
                 status.as_u16()
             )))),
@@ -254,12 +257,12 @@ impl BosClient {
             .with_max_times(self.config.max_attempts.saturating_sub(1));
         (|| self.attempt(call, beneficiary, idempotency_key, deadline))
             .retry(backoff)
-            .when(|e| matches!(e, AttemptError::Transient { .. }))
+            .when(|e| matches!(e, AttemptError::Retry { .. }))
             .adjust(|e, planned| {
                 let planned = planned?;
                 let jittered = planned.mul_f64(rand::rng().random_range(0.0..=1.0));
                 let wait = match e {
-                    AttemptError::Transient {
+                    AttemptError::Retry {
                         retry_after: Some(ra),
                         ..
                     } => jittered.max(*ra),

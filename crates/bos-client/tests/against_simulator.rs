@@ -6,7 +6,8 @@ use bos_simulator::{Knobs, Simulator, EXISTING_IBAN};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::Beneficiary;
-use tasks_core::ports::{BackendError, BeneficiaryBackend, RejectionKind};
+use tasks_core::ports::BeneficiaryBackend;
+use tasks_core::upstream::{BackendError, RejectionKind};
 
 async fn start(knobs: Knobs) -> (Simulator, BosClient) {
     let sim = Simulator::new(knobs, &[EXISTING_IBAN]);

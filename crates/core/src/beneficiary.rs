@@ -6,7 +6,7 @@
 //! one round trip. Once you hold a `Beneficiary`, each field is known valid; chunk messages
 //! carry validated beneficiaries and re-check them when they are read back.
 
-use crate::error::ErrorDetail;
+use crate::error_body::ErrorDetail;
 use iban::IbanLike;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

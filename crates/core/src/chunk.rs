@@ -149,7 +149,7 @@ mod tests {
             (1000, 99, 11),
             (7, 3, 3),
         ] {
-            let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(n), size);
+            let chunks = split(id, TaskType::BeneficiariesImport, "o", items(n), size);
             assert_eq!(chunks.len(), expected_chunks, "n={n} size={size}");
             let all: Vec<u32> = chunks.iter().flat_map(|c| c.indexes()).collect();
             assert_eq!(all, (0..n as u32).collect::<Vec<_>>());
@@ -162,7 +162,7 @@ mod tests {
     fn chunk_size_is_capped_for_the_transaction_limit() {
         let chunks = split(
             TaskId::new_random(),
-            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BeneficiariesImport,
             "o",
             items(250),
             500,
@@ -173,7 +173,7 @@ mod tests {
     #[test]
     fn dedup_and_group_ids() {
         let id = TaskId::new_random();
-        let chunks = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(5), 1);
+        let chunks = split(id, TaskType::BeneficiariesImport, "o", items(5), 1);
         let chunk = WorkMessage::Chunk(chunks[3].clone());
         assert_eq!(chunk.deduplication_id(), format!("{id}:3"));
         assert_eq!(chunk.group_id(), format!("{id}:3"));
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn bodies_decode_to_the_right_kind() {
         let id = TaskId::new_random();
-        let chunk = split(id, TaskType::BENEFICIARIES_IMPORT, "o", items(2), 99).remove(0);
+        let chunk = split(id, TaskType::BeneficiariesImport, "o", items(2), 99).remove(0);
         let start = LaneStart {
             owner: "o".into(),
             task_id: id,

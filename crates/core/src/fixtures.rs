@@ -1,15 +1,18 @@
 //! Shared set-up for the core's unit tests: a beneficiary from an IBAN, and a task stored in
-//! a memory store together with its chunk messages.
+//! a memory store together with its chunk messages, and one delivery of a chunk.
 
 use crate::beneficiary::Beneficiary;
 use crate::chunk::{split, ChunkMessage};
+use crate::config::Settings;
 use crate::identity::Owner;
 use crate::memory::MemoryStore;
-use crate::ports::TaskStore;
+use crate::ports::{BeneficiaryBackend, TaskStore};
 use crate::task::{Task, TaskType};
+use crate::usecases::process_chunk::{process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
+use tokio::sync::Semaphore;
 
 pub fn beneficiary(iban: &str) -> Beneficiary {
     Beneficiary::parse(&json!({"name": "N", "country": "DE", "currency": "EUR", "iban": iban}))
@@ -50,4 +53,35 @@ pub async fn stored_task(
 /// A deadline far enough away not to matter.
 pub fn later() -> Instant {
     Instant::now() + Duration::from_secs(60)
+}
+
+/// One normal delivery of `msg` with a BOS limit of its own (`settings.bos_concurrency`).
+pub async fn process(
+    store: &dyn TaskStore,
+    backend: &dyn BeneficiaryBackend,
+    settings: &Settings,
+    msg: &ChunkMessage,
+    deadline: Instant,
+) -> Result<ChunkReport, ChunkError> {
+    deliver(store, backend, settings, msg, deadline, Attempts::Retryable).await
+}
+
+/// One delivery of `msg`, normal or settling.
+pub async fn deliver(
+    store: &dyn TaskStore,
+    backend: &dyn BeneficiaryBackend,
+    settings: &Settings,
+    msg: &ChunkMessage,
+    deadline: Instant,
+    attempts: Attempts,
+) -> Result<ChunkReport, ChunkError> {
+    let bos_limit = Semaphore::new(settings.bos_concurrency);
+    let run = ChunkRun {
+        store,
+        backend,
+        settings,
+        bos_limit: &bos_limit,
+        deadline,
+    };
+    process_chunk(&run, msg, attempts).await
 }

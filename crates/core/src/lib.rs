@@ -3,24 +3,33 @@
 //! those use cases reach storage, the work queue and the upstream back-office service.
 //!
 //! Nothing here knows about AWS types: the DynamoDB, SQS and BOS adapters live in their own
-//! crates and implement [`ports`]; [`memory`] implements them in memory for unit tests and
-//! in-process benchmarks.
+//! crates and implement [`ports`].
+//!
+//! The `test-support` feature adds what tests need and deployed functions must not carry: the
+//! in-memory adapters (`memory`) and the crash failpoint (`failpoint`). The workspace's test
+//! and benchmark crates turn it on; a function built alone (`sam build`, `cargo lambda build
+//! -p …`) does not have it, which `scripts/test` checks.
 
 pub mod beneficiary;
 pub mod chunk;
 pub mod config;
 pub mod error;
+pub mod error_body;
+#[cfg(feature = "test-support")]
 pub mod failpoint;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod iban_registry;
 pub mod identity;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod metrics;
+pub mod outcome;
 pub mod paging;
 pub mod paths;
 pub mod ports;
 pub mod strict_json;
 pub mod task;
 pub mod task_types;
+pub mod upstream;
 pub mod usecases;

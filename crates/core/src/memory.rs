@@ -6,8 +6,10 @@
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::identity::Owner;
+use crate::outcome::{ItemOutcome, Tally};
 use crate::ports::*;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
+use crate::upstream::{BackendError, Rejection, RejectionKind};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -123,7 +125,7 @@ impl TaskStore for MemoryStore {
             return Ok(Recorded::Conflict);
         }
         let Some(task) = tasks.get_mut(&id) else {
-            return Err(StoreError::Other("task not found".into()));
+            return Err(StoreError::permanent("task not found"));
         };
         let tally = Tally::of(new);
         task.succeeded += tally.succeeded;
@@ -283,7 +285,7 @@ impl MemoryQueue {
 impl WorkQueue for MemoryQueue {
     async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(QueueError::Unavailable("memory queue is down".into()));
+            return Err(QueueError::new("memory queue is down"));
         }
         self.send_calls
             .fetch_add(messages.len().div_ceil(10), Ordering::SeqCst);

@@ -4,79 +4,15 @@
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::chunk::{ChunkMessage, WorkMessage};
-use crate::error::ErrorDetail;
 use crate::identity::Owner;
+use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
+use crate::upstream::BackendError;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::time::Instant;
 use time::OffsetDateTime;
-
-/// The final outcome of one item of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ItemOutcome {
-    pub index: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
-    #[serde(flatten)]
-    pub result: OutcomeResult,
-}
-
-/// `succeeded` carries the task type's result fields (`beneficiary`, `verdict`, …).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum OutcomeResult {
-    Succeeded {
-        #[serde(flatten)]
-        output: serde_json::Map<String, serde_json::Value>,
-    },
-    Failed {
-        error: ErrorDetail,
-    },
-    /// The task was cancelled before this item started.
-    Cancelled,
-}
-
-impl OutcomeResult {
-    pub fn is_success(&self) -> bool {
-        matches!(self, Self::Succeeded { .. })
-    }
-
-    pub fn status(&self) -> &'static str {
-        match self {
-            Self::Succeeded { .. } => "succeeded",
-            Self::Failed { .. } => "failed",
-            Self::Cancelled => "cancelled",
-        }
-    }
-}
-
-/// Tallies of outcomes by kind, as the task's counters move.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub succeeded: u32,
-    pub failed: u32,
-    pub cancelled: u32,
-}
-
-impl Tally {
-    pub fn total(&self) -> usize {
-        (self.succeeded + self.failed + self.cancelled) as usize
-    }
-
-    pub fn of(outcomes: &[ItemOutcome]) -> Self {
-        let mut t = Self::default();
-        for o in outcomes {
-            match o.result {
-                OutcomeResult::Succeeded { .. } => t.succeeded += 1,
-                OutcomeResult::Failed { .. } => t.failed += 1,
-                OutcomeResult::Cancelled => t.cancelled += 1,
-            }
-        }
-        t
-    }
-}
 
 /// Which outcomes a listing returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,13 +21,29 @@ pub enum OutcomeFilter {
     FailedOnly,
 }
 
-/// A storage failure. `Unavailable` is worth retrying (throttling, network); `Other` is not.
+/// What a failed store or queue call carries for the logs: the SDK's error, or a sentence.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A storage failure, with its cause for the logs (never for a response).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("store error: {0}")]
-    Other(String),
+    /// Throttling, a conflicting transaction, time-outs, network trouble: the same call may
+    /// well succeed a moment later.
+    #[error("store call failed, worth retrying")]
+    Transient(#[source] Cause),
+    /// A refused request or a record we cannot read: retrying changes nothing.
+    #[error("store call failed")]
+    Permanent(#[source] Cause),
+}
+
+impl StoreError {
+    pub fn transient(cause: impl Into<Cause>) -> Self {
+        Self::Transient(cause.into())
+    }
+
+    pub fn permanent(cause: impl Into<Cause>) -> Self {
+        Self::Permanent(cause.into())
+    }
 }
 
 /// What [`TaskStore::request_cancel`] found.
@@ -234,10 +186,15 @@ pub trait IdempotencyStore: Send + Sync {
     async fn abandon(&self, scope: &str) -> Result<(), StoreError>;
 }
 
+/// The work queue did not take every message; the cause is for the logs.
 #[derive(Debug, thiserror::Error)]
-pub enum QueueError {
-    #[error("queue unavailable: {0}")]
-    Unavailable(String),
+#[error("work queue send failed")]
+pub struct QueueError(#[source] pub Cause);
+
+impl QueueError {
+    pub fn new(cause: impl Into<Cause>) -> Self {
+        Self(cause.into())
+    }
 }
 
 #[async_trait]
@@ -332,37 +289,6 @@ pub trait LaneStore: Send + Sync {
 
     /// The chunk at `seq` of the owner's sequence; `None` once it has expired.
     async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError>;
-}
-
-/// How the back office answered, classified for retry decisions.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum BackendError {
-    /// A permanent, business answer: retrying cannot change it.
-    #[error("rejected: {}", .0.code)]
-    Rejected(Rejection),
-    /// 5xx, 429 or a connection failure, still failing when retries ran out.
-    #[error("backend unavailable: {0}")]
-    Unavailable(String),
-    /// No answer within the request time-out.
-    #[error("backend timed out")]
-    Timeout,
-    /// An answer we cannot interpret: worth an alarm, not a retry.
-    #[error("unexpected backend answer: {0}")]
-    BadResponse(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub kind: RejectionKind,
-    pub code: String,
-    pub message: String,
-    pub field: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RejectionKind {
-    Duplicate,
-    Invalid,
 }
 
 /// The upstream that really creates beneficiaries (today BOS, tomorrow perhaps a beneficiary

@@ -2,7 +2,8 @@
 //! results into HTTP answers. Identity is read only from the authorizer's claims in the
 //! request context; nothing a client can put in a header or body decides who they are.
 
-mod http_errors;
+pub mod error;
+mod route;
 mod routes;
 
 pub use routes::App;

@@ -20,19 +20,17 @@ async fn main() -> Result<(), Error> {
     let table = required_env("TABLE_NAME")?;
     let store = DynamoTaskStore::from_config(&aws, table);
     let lanes = Arc::new(store.lanes());
-    let store = Arc::new(store);
-    let app = Arc::new(App {
-        store: store.clone(),
-        idempotency: store,
+    let app = Arc::new(App::new(
+        Arc::new(store),
         lanes,
-        queue: Arc::new(SqsWorkQueue::from_config(
+        Arc::new(SqsWorkQueue::from_config(
             &aws,
             required_env("WORK_QUEUE_URL")?,
         )),
-        backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
-        tokens: PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
+        Arc::new(BosClient::new(BosConfig::from_env()?)?),
         settings,
-    });
+        PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
+    ));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);
         async move { Ok::<_, Error>(app.handle(req).await) }

@@ -2,20 +2,21 @@
 //! a use case, serialise its answer. POSTs carrying an `Idempotency-Key` go through the
 //! idempotency record first, and their answer is kept for replays.
 
-use crate::http_errors::status;
+use crate::error::ApiError;
+use crate::route::{Route, TaskRoute};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasks_core::config::Settings;
-use tasks_core::error::AppError;
+use tasks_core::error::{AppError, Chain};
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
     BeneficiaryBackend, IdempotencyStore, LaneStore, StoredResponse, TaskStore, WorkQueue,
 };
-use tasks_core::task::{TaskId, TaskType};
+use tasks_core::task::TaskId;
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
 use tasks_core::usecases::schedule::Scheduler;
 use tasks_core::usecases::{cancel_task, create_beneficiary, read_task, submit_task};
@@ -29,55 +30,40 @@ const SYNC_CREATE_BUDGET: Duration = Duration::from_secs(20);
 
 /// Everything a request needs, built once per cold start.
 pub struct App {
-    pub store: Arc<dyn TaskStore>,
-    pub idempotency: Arc<dyn IdempotencyStore>,
+    store: Arc<dyn TaskStore>,
+    idempotency: Arc<dyn IdempotencyStore>,
     /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
-    pub lanes: Arc<dyn LaneStore>,
-    pub queue: Arc<dyn WorkQueue>,
-    pub backend: Arc<dyn BeneficiaryBackend>,
-    pub settings: Settings,
-    pub tokens: PageTokens,
+    lanes: Arc<dyn LaneStore>,
+    queue: Arc<dyn WorkQueue>,
+    backend: Arc<dyn BeneficiaryBackend>,
+    settings: Settings,
+    tokens: PageTokens,
 }
 
-enum Route<'a> {
-    CreateBeneficiary,
-    SubmitTask(&'a str),
-    ListTasks(&'a str),
-    GetTask(&'a str, &'a str),
-    CancelTask(&'a str, &'a str),
-    TaskErrors(&'a str, &'a str),
-    TaskResult(&'a str, &'a str),
-}
-
-fn route<'a>(method: &http::Method, path: &'a str) -> Result<Route<'a>, AppError> {
-    use http::Method as M;
-    // The gateway refuses these too (tasks_core::paths): both layers must read a path alike.
-    if !tasks_core::paths::is_canonical(path) {
-        return Err(AppError::RouteNotFound);
+impl App {
+    /// `store` keeps both tasks and idempotency records (one DynamoDB table in AWS).
+    pub fn new<S: TaskStore + IdempotencyStore + 'static>(
+        store: Arc<S>,
+        lanes: Arc<dyn LaneStore>,
+        queue: Arc<dyn WorkQueue>,
+        backend: Arc<dyn BeneficiaryBackend>,
+        settings: Settings,
+        tokens: PageTokens,
+    ) -> Self {
+        Self {
+            store: store.clone(),
+            idempotency: store,
+            lanes,
+            queue,
+            backend,
+            settings,
+            tokens,
+        }
     }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let route = match (segments.as_slice(), method) {
-        (["beneficiaries"], &M::POST) => Route::CreateBeneficiary,
-        (["tasks", t], &M::POST) => Route::SubmitTask(t),
-        (["tasks", t], &M::GET) => Route::ListTasks(t),
-        (["tasks", t, id], &M::GET) => Route::GetTask(t, id),
-        (["tasks", t, id], &M::DELETE) => Route::CancelTask(t, id),
-        (["tasks", t, id, "errors"], &M::GET) => Route::TaskErrors(t, id),
-        (["tasks", t, id, "result"], &M::GET) => Route::TaskResult(t, id),
-        (
-            ["beneficiaries"]
-            | ["tasks", _]
-            | ["tasks", _, _]
-            | ["tasks", _, _, "errors" | "result"],
-            _,
-        ) => return Err(AppError::MethodNotAllowed),
-        _ => return Err(AppError::RouteNotFound),
-    };
-    Ok(route)
 }
 
 /// The caller, from the JWT authorizer's `sub` claim in the request context.
-fn owner(req: &Request) -> Result<Owner, AppError> {
+fn owner(req: &Request) -> Result<Owner, ApiError> {
     match req.request_context_ref() {
         Some(RequestContext::ApiGatewayV2(ctx)) => ctx
             .authorizer
@@ -85,21 +71,12 @@ fn owner(req: &Request) -> Result<Owner, AppError> {
             .and_then(|a| a.jwt.as_ref())
             .and_then(|jwt| jwt.claims.get("sub"))
             .and_then(|sub| Owner::from_subject(sub))
-            .ok_or(AppError::Unauthenticated),
-        _ => Err(AppError::Unauthenticated),
+            .ok_or(ApiError::Unauthenticated),
+        _ => Err(ApiError::Unauthenticated),
     }
 }
 
-fn task_type(slug: &str) -> Result<TaskType, AppError> {
-    TaskType::from_slug(slug).ok_or(AppError::UnknownTaskType)
-}
-
-/// A malformed id cannot name a task, so it is answered like an unknown one.
-fn task_id(raw: &str) -> Result<TaskId, AppError> {
-    raw.parse().map_err(|_| AppError::TaskNotFound)
-}
-
-fn require_json(req: &Request) -> Result<(), AppError> {
+fn require_json(req: &Request) -> Result<(), ApiError> {
     let ok = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -112,7 +89,7 @@ fn require_json(req: &Request) -> Result<(), AppError> {
                 .to_ascii_lowercase()
         })
         .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
-    ok.then_some(()).ok_or(AppError::UnsupportedMediaType)
+    ok.then_some(()).ok_or(ApiError::UnsupportedMediaType)
 }
 
 /// An answer before it becomes a Lambda response; also what idempotency records keep.
@@ -136,10 +113,11 @@ impl Answer {
         self
     }
 
-    fn error(error: &AppError) -> Self {
-        let code = status(error);
+    fn error(error: &ApiError) -> Self {
+        let code = error.status();
         if code.is_server_error() {
-            tracing::error!(code = error.code(), cause = %error, "request failed");
+            // The cause chain goes to the log only; the client gets the code and a sentence.
+            tracing::error!(code = error.code(), cause = %Chain(error), "request failed");
         } else {
             tracing::info!(
                 code = error.code(),
@@ -208,11 +186,14 @@ impl App {
         .await
     }
 
-    async fn authenticated(&self, req: &Request) -> Result<Answer, AppError> {
+    async fn authenticated(&self, req: &Request) -> Result<Answer, ApiError> {
         let owner = owner(req)?;
         tracing::Span::current().record("owner", owner.log_id());
         let path = req.uri().path().to_owned();
-        let route = route(req.method(), &path)?;
+        let route = Route::parse(req.method(), &path)?;
+        if let Some(id) = route.task_id() {
+            tracing::Span::current().record("task_id", tracing::field::display(id));
+        }
         let key = match req.headers().get("idempotency-key") {
             Some(raw) if req.method() == http::Method::POST => Some(IdempotencyKey::parse(
                 raw.to_str().map_err(|_| AppError::InvalidIdempotencyKey)?,
@@ -247,9 +228,9 @@ impl App {
         &self,
         req: &Request,
         owner: &Owner,
-        route: Route<'_>,
+        route: Route,
         idempotency_scope: Option<&str>,
-    ) -> Result<Answer, AppError> {
+    ) -> Result<Answer, ApiError> {
         let now = OffsetDateTime::now_utc();
         let store = self.store.as_ref();
         let params = req.query_string_parameters();
@@ -272,10 +253,8 @@ impl App {
                         .await?;
                 Ok(Answer::json(http::StatusCode::CREATED, &created))
             }
-            Route::SubmitTask(t) => {
-                let task_type = task_type(t)?;
+            Route::SubmitTask(task_type) => {
                 require_json(req)?;
-                let body = req.body().as_ref();
                 let scheduler = Scheduler {
                     lanes: self.lanes.as_ref(),
                     queue: self.queue.as_ref(),
@@ -286,7 +265,7 @@ impl App {
                     &self.settings,
                     owner.clone(),
                     task_type,
-                    body,
+                    req.body().as_ref(),
                     now,
                 )
                 .await?;
@@ -296,10 +275,10 @@ impl App {
                     .header("location", &view.links.self_)
                     .header("retry-after", RETRY_AFTER_SECS))
             }
-            Route::ListTasks(t) => {
+            Route::ListTasks(task_type) => {
                 let query = read_task::TaskListQuery {
                     owner,
-                    task_type: task_type(t)?,
+                    task_type,
                     status: params.first("status"),
                     page_token: params.first("page_token"),
                     limit: read_task::parse_limit(params.first("limit"), read_task::TASK_PAGE)?,
@@ -307,21 +286,15 @@ impl App {
                 let page = read_task::list_tasks(store, &self.tokens, &query, now).await?;
                 Ok(Answer::json(http::StatusCode::OK, &page))
             }
-            Route::GetTask(t, id) => {
-                let (task_type, id) = (task_type(t)?, task_id(id)?);
-                tracing::Span::current().record("task_id", tracing::field::display(id));
+            Route::Task(task_type, id, TaskRoute::Get) => {
                 let task = read_task::get_task(store, owner, task_type, id, now).await?;
                 Ok(Answer::json(http::StatusCode::OK, &task.view()))
             }
-            Route::CancelTask(t, id) => {
-                let (task_type, id) = (task_type(t)?, task_id(id)?);
-                tracing::Span::current().record("task_id", tracing::field::display(id));
+            Route::Task(task_type, id, TaskRoute::Cancel) => {
                 let task = cancel_task::cancel_task(store, owner, task_type, id, now).await?;
                 Ok(Answer::json(http::StatusCode::ACCEPTED, &task.view()))
             }
-            Route::TaskErrors(t, id) | Route::TaskResult(t, id) => {
-                let (task_type, id) = (task_type(t)?, task_id(id)?);
-                tracing::Span::current().record("task_id", tracing::field::display(id));
+            Route::Task(task_type, id, what @ (TaskRoute::Errors | TaskRoute::Result)) => {
                 let query = read_task::OutcomeQuery {
                     owner,
                     task_type,
@@ -329,7 +302,7 @@ impl App {
                     page_token: params.first("page_token"),
                     limit: read_task::parse_limit(params.first("limit"), read_task::ITEM_PAGE)?,
                 };
-                if matches!(route, Route::TaskErrors(..)) {
+                if what == TaskRoute::Errors {
                     let page = read_task::errors_page(store, &self.tokens, &query, now).await?;
                     Ok(Answer::json(http::StatusCode::OK, &page))
                 } else {

@@ -1,10 +1,14 @@
-//! Keeps `docs/openapi.yaml` true to the code: the same routes as `template.yaml`, the task
-//! types of the registry, and every error code the API can answer with.
+//! Keeps `docs/openapi.yaml` true to the code: the same routes as `template.yaml`, every task
+//! type, and every error code the API can answer with.
 
+use api::error::ApiError;
 use serde_norway::Value;
 use std::collections::BTreeSet;
-use tasks_core::error::{AppError, ErrorDetail};
-use tasks_core::task_types::REGISTRY;
+use tasks_core::error::AppError;
+use tasks_core::ports::StoreError;
+use tasks_core::strict_json;
+use tasks_core::task::TaskType;
+use tasks_core::upstream::{BackendError, Rejection, RejectionKind};
 
 fn yaml(name: &str) -> Value {
     let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
@@ -46,7 +50,7 @@ fn routes_match_the_sam_template() {
 }
 
 #[test]
-fn task_types_match_the_registry() {
+fn task_types_match_the_enum() {
     let openapi = yaml("docs/openapi.yaml");
     let enum_of = |v: &Value| -> BTreeSet<String> {
         v["enum"]
@@ -56,7 +60,7 @@ fn task_types_match_the_registry() {
             .map(|s| s.as_str().unwrap().to_owned())
             .collect()
     };
-    let registered: BTreeSet<String> = REGISTRY.iter().map(|k| k.slug().to_owned()).collect();
+    let registered: BTreeSet<String> = TaskType::ALL.iter().map(|t| t.slug().to_owned()).collect();
     assert_eq!(
         enum_of(&openapi["components"]["parameters"]["TaskType"]["schema"]),
         registered
@@ -67,22 +71,22 @@ fn task_types_match_the_registry() {
     );
 }
 
-/// One of each error; the `match` has no wildcard, so a new variant fails to compile here
+/// One of each error; the `match`es have no wildcard, so a new variant fails to compile here
 /// until it is listed (and documented).
-fn every_error() -> Vec<AppError> {
-    let d = || ErrorDetail {
-        index: None,
-        external_id: None,
-        field: None,
-        code: "c".into(),
-        message: "m".into(),
+fn every_error() -> Vec<ApiError> {
+    let rejection = |kind| {
+        BackendError::Rejected(Rejection {
+            kind,
+            code: "c".into(),
+            message: "m".into(),
+            field: None,
+        })
     };
-    let all = vec![
-        AppError::Unauthenticated,
-        AppError::MalformedJson(String::new()),
+    let malformed = strict_json::parse(b"{").unwrap_err();
+    let app = vec![
+        AppError::from(malformed),
         AppError::DuplicateJsonKey,
         AppError::InvalidBody(""),
-        AppError::UnsupportedMediaType,
         AppError::BodyTooLarge { max_bytes: 1 },
         AppError::TooManyItems { max: 1 },
         AppError::EmptyBatch,
@@ -95,23 +99,19 @@ fn every_error() -> Vec<AppError> {
         AppError::InvalidIdempotencyKey,
         AppError::IdempotencyKeyReused,
         AppError::IdempotencyInProgress,
-        AppError::RouteNotFound,
-        AppError::MethodNotAllowed,
-        AppError::Duplicate(d()),
-        AppError::Rejected(d()),
-        AppError::UpstreamUnavailable,
-        AppError::UpstreamTimeout,
-        AppError::UpstreamBadResponse,
+        AppError::Backend(rejection(RejectionKind::Duplicate)),
+        AppError::Backend(rejection(RejectionKind::Invalid)),
+        AppError::Backend(BackendError::Unavailable(String::new())),
+        AppError::Backend(BackendError::Timeout),
+        AppError::Backend(BackendError::BadResponse(String::new())),
         AppError::QueueUnavailable,
-        AppError::Internal(String::new()),
+        AppError::Store(StoreError::permanent("x")),
     ];
-    for e in &all {
+    for e in &app {
         match e {
-            AppError::Unauthenticated
-            | AppError::MalformedJson(_)
+            AppError::MalformedJson(_)
             | AppError::DuplicateJsonKey
             | AppError::InvalidBody(_)
-            | AppError::UnsupportedMediaType
             | AppError::BodyTooLarge { .. }
             | AppError::TooManyItems { .. }
             | AppError::EmptyBatch
@@ -124,17 +124,32 @@ fn every_error() -> Vec<AppError> {
             | AppError::InvalidIdempotencyKey
             | AppError::IdempotencyKeyReused
             | AppError::IdempotencyInProgress
-            | AppError::RouteNotFound
-            | AppError::MethodNotAllowed
-            | AppError::Duplicate(_)
-            | AppError::Rejected(_)
-            | AppError::UpstreamUnavailable
-            | AppError::UpstreamTimeout
-            | AppError::UpstreamBadResponse
+            | AppError::Backend(
+                BackendError::Rejected(_)
+                | BackendError::Unavailable(_)
+                | BackendError::Timeout
+                | BackendError::BadResponse(_),
+            )
             | AppError::QueueUnavailable
-            | AppError::Internal(_) => {}
+            | AppError::Store(_) => {}
         }
     }
+    let mut all = vec![
+        ApiError::Unauthenticated,
+        ApiError::RouteNotFound,
+        ApiError::MethodNotAllowed,
+        ApiError::UnsupportedMediaType,
+    ];
+    for e in &all {
+        match e {
+            ApiError::Unauthenticated
+            | ApiError::RouteNotFound
+            | ApiError::MethodNotAllowed
+            | ApiError::UnsupportedMediaType
+            | ApiError::App(_) => {}
+        }
+    }
+    all.extend(app.into_iter().map(ApiError::App));
     all
 }
 

@@ -20,15 +20,14 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
     let backend = Arc::new(MemoryBackend::default());
     let settings = Settings::default();
     let store = Arc::new(MemoryStore::default());
-    let app = App {
-        store: store.clone(),
-        idempotency: store,
-        lanes: Arc::new(MemoryLanes::default()),
-        queue: queue.clone(),
-        backend: backend.clone(),
-        tokens: PageTokens::new(b"test-page-token-key"),
+    let app = App::new(
+        store,
+        Arc::new(MemoryLanes::default()),
+        queue.clone(),
+        backend.clone(),
         settings,
-    };
+        PageTokens::new(b"test-page-token-key"),
+    );
     (app, queue, backend)
 }
 

@@ -2,7 +2,7 @@
 //! (`usecases::consume`); each item goes through the same create path as
 //! `POST /beneficiaries`, and outcomes land in the task store.
 
-use aws_adapters::sqs_batch::process_fifo_batch;
+use aws_adapters::sqs_batch::{process_fifo_batch, Undecodable};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
 use tasks_core::ports::{BeneficiaryBackend, LaneStore, TaskStore, WorkQueue};
 use tasks_core::usecases::consume::{consume, Ports};
+use tasks_core::usecases::process_chunk::ChunkError;
 use tokio::sync::Semaphore;
 
 pub struct Consumer {
@@ -45,14 +46,7 @@ impl Consumer {
             queue: self.queue.as_ref(),
             backend: self.backend.as_ref(),
         };
-        process_fifo_batch(&event.payload.records, |body, redelivered| async move {
-            let message: WorkMessage = serde_json::from_str(&body).map_err(|e| {
-                format!(
-                    "undecodable message at line {} column {}",
-                    e.line(),
-                    e.column()
-                )
-            })?;
+        let run = |message: WorkMessage, redelivered| async move {
             let report = consume(
                 ports,
                 &self.settings,
@@ -61,16 +55,15 @@ impl Consumer {
                 deadline,
                 bos_limit,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             tracing::info!(
                 recorded = report.recorded,
                 skipped = report.skipped,
                 finished = ?report.finished.map(|s| s.as_str()),
                 "message done"
             );
-            Ok::<(), String>(())
-        })
-        .await
+            Ok::<(), ChunkError>(())
+        };
+        process_fifo_batch(&event.payload.records, Undecodable::Fail, run).await
     }
 }

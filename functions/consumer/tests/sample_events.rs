@@ -34,7 +34,7 @@ async fn sample_chunk_is_processed_once_even_when_redelivered() {
         serde_json::from_str(event.records[0].body.as_deref().unwrap()).unwrap();
     let store = Arc::new(MemoryStore::default());
     let mut task = Task::new(
-        TaskType::BENEFICIARIES_IMPORT,
+        TaskType::BeneficiariesImport,
         Owner::from_subject("alice").unwrap(),
         3,
         OffsetDateTime::now_utc(),

@@ -2,7 +2,7 @@
 //! here (`usecases::dead_letter`): a dead chunk hands its lane on and its unfinished items
 //! become `processing_failed`; a dead lane start sends its chunk back to the work queue.
 
-use aws_adapters::sqs_batch::process_fifo_batch;
+use aws_adapters::sqs_batch::{process_fifo_batch, Undecodable};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
 use tasks_core::ports::{LaneStore, TaskStore, WorkQueue};
 use tasks_core::usecases::dead_letter::settle;
+use tasks_core::usecases::process_chunk::ChunkError;
 
 pub struct DeadLetter {
     pub store: Arc<dyn TaskStore>,
@@ -21,20 +22,7 @@ pub struct DeadLetter {
 impl DeadLetter {
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        process_fifo_batch(&event.payload.records, |body, _| async move {
-            let message: WorkMessage = match serde_json::from_str(&body) {
-                Ok(m) => m,
-                Err(e) => {
-                    // Nothing can ever process it; keeping it would block its group. The DLQ
-                    // alarm and this line are how an operator learns about it.
-                    tracing::error!(
-                        line = e.line(),
-                        column = e.column(),
-                        "undecodable dead letter dropped"
-                    );
-                    return Ok(());
-                }
-            };
+        let run = |message: WorkMessage, _| async move {
             let settled = settle(
                 self.store.as_ref(),
                 self.lanes.as_ref(),
@@ -42,16 +30,17 @@ impl DeadLetter {
                 &self.settings,
                 &message,
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             tracing::info!(
                 failed = settled.failed,
                 requeued = settled.requeued,
                 finished = ?settled.finished.map(|s| s.as_str()),
                 "dead letter settled"
             );
-            Ok::<(), String>(())
-        })
-        .await
+            Ok::<(), ChunkError>(())
+        };
+        // Nothing is behind the dead-letter queue: a message no code can read is logged (and
+        // the DLQ alarm has fired) rather than left to block its group.
+        process_fifo_batch(&event.payload.records, Undecodable::Drop, run).await
     }
 }

@@ -86,15 +86,14 @@ pub async fn handler(report: &mut Report) {
             let queue = Arc::new(MemoryQueue::default());
             let lanes = Arc::new(MemoryLanes::default());
             let settings = Settings::default();
-            let app = App {
-                store: store.clone(),
-                idempotency: store.clone(),
-                lanes: lanes.clone(),
-                queue: queue.clone(),
-                backend: Arc::new(MemoryBackend::default()),
-                tokens: PageTokens::new(b"test-page-token-key"),
+            let app = App::new(
+                store.clone(),
+                lanes.clone(),
+                queue.clone(),
+                Arc::new(MemoryBackend::default()),
                 settings,
-            };
+                PageTokens::new(b"test-page-token-key"),
+            );
             let req = request(&body);
             let started = Instant::now();
             let res = app.handle(req).await;

@@ -273,7 +273,7 @@ async fn enqueue_parallelism(report: &mut Report) -> Result<(), BoxError> {
     let (ddb, sqs) = local_gateway::emulator_clients(&ddb_url, &sqs_url).await;
     let items = crate::in_process::beneficiaries(10_000);
     let expires = time::OffsetDateTime::now_utc() + time::Duration::days(1);
-    for parallel in [1usize, aws_adapters::dynamodb_lanes::PARALLEL_WRITES] {
+    for parallel in [1usize, aws_adapters::dynamodb::lanes::PARALLEL_WRITES] {
         let (mut store_ms, mut send_ms) = (vec![], vec![]);
         for _ in 0..5 {
             // A fresh table and queue, with nothing polling them.
@@ -288,7 +288,7 @@ async fn enqueue_parallelism(report: &mut Report) -> Result<(), BoxError> {
             let id = TaskId::new_random();
             let chunks = split(
                 id,
-                TaskType::BENEFICIARIES_IMPORT,
+                TaskType::BeneficiariesImport,
                 "bench",
                 items.clone(),
                 s.chunk_size,

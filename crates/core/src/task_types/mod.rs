@@ -1,59 +1,34 @@
-//! The registry of task types. A task type says what one item's work is; everything else
-//! (validation of the batch, chunking, the queue, retries, outcomes, finishing, the HTTP
-//! routes) is shared. Adding a type is one module implementing [`TaskKind`] and one line in
-//! [`REGISTRY`].
+//! What each task type does with one item. Everything else (validation of the batch,
+//! chunking, the queue, retries, outcomes, finishing, the HTTP routes) is shared, so adding a
+//! type is one [`TaskType`] variant and one module here; the `match` below will not compile
+//! until the new type has its behaviour.
 
 mod beneficiaries_import;
 mod beneficiaries_validation;
 
 use crate::beneficiary::Beneficiary;
-use crate::error::AppError;
 use crate::ports::BeneficiaryBackend;
-use async_trait::async_trait;
+use crate::task::TaskType;
+use crate::upstream::BackendError;
 use serde_json::{Map, Value};
 use std::time::Instant;
 
-#[async_trait]
-pub trait TaskKind: Send + Sync + 'static {
-    /// The path segment and `task_type` value, e.g. `beneficiaries-import`.
-    fn slug(&self) -> &'static str;
-
-    /// Does one item's work upstream. `Ok` holds the item's result fields (merged into its
-    /// outcome, e.g. `{"beneficiary": …}`); `Err` is either a permanent rejection, recorded as
-    /// the item's error, or a transient failure, retried.
-    async fn run_item(
-        &self,
-        backend: &dyn BeneficiaryBackend,
-        item: &Beneficiary,
-        idempotency_key: &str,
-        deadline: Instant,
-    ) -> Result<Map<String, Value>, AppError>;
-}
-
-/// Every task type the API offers.
-pub static REGISTRY: &[&dyn TaskKind] = &[
-    &beneficiaries_import::BeneficiariesImport,
-    &beneficiaries_validation::BeneficiariesValidation,
-];
-
-pub fn find(slug: &str) -> Option<&'static dyn TaskKind> {
-    REGISTRY.iter().copied().find(|k| k.slug() == slug)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::HashSet;
-
-    #[test]
-    fn slugs_are_unique_and_url_safe() {
-        let slugs: HashSet<&str> = REGISTRY.iter().map(|k| k.slug()).collect();
-        assert_eq!(slugs.len(), REGISTRY.len());
-        for s in slugs {
-            assert!(
-                s.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'),
-                "{s}"
-            );
+/// Does one item's work upstream. `Ok` holds the item's result fields (merged into its
+/// outcome, e.g. `{"beneficiary": …}`); `Err` is the back office's answer, which says itself
+/// whether it is final for the item ([`BackendError::is_permanent`]).
+pub async fn run_item(
+    task_type: TaskType,
+    backend: &dyn BeneficiaryBackend,
+    item: &Beneficiary,
+    idempotency_key: &str,
+    deadline: Instant,
+) -> Result<Map<String, Value>, BackendError> {
+    match task_type {
+        TaskType::BeneficiariesImport => {
+            beneficiaries_import::run_item(backend, item, idempotency_key, deadline).await
+        }
+        TaskType::BeneficiariesValidation => {
+            beneficiaries_validation::run_item(backend, item, idempotency_key, deadline).await
         }
     }
 }

@@ -18,11 +18,7 @@ pub async fn cancel_task(
 ) -> Result<Task, AppError> {
     // Ownership, type and expiry first: another caller's task is "not found", not "final".
     get_task(store, owner, task_type, id, now).await?;
-    match store
-        .request_cancel(id, now)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-    {
+    match store.request_cancel(id, now).await? {
         CancelOutcome::Requested(task) => {
             tracing::info!(task_id = %id, "cancellation requested");
             Ok(task)
@@ -44,7 +40,7 @@ mod tests {
         let alice = Owner::from_subject("alice").unwrap();
         let bob = Owner::from_subject("bob").unwrap();
         let now = OffsetDateTime::now_utc();
-        let t = Task::new(TaskType::BENEFICIARIES_IMPORT, alice.clone(), 1, now);
+        let t = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, now);
         store.insert_task(&t).await.unwrap();
 
         let err = cancel_task(&store, &bob, t.task_type, t.id, now)
@@ -64,7 +60,7 @@ mod tests {
             "repeating is harmless"
         );
 
-        let mut done = Task::new(TaskType::BENEFICIARIES_IMPORT, alice.clone(), 1, now);
+        let mut done = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, now);
         done.status = TaskStatus::Completed;
         store.insert_task(&done).await.unwrap();
         let err = cancel_task(&store, &alice, done.task_type, done.id, now)

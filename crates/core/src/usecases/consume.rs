@@ -7,7 +7,7 @@
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
 use crate::ports::{BeneficiaryBackend, LaneStore, TaskStore, Vehicle, WorkQueue};
-use crate::usecases::process_chunk::{process_chunk_limited, Attempts, ChunkError, ChunkReport};
+use crate::usecases::process_chunk::{process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun};
 use crate::usecases::schedule::{hand_on, ScheduleError};
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -66,20 +66,18 @@ pub async fn consume(
     deadline: Instant,
     bos_limit: &Semaphore,
 ) -> Result<ChunkReport, ChunkError> {
+    let run = ChunkRun {
+        store: ports.store,
+        backend: ports.backend,
+        settings,
+        bos_limit,
+        deadline,
+    };
     let taken;
     let chunk = match message {
         WorkMessage::Settle { settle, .. } => {
             // Its lane was handed on when it died; what is left is its items' outcomes.
-            return process_chunk_limited(
-                ports.store,
-                ports.backend,
-                settings,
-                settle,
-                deadline,
-                bos_limit,
-                Attempts::Final,
-            )
-            .await;
+            return process_chunk(&run, settle, Attempts::Final).await;
         }
         WorkMessage::Chunk(chunk) => chunk,
         WorkMessage::Start { start } => {
@@ -98,15 +96,7 @@ pub async fn consume(
     };
     let (handed_on, worked) = tokio::join!(
         pass_lane_on(ports.lanes, ports.queue, settings, chunk, redelivered),
-        process_chunk_limited(
-            ports.store,
-            ports.backend,
-            settings,
-            chunk,
-            deadline,
-            bos_limit,
-            Attempts::Retryable,
-        )
+        process_chunk(&run, chunk, Attempts::Retryable)
     );
     // Either failing sends the message back: the work skips what is final, and the hand-off
     // repeats what it recorded.
@@ -134,7 +124,7 @@ mod tests {
         let backend = MemoryBackend::default();
         let owner = Owner::from_subject("alice").unwrap();
         let task = Task::new(
-            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BeneficiariesImport,
             owner.clone(),
             20,
             OffsetDateTime::now_utc(),

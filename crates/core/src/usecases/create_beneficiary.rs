@@ -1,9 +1,10 @@
-//! Creating one beneficiary: the synchronous endpoint's operation, reused item by item by
-//! the consumer so both paths share validation, upstream client and error shapes.
+//! Creating one beneficiary: the synchronous endpoint's operation. The import task type makes
+//! the same back-office call per item (`task_types`), so both paths share validation, the
+//! upstream client and the error codes (`upstream::BackendError`).
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
-use crate::error::{AppError, ErrorDetail};
-use crate::ports::{BackendError, BeneficiaryBackend, RejectionKind};
+use crate::error::AppError;
+use crate::ports::BeneficiaryBackend;
 use std::time::Instant;
 
 /// Parses and validates a single-create body.
@@ -13,11 +14,11 @@ pub fn parse_body(body: &[u8], max_body_bytes: usize) -> Result<Beneficiary, App
             max_bytes: max_body_bytes,
         });
     }
-    let value = crate::strict_json::parse(body).map_err(AppError::from)?;
+    let value = crate::strict_json::parse(body)?;
     Beneficiary::parse(&value).map_err(AppError::ValidationFailed)
 }
 
-/// Creates one beneficiary upstream and maps the answer to the API's errors.
+/// Creates one beneficiary upstream.
 #[tracing::instrument(skip_all)]
 pub async fn create_one(
     backend: &dyn BeneficiaryBackend,
@@ -25,38 +26,7 @@ pub async fn create_one(
     idempotency_key: &str,
     deadline: Instant,
 ) -> Result<CreatedBeneficiary, AppError> {
-    backend
+    Ok(backend
         .create(beneficiary, idempotency_key, deadline)
-        .await
-        .map_err(backend_error)
-}
-
-/// The API error for a back-office answer: rejections keep BOS's code, message and field.
-pub fn backend_error(e: BackendError) -> AppError {
-    match e {
-        BackendError::Rejected(r) => {
-            let detail = ErrorDetail {
-                index: None,
-                external_id: None,
-                field: r.field,
-                code: r.code,
-                message: r.message,
-            };
-            match r.kind {
-                RejectionKind::Duplicate => AppError::Duplicate(detail),
-                RejectionKind::Invalid => AppError::Rejected(detail),
-            }
-        }
-        BackendError::Unavailable(_) => AppError::UpstreamUnavailable,
-        BackendError::Timeout => AppError::UpstreamTimeout,
-        BackendError::BadResponse(_) => AppError::UpstreamBadResponse,
-    }
-}
-
-/// The item error recorded for a permanent rejection, or `None` when retrying may help.
-pub fn permanent_item_error(error: &AppError) -> Option<ErrorDetail> {
-    match error {
-        AppError::Duplicate(d) | AppError::Rejected(d) => Some(d.clone()),
-        _ => None,
-    }
+        .await?)
 }

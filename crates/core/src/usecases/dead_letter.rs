@@ -18,18 +18,15 @@
 
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
-use crate::error::ErrorDetail;
+use crate::error_body::ErrorDetail;
 use crate::metrics::MetricSet;
-use crate::ports::{
-    ItemOutcome, LaneStore, OutcomeResult, StoreError, TaskStore, Vehicle, WorkQueue,
-};
+use crate::outcome::{ItemOutcome, OutcomeResult};
+use crate::ports::{LaneStore, StoreError, TaskStore, Vehicle, WorkQueue};
 use crate::task::TaskStatus;
 use crate::usecases::consume::{lane_records_expire, pass_lane_on};
-use crate::usecases::finish::finish_if_complete;
-use crate::usecases::process_chunk::record;
 use crate::usecases::process_chunk::ChunkError;
+use crate::usecases::record_outcomes::record_and_finish;
 use crate::usecases::schedule::hand_on;
-use time::OffsetDateTime;
 
 pub const PROCESSING_FAILED: &str = "processing_failed";
 
@@ -141,43 +138,33 @@ pub async fn fail_chunk(
             }
         })
         .collect();
-    let failed = record(store, msg, outcomes, settings).await?.total();
-    MetricSet::new()
-        .dimension("TaskType", msg.task_type.slug())
-        .count("DeadChunks", 1)
-        .count("ItemsFailed", failed as u64)
-        .emit();
+    let metrics = MetricSet::new().count("DeadChunks", 1);
+    let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
+    let failed = concluded.tally.total();
     if failed > 0 {
         tracing::warn!(
             items = failed,
             "dead chunk's items marked processing_failed"
         );
     }
-    let finished = finish_if_complete(
-        store,
-        msg.task_id,
-        OffsetDateTime::now_utc(),
-        settings.retention,
-    )
-    .await?;
+    let finished = concluded.finished;
     Ok((failed, finished))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{later, stored_task};
+    use crate::fixtures::{later, process, stored_task};
     use crate::memory::{MemoryBackend, MemoryStore};
     use crate::task::TaskType;
-    use crate::usecases::process_chunk::process_chunk;
 
     #[tokio::test]
     async fn dead_chunk_fails_its_pending_items_and_finishes_the_task() {
         let store = MemoryStore::default();
         let ibans = ["DE89370400440532013000"; 6];
-        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 3).await;
+        let (task, chunks) = stored_task(&store, TaskType::BeneficiariesImport, &ibans, 3).await;
         let s = Settings::default();
-        process_chunk(&store, &MemoryBackend::default(), &s, &chunks[0], later())
+        process(&store, &MemoryBackend::default(), &s, &chunks[0], later())
             .await
             .unwrap();
 
@@ -205,7 +192,7 @@ mod tests {
     ) {
         let store = MemoryStore::default();
         let ibans = vec!["DE89370400440532013000"; n];
-        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 2).await;
+        let (task, chunks) = stored_task(&store, TaskType::BeneficiariesImport, &ibans, 2).await;
         (store, Default::default(), Default::default(), task, chunks)
     }
 

@@ -61,8 +61,7 @@ pub async fn begin(
 ) -> Result<Option<StoredResponse>, AppError> {
     match store
         .begin(scope, fingerprint, now, STALE_AFTER, now + ttl)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
+        .await?
     {
         IdempotencyBegin::Proceed => Ok(None),
         IdempotencyBegin::Replay(r) => Ok(Some(r)),

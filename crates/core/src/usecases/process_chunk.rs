@@ -14,14 +14,12 @@
 
 use crate::chunk::{ChunkItem, ChunkMessage};
 use crate::config::Settings;
-use crate::error::ErrorDetail;
 use crate::metrics::MetricSet;
-use crate::ports::{
-    BeneficiaryBackend, ItemOutcome, OutcomeResult, Recorded, StoreError, Tally, TaskStore,
-};
+use crate::outcome::{ItemOutcome, OutcomeResult};
+use crate::ports::{BeneficiaryBackend, StoreError, TaskStore};
 use crate::task::{TaskStatus, TaskType};
-use crate::usecases::create_beneficiary::permanent_item_error;
-use crate::usecases::finish::finish_if_complete;
+use crate::task_types::run_item;
+use crate::usecases::record_outcomes::record_and_finish;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
@@ -43,9 +41,9 @@ pub struct ChunkReport {
 pub enum ChunkError {
     #[error("{left} item(s) not processed: {reason}")]
     Incomplete { left: usize, reason: String },
-    #[error(transparent)]
+    #[error("the task store failed")]
     Store(#[from] StoreError),
-    #[error("could not hand the lane on: {0}")]
+    #[error("could not hand the lane on")]
     Schedule(#[from] crate::usecases::schedule::ScheduleError),
 }
 
@@ -59,6 +57,18 @@ pub enum Attempts {
     Final,
 }
 
+/// What the chunks of one invocation share.
+pub struct ChunkRun<'a> {
+    pub store: &'a dyn TaskStore,
+    pub backend: &'a dyn BeneficiaryBackend,
+    pub settings: &'a Settings,
+    /// Every BOS call holds a permit: a consumer shares one limit among the chunks it handles
+    /// at once, so BOS sees at most that many calls per consumer.
+    pub bos_limit: &'a Semaphore,
+    /// The invocation's deadline; no BOS call starts within `settings.deadline_reserve` of it.
+    pub deadline: Instant,
+}
+
 /// Outcome of one item attempt, with the time its BOS call took (retries included).
 enum Attempt {
     Done(Box<ItemOutcome>, f64),
@@ -66,49 +76,17 @@ enum Attempt {
     Pending(String, Option<f64>),
 }
 
-fn chunk_metrics(msg: &ChunkMessage, tally: Tally, bos_latency_ms: Vec<f64>) {
-    MetricSet::new()
-        .dimension("TaskType", msg.task_type.slug())
-        .count("ItemsSucceeded", tally.succeeded.into())
-        .count("ItemsFailed", tally.failed.into())
-        .count("ItemsCancelled", tally.cancelled.into())
-        .millis("BosLatency", bos_latency_ms)
-        .emit();
-}
-
-/// [`process_chunk_limited`] with a limit of its own: `settings.bos_concurrency` BOS calls.
-pub async fn process_chunk(
-    store: &dyn TaskStore,
-    backend: &dyn BeneficiaryBackend,
-    settings: &Settings,
-    msg: &ChunkMessage,
-    deadline: Instant,
-) -> Result<ChunkReport, ChunkError> {
-    let limit = Semaphore::new(settings.bos_concurrency);
-    process_chunk_limited(
-        store,
-        backend,
-        settings,
-        msg,
-        deadline,
-        &limit,
-        Attempts::Retryable,
-    )
-    .await
-}
-
-/// Processes one chunk; every BOS call holds a permit of `bos_limit`, which a consumer shares
-/// among the chunks it handles at once, so BOS sees at most that many calls per consumer.
+/// Processes one chunk: skips what is final, calls BOS for the rest, records the outcomes and
+/// finishes the task if they were its last.
 #[tracing::instrument(name = "process_chunk", skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
-pub async fn process_chunk_limited(
-    store: &dyn TaskStore,
-    backend: &dyn BeneficiaryBackend,
-    settings: &Settings,
+pub async fn process_chunk(
+    run: &ChunkRun<'_>,
     msg: &ChunkMessage,
-    deadline: Instant,
-    bos_limit: &Semaphore,
     attempts: Attempts,
 ) -> Result<ChunkReport, ChunkError> {
+    let ChunkRun {
+        store, settings, ..
+    } = *run;
     let Some((task, done)) = store.chunk_state(msg.task_id, &msg.indexes()).await? else {
         // The task was removed because its enqueue failed, or it expired: nothing to do.
         tracing::warn!("chunk of an unknown task dropped");
@@ -150,15 +128,11 @@ pub async fn process_chunk_limited(
                 result: OutcomeResult::Cancelled,
             })
             .collect();
-        let tally = record(store, msg, outcomes, settings).await?;
-        chunk_metrics(msg, tally, vec![]);
-        let recorded = tally.total();
-        let now = OffsetDateTime::now_utc();
-        let finished = finish_if_complete(store, msg.task_id, now, settings.retention).await?;
+        let concluded = record_and_finish(store, settings, msg, outcomes, MetricSet::new()).await?;
         return Ok(ChunkReport {
-            recorded,
+            recorded: concluded.tally.total(),
             skipped,
-            finished,
+            finished: concluded.finished,
         });
     }
 
@@ -166,20 +140,19 @@ pub async fn process_chunk_limited(
     // delivery while the others go on. Several such items in a row mean BOS is down; then the
     // chunk stops starting new calls, since hammering it helps nobody.
     let breaker = Breaker::default();
-    let work_deadline = deadline
-        .checked_sub(settings.deadline_reserve)
-        .unwrap_or_else(Instant::now);
-    let run = ItemRun {
-        backend,
+    let items = ItemRun {
+        run,
         task_type: task.task_type,
         msg,
-        deadline: work_deadline,
+        deadline: run
+            .deadline
+            .checked_sub(settings.deadline_reserve)
+            .unwrap_or_else(Instant::now),
         breaker: &breaker,
-        bos_limit,
         attempts,
     };
-    let attempts: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| attempt(&run, item))
+    let results: Vec<Attempt> = futures::stream::iter(pending)
+        .map(|item| attempt(&items, item))
         .buffer_unordered(settings.bos_concurrency)
         .collect()
         .await;
@@ -188,7 +161,7 @@ pub async fn process_chunk_limited(
     let mut latencies = Vec::new();
     let mut left = 0;
     let mut reason = String::new();
-    for a in attempts {
+    for a in results {
         match a {
             Attempt::Done(o, ms) => {
                 outcomes.push(*o);
@@ -202,48 +175,39 @@ pub async fn process_chunk_limited(
         }
     }
 
-    let tally = record(store, msg, outcomes, settings).await?;
-    chunk_metrics(msg, tally, latencies);
-    let recorded = tally.total();
-    let finished = finish_if_complete(
-        store,
-        msg.task_id,
-        OffsetDateTime::now_utc(),
-        settings.retention,
-    )
-    .await?;
+    let metrics = MetricSet::new().millis("BosLatency", latencies);
+    let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
     if left > 0 {
         return Err(ChunkError::Incomplete { left, reason });
     }
     Ok(ChunkReport {
-        recorded,
+        recorded: concluded.tally.total(),
         skipped,
-        finished,
+        finished: concluded.finished,
     })
 }
 
 /// What every item attempt of one chunk shares.
 struct ItemRun<'a> {
-    backend: &'a dyn BeneficiaryBackend,
+    run: &'a ChunkRun<'a>,
     task_type: TaskType,
     msg: &'a ChunkMessage,
+    /// The invocation's deadline less the reserve for recording.
     deadline: Instant,
     breaker: &'a Breaker,
-    bos_limit: &'a Semaphore,
     attempts: Attempts,
 }
 
-async fn attempt(run: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
+async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
     let ItemRun {
-        backend,
+        run,
         task_type,
         msg,
         deadline,
         breaker,
-        bos_limit,
         attempts,
-    } = *run;
-    let Ok(_permit) = bos_limit.acquire().await else {
+    } = *items;
+    let Ok(_permit) = run.bos_limit.acquire().await else {
         return Attempt::Pending("no BOS call slot".into(), None);
     };
     if breaker.is_open() {
@@ -255,38 +219,33 @@ async fn attempt(run: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
     let key = format!("{}:{}", msg.task_id, item.index);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
     let started = Instant::now();
-    let answer = task_type
-        .kind()
-        .run_item(backend, &item.beneficiary, &key, deadline)
-        .await;
+    let answer = run_item(task_type, run.backend, &item.beneficiary, &key, deadline).await;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     let result = match answer {
         Ok(output) => {
+            #[cfg(feature = "test-support")]
             crate::failpoint::after_bos_call();
             breaker.success();
             OutcomeResult::Succeeded { output }
         }
-        Err(e) => match permanent_item_error(&e) {
-            Some(detail) => OutcomeResult::Failed {
-                error: detail.at(item.index, external_id.as_deref()),
-            },
-            None if attempts == Attempts::Final => {
+        Err(e) if e.is_permanent() || attempts == Attempts::Final => {
+            if !e.is_permanent() {
                 breaker.failure();
                 tracing::warn!(
                     index = item.index,
                     code = e.code(),
                     "item settled as failed upstream"
                 );
-                OutcomeResult::Failed {
-                    error: upstream_item_error(&e).at(item.index, external_id.as_deref()),
-                }
             }
-            None => {
-                breaker.failure();
-                tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
-                return Attempt::Pending(e.code().to_owned(), Some(ms));
+            OutcomeResult::Failed {
+                error: e.item_error().at(item.index, external_id.as_deref()),
             }
-        },
+        }
+        Err(e) => {
+            breaker.failure();
+            tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
+            return Attempt::Pending(e.code().to_owned(), Some(ms));
+        }
     };
     Attempt::Done(
         Box::new(ItemOutcome {
@@ -296,18 +255,6 @@ async fn attempt(run: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
         }),
         ms,
     )
-}
-
-/// The item error for an upstream that kept failing: the sync endpoint's code and sentence.
-fn upstream_item_error(e: &crate::error::AppError) -> ErrorDetail {
-    let body = e.body();
-    ErrorDetail {
-        index: None,
-        external_id: None,
-        field: None,
-        code: body.error.code,
-        message: body.error.message,
-    }
 }
 
 /// Counts items whose retries ran out with no success in between; open once there are
@@ -331,42 +278,10 @@ impl Breaker {
     }
 }
 
-/// Records outcomes; when another consumer recorded some of these items first, drops those
-/// and tries again with the rest. Returns what this call wrote.
-pub(crate) async fn record(
-    store: &dyn TaskStore,
-    msg: &ChunkMessage,
-    mut outcomes: Vec<ItemOutcome>,
-    settings: &Settings,
-) -> Result<Tally, StoreError> {
-    const ATTEMPTS: usize = 5;
-    for _ in 0..ATTEMPTS {
-        if outcomes.is_empty() {
-            return Ok(Tally::default());
-        }
-        let now = OffsetDateTime::now_utc();
-        // Outcomes outlive their task by up to a day: they are only read through a task that
-        // is itself unexpired, and the task's retention starts later, when it finishes.
-        let expires_at = now + settings.retention + std::time::Duration::from_secs(86_400);
-        match store
-            .record_outcomes(msg.task_id, &outcomes, now, expires_at)
-            .await?
-        {
-            Recorded::All => return Ok(Tally::of(&outcomes)),
-            Recorded::Conflict => {
-                let indexes: Vec<u32> = outcomes.iter().map(|o| o.index).collect();
-                let done = store.final_items(msg.task_id, &indexes).await?;
-                outcomes.retain(|o| !done.contains(&o.index));
-            }
-        }
-    }
-    Err(StoreError::Unavailable("outcomes kept conflicting".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{later, stored_task};
+    use crate::fixtures::{deliver, later, process, stored_task};
     use crate::memory::{MemoryBackend, MemoryStore};
     use crate::ports::OutcomeFilter;
     use crate::task::Task;
@@ -374,7 +289,7 @@ mod tests {
     async fn setup(n: usize) -> (MemoryStore, Task, Vec<ChunkMessage>) {
         let store = MemoryStore::default();
         let ibans = vec!["DE89370400440532013000"; n];
-        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 4).await;
+        let (task, chunks) = stored_task(&store, TaskType::BeneficiariesImport, &ibans, 4).await;
         (store, task, chunks)
     }
 
@@ -384,7 +299,7 @@ mod tests {
         let backend = MemoryBackend::default();
         let mut finished = vec![];
         for c in &chunks {
-            let r = process_chunk(&store, &backend, &Settings::default(), c, later())
+            let r = process(&store, &backend, &Settings::default(), c, later())
                 .await
                 .unwrap();
             finished.extend(r.finished);
@@ -403,10 +318,10 @@ mod tests {
         let (store, task, chunks) = setup(4).await;
         let backend = MemoryBackend::default();
         let s = Settings::default();
-        process_chunk(&store, &backend, &s, &chunks[0], later())
+        process(&store, &backend, &s, &chunks[0], later())
             .await
             .unwrap();
-        let again = process_chunk(&store, &backend, &s, &chunks[0], later())
+        let again = process(&store, &backend, &s, &chunks[0], later())
             .await
             .unwrap();
         assert_eq!((again.recorded, again.skipped), (0, 4));
@@ -419,7 +334,7 @@ mod tests {
         let (store, task, chunks) = setup(3).await;
         let backend = MemoryBackend::default();
         backend.reject_iban("DE89370400440532013000");
-        process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+        process(&store, &backend, &Settings::default(), &chunks[0], later())
             .await
             .unwrap();
         let t = store.get(task.id).unwrap();
@@ -438,11 +353,11 @@ mod tests {
         let (store, task, chunks) = setup(4).await;
         let backend = MemoryBackend::default();
         backend.set_unavailable(true);
-        let err = process_chunk(&store, &backend, &Settings::default(), &chunks[0], later()).await;
+        let err = process(&store, &backend, &Settings::default(), &chunks[0], later()).await;
         assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
         assert_eq!(store.get(task.id).unwrap().processed(), 0);
         backend.set_unavailable(false);
-        process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+        process(&store, &backend, &Settings::default(), &chunks[0], later())
             .await
             .unwrap();
         assert_eq!(store.get(task.id).unwrap().status, TaskStatus::Completed);
@@ -457,7 +372,7 @@ mod tests {
             "NL91ABNA0417164300",
             "BE68539007547034",
         ];
-        let (task, chunks) = stored_task(&store, TaskType::BENEFICIARIES_IMPORT, &ibans, 4).await;
+        let (task, chunks) = stored_task(&store, TaskType::BeneficiariesImport, &ibans, 4).await;
         let backend = MemoryBackend::default();
         backend.fail_iban_transiently("NL91ABNA0417164300");
         let s = Settings {
@@ -465,7 +380,7 @@ mod tests {
             ..Settings::default()
         };
 
-        let err = process_chunk(&store, &backend, &s, &chunks[0], later()).await;
+        let err = process(&store, &backend, &s, &chunks[0], later()).await;
 
         assert!(
             matches!(err, Err(ChunkError::Incomplete { left: 1, .. })),
@@ -483,7 +398,7 @@ mod tests {
             bos_concurrency: 1,
             ..Settings::default()
         };
-        let err = process_chunk(&store, &backend, &s, &chunks[0], later()).await;
+        let err = process(&store, &backend, &s, &chunks[0], later()).await;
         assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
         assert_eq!(
             backend.calls(),
@@ -496,7 +411,7 @@ mod tests {
     async fn nothing_starts_past_the_deadline() {
         let (store, _task, chunks) = setup(4).await;
         let backend = MemoryBackend::default();
-        let err = process_chunk(
+        let err = process(
             &store,
             &backend,
             &Settings::default(),
@@ -513,14 +428,14 @@ mod tests {
         let (store, task, chunks) = setup(8).await;
         let backend = MemoryBackend::default();
         let s = Settings::default();
-        process_chunk(&store, &backend, &s, &chunks[0], later())
+        process(&store, &backend, &s, &chunks[0], later())
             .await
             .unwrap();
         store
             .request_cancel(task.id, OffsetDateTime::now_utc())
             .await
             .unwrap();
-        let r = process_chunk(&store, &backend, &s, &chunks[1], later())
+        let r = process(&store, &backend, &s, &chunks[1], later())
             .await
             .unwrap();
         assert_eq!(r.finished, Some(TaskStatus::Cancelled));
@@ -534,10 +449,10 @@ mod tests {
         let store = MemoryStore::default();
         let ibans = ["DE89370400440532013000", "GB82WEST12345698765432"];
         let (task, chunks) =
-            stored_task(&store, TaskType::BENEFICIARIES_VALIDATION, &ibans, 10).await;
+            stored_task(&store, TaskType::BeneficiariesValidation, &ibans, 10).await;
         let backend = MemoryBackend::default();
         backend.reject_iban("GB82WEST12345698765432");
-        let r = process_chunk(&store, &backend, &Settings::default(), &chunks[0], later())
+        let r = process(&store, &backend, &Settings::default(), &chunks[0], later())
             .await
             .unwrap();
         assert_eq!(r.finished, Some(TaskStatus::CompletedWithErrors));
@@ -558,9 +473,8 @@ mod tests {
         backend: &MemoryBackend,
         chunk: &ChunkMessage,
     ) -> ChunkReport {
-        let limit = Semaphore::new(4);
         let s = Settings::default();
-        process_chunk_limited(store, backend, &s, chunk, later(), &limit, Attempts::Final)
+        deliver(store, backend, &s, chunk, later(), Attempts::Final)
             .await
             .unwrap()
     }
@@ -607,7 +521,7 @@ mod tests {
     async fn chunks_of_unknown_tasks_are_dropped() {
         let (_store, _task, chunks) = setup(1).await;
         let empty = MemoryStore::default();
-        let r = process_chunk(
+        let r = process(
             &empty,
             &MemoryBackend::default(),
             &Settings::default(),

@@ -2,10 +2,12 @@
 //! caller: another owner's task, another type's, an expired one and an unknown id all answer
 //! the same `task_not_found`, so ids cannot be probed.
 
-use crate::error::{AppError, ErrorDetail};
+use crate::error::AppError;
+use crate::error_body::ErrorDetail;
 use crate::identity::Owner;
+use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::paging::PageTokens;
-use crate::ports::{ItemOutcome, OutcomeFilter, OutcomeResult, TaskStore};
+use crate::ports::{OutcomeFilter, TaskStore};
 use crate::task::{Task, TaskId, TaskStatus, TaskType, TaskView};
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -34,11 +36,7 @@ pub async fn get_task(
     id: TaskId,
     now: OffsetDateTime,
 ) -> Result<Task, AppError> {
-    let task = store
-        .get_task(id)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?
-        .ok_or(AppError::TaskNotFound)?;
+    let task = store.get_task(id).await?.ok_or(AppError::TaskNotFound)?;
     if &task.owner != owner || task.task_type != task_type || task.is_expired(now) {
         return Err(AppError::TaskNotFound);
     }
@@ -98,8 +96,7 @@ pub async fn list_tasks(
         .transpose()?;
     let (tasks, more) = store
         .list_tasks(q.owner, q.task_type, status, after.as_deref(), q.limit, now)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+        .await?;
     let next_page_token = match tasks.last() {
         Some(last) if more => Some(tokens.encode(&scope, &last.list_position())),
         _ => None,
@@ -150,10 +147,7 @@ async fn page(
             Some(pos.parse::<u32>().map_err(|_| AppError::InvalidPageToken)?)
         }
     };
-    let (items, more) = store
-        .list_outcomes(q.id, filter, after, q.limit)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    let (items, more) = store.list_outcomes(q.id, filter, after, q.limit).await?;
     let next = match items.last() {
         Some(last) if more => Some(tokens.encode(&scope, &last.index.to_string())),
         _ => None,
@@ -221,7 +215,7 @@ mod tests {
         let mut ids = vec![];
         for i in 0..5u64 {
             let created = base + Duration::from_secs(i);
-            let mut t = Task::new(TaskType::BENEFICIARIES_IMPORT, alice.clone(), 1, created);
+            let mut t = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, created);
             if i == 2 {
                 t.status = TaskStatus::Completed;
             }
@@ -229,12 +223,12 @@ mod tests {
             store.insert_task(&t).await.unwrap();
         }
         let bob = Owner::from_subject("bob").unwrap();
-        let other = Task::new(TaskType::BENEFICIARIES_IMPORT, bob, 1, base);
+        let other = Task::new(TaskType::BeneficiariesImport, bob, 1, base);
         store.insert_task(&other).await.unwrap();
 
         let mut q = TaskListQuery {
             owner: &alice,
-            task_type: TaskType::BENEFICIARIES_IMPORT,
+            task_type: TaskType::BeneficiariesImport,
             status: None,
             page_token: None,
             limit: 2,
@@ -270,26 +264,26 @@ mod tests {
         let alice = Owner::from_subject("alice").unwrap();
         let bob = Owner::from_subject("bob").unwrap();
         let now = OffsetDateTime::now_utc();
-        let mut task = Task::new(TaskType::BENEFICIARIES_IMPORT, alice.clone(), 1, now);
+        let mut task = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, now);
         store.insert_task(&task).await.unwrap();
         assert!(
-            get_task(&store, &alice, TaskType::BENEFICIARIES_IMPORT, task.id, now)
+            get_task(&store, &alice, TaskType::BeneficiariesImport, task.id, now)
                 .await
                 .is_ok()
         );
-        let err = get_task(&store, &bob, TaskType::BENEFICIARIES_IMPORT, task.id, now)
+        let err = get_task(&store, &bob, TaskType::BeneficiariesImport, task.id, now)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "task_not_found");
         let unknown = TaskId::new_random();
-        let err = get_task(&store, &alice, TaskType::BENEFICIARIES_IMPORT, unknown, now)
+        let err = get_task(&store, &alice, TaskType::BeneficiariesImport, unknown, now)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "task_not_found");
 
         task.expires_at = Some(now - Duration::from_secs(1));
         store.put(task.clone());
-        let err = get_task(&store, &alice, TaskType::BENEFICIARIES_IMPORT, task.id, now)
+        let err = get_task(&store, &alice, TaskType::BeneficiariesImport, task.id, now)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "task_not_found");

@@ -224,7 +224,7 @@ mod tests {
         let items = beneficiaries(n);
         (
             id,
-            split(id, TaskType::BENEFICIARIES_IMPORT, owner, items, 1),
+            split(id, TaskType::BeneficiariesImport, owner, items, 1),
         )
     }
 

@@ -5,7 +5,8 @@
 use crate::beneficiary::Beneficiary;
 use crate::chunk;
 use crate::config::Settings;
-use crate::error::{AppError, ErrorDetail};
+use crate::error::AppError;
+use crate::error_body::ErrorDetail;
 use crate::identity::Owner;
 use crate::ports::TaskStore;
 use crate::task::{Task, TaskType};
@@ -99,10 +100,7 @@ pub async fn submit(
 ) -> Result<Task, AppError> {
     let items = parse_items(body, settings)?;
     let task = Task::new(task_type, owner, items.len() as u32, now);
-    store
-        .insert_task(&task)
-        .await
-        .map_err(|e| AppError::Internal(e.to_string()))?;
+    store.insert_task(&task).await?;
     let owner_key = task.owner.storage_key();
     let chunks = chunk::split(task.id, task_type, &owner_key, items, settings.chunk_size);
     // Waiting chunks outlive their task by a day, like item outcomes.
@@ -250,7 +248,7 @@ mod tests {
             },
             &s,
             owner,
-            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BeneficiariesImport,
             &body(json!(vec![item(None); 25])),
             OffsetDateTime::now_utc(),
         )
@@ -291,7 +289,7 @@ mod tests {
             },
             &Settings::default(),
             owner,
-            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BeneficiariesImport,
             &body(json!([item(None), bad])),
             OffsetDateTime::now_utc(),
         )
@@ -315,7 +313,7 @@ mod tests {
             },
             &Settings::default(),
             owner,
-            TaskType::BENEFICIARIES_IMPORT,
+            TaskType::BeneficiariesImport,
             &body(json!([item(None)])),
             OffsetDateTime::now_utc(),
         )

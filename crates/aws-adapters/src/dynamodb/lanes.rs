@@ -14,17 +14,15 @@
 //! Each [`LaneStore`] step that changes two items is one `TransactWriteItems`, whose
 //! conditions are the step's "if nobody changed it since I read it".
 
-use crate::dynamodb_store::{n, s, store_error, task_pk, Item};
+use super::codec::{n, s, task_pk, Item};
+use super::table::{build_error, corrupt, store_error, Table};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
 use aws_sdk_dynamodb::Client;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
-use std::time::Duration;
 use tasks_core::chunk::ChunkMessage;
 use tasks_core::ports::{Handoff, LaneState, LaneStore, StoreError, Vehicle};
 use tasks_core::task::TaskId;
@@ -37,8 +35,7 @@ pub const PARALLEL_WRITES: usize = 4;
 
 #[derive(Clone)]
 pub struct DynamoLanes {
-    client: Client,
-    table: String,
+    table: Table,
     parallel_writes: usize,
 }
 
@@ -85,7 +82,7 @@ fn decode(text: &str) -> Result<Handoff, StoreError> {
             .strip_prefix("seq:")
             .and_then(|n| n.parse().ok())
             .map(Handoff::Seq)
-            .ok_or_else(|| crate::dynamodb_store::corrupt("handoff")),
+            .ok_or_else(|| corrupt("handoff")),
     }
 }
 
@@ -96,15 +93,13 @@ fn number(item: &Item, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn build_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Other(e.to_string())
-}
-
 impl DynamoLanes {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            table: Table {
+                client,
+                name: table.into(),
+            },
             parallel_writes: PARALLEL_WRITES,
         }
     }
@@ -128,7 +123,7 @@ impl DynamoLanes {
         expires_at: OffsetDateTime,
     ) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(vehicle_key(vehicle)))
             .update_expression("SET #h = :to, #exp = if_not_exists(#exp, :exp)")
             .expression_attribute_names("#h", "handoff")
@@ -148,61 +143,7 @@ impl DynamoLanes {
 
     /// Runs a transaction; `Ok(false)` when a condition failed (another writer was first).
     async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(actions))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) => {
-                if let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() {
-                    let lost_race = tc.cancellation_reasons().iter().any(|r| {
-                        matches!(
-                            r.code(),
-                            Some("ConditionalCheckFailed") | Some("TransactionConflict")
-                        )
-                    });
-                    if lost_race {
-                        return Ok(false);
-                    }
-                }
-                Err(store_error(SdkError::ServiceError(se)))
-            }
-            Err(e) => Err(store_error(e)),
-        }
-    }
-
-    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
-        crate::dynamodb_store::get_consistent(&self.client, &self.table, key).await
-    }
-
-    async fn write_batch(&self, requests: Vec<WriteRequest>) -> Result<(), StoreError> {
-        let mut pending = requests;
-        for round in 0u32..10 {
-            if round > 0 {
-                tokio::time::sleep(Duration::from_millis(20 << round.min(6))).await;
-            }
-            let out = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, pending)
-                .send()
-                .await
-                .map_err(store_error)?;
-            pending = out
-                .unprocessed_items()
-                .and_then(|u| u.get(&self.table))
-                .cloned()
-                .unwrap_or_default();
-            if pending.is_empty() {
-                return Ok(());
-            }
-        }
-        Err(StoreError::Unavailable(
-            "batch write kept returning unprocessed items".into(),
-        ))
+        Ok(self.table.transact(actions).await?.is_ok())
     }
 }
 
@@ -216,7 +157,7 @@ impl LaneStore for DynamoLanes {
     ) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(chunks.len());
         for c in chunks {
-            let body = serde_json::to_string(c).map_err(build_error)?;
+            let body = serde_json::to_string(c).map_err(StoreError::permanent)?;
             let mut item = chunk_key(c.task_id, c.chunk);
             item.insert("body".into(), s(body));
             item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
@@ -232,7 +173,7 @@ impl LaneStore for DynamoLanes {
             .collect();
         let writes: Vec<_> = batches
             .into_iter()
-            .map(|batch| self.write_batch(batch))
+            .map(|batch| self.table.write_batch(batch))
             .collect();
         futures::stream::iter(writes)
             .buffer_unordered(self.parallel_writes)
@@ -243,6 +184,7 @@ impl LaneStore for DynamoLanes {
 
     async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError> {
         Ok(self
+            .table
             .get(state_key(owner))
             .await?
             .map(|item| LaneState {
@@ -263,7 +205,7 @@ impl LaneStore for DynamoLanes {
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let state = Update::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(state_key(owner)))
             .update_expression(
                 "SET #next = :next, #cursor = if_not_exists(#cursor, :zero), \
@@ -284,7 +226,7 @@ impl LaneStore for DynamoLanes {
             .build()
             .map_err(build_error)?;
         let segment = Put::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .item("pk", s(owner_pk(owner)))
             .item("sk", s(segment_sk(seen.next_seq)))
             .item("task_id", s(task_id.to_string()))
@@ -300,7 +242,7 @@ impl LaneStore for DynamoLanes {
     }
 
     async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError> {
-        match self.get(vehicle_key(vehicle)).await? {
+        match self.table.get(vehicle_key(vehicle)).await? {
             Some(item) => match item.get("handoff").and_then(|v| v.as_s().ok()) {
                 Some(text) => decode(text).map(Some),
                 None => Ok(None),
@@ -318,7 +260,7 @@ impl LaneStore for DynamoLanes {
         expires_at: OffsetDateTime,
     ) -> Result<bool, StoreError> {
         let state = Update::builder()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .set_key(Some(state_key(owner)))
             .update_expression("SET #cursor = :after")
             .condition_expression("#cursor = :cursor AND #next > :cursor")
@@ -346,7 +288,7 @@ impl LaneStore for DynamoLanes {
     ) -> Result<bool, StoreError> {
         let state = if uncount {
             let update = Update::builder()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .set_key(Some(state_key(owner)))
                 .update_expression("SET #lanes = #lanes - :one")
                 .condition_expression("#cursor = :cursor AND #next = :cursor AND #lanes > :zero")
@@ -363,7 +305,7 @@ impl LaneStore for DynamoLanes {
             // An uncounted lane (see usecases::schedule) closes without touching the count;
             // a caller with no state at all has nothing to take either.
             let check = ConditionCheck::builder()
-                .table_name(&self.table)
+                .table_name(&self.table.name)
                 .set_key(Some(state_key(owner)))
                 .condition_expression(
                     "attribute_not_exists(#pk) OR (#cursor = :cursor AND #next = :cursor)",
@@ -386,9 +328,10 @@ impl LaneStore for DynamoLanes {
     async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError> {
         // The run holding `seq` is the last one starting at or before it.
         let out = self
+            .table
             .client
             .query()
-            .table_name(&self.table)
+            .table_name(&self.table.name)
             .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#sk", "sk")
@@ -409,25 +352,29 @@ impl LaneStore for DynamoLanes {
             .and_then(|v| v.as_s().ok())
             .and_then(|sk| sk.strip_prefix("SEG#"))
             .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| crate::dynamodb_store::corrupt("sequence run key"))?;
+            .ok_or_else(|| corrupt("sequence run key"))?;
         let task_id: TaskId = run
             .get("task_id")
             .and_then(|v| v.as_s().ok())
             .and_then(|t| t.parse().ok())
-            .ok_or_else(|| crate::dynamodb_store::corrupt("sequence run task"))?;
+            .ok_or_else(|| corrupt("sequence run task"))?;
         if seq - first >= number(run, "chunks") {
             return Ok(None);
         }
-        let Some(item) = self.get(chunk_key(task_id, (seq - first) as u32)).await? else {
+        let Some(item) = self
+            .table
+            .get(chunk_key(task_id, (seq - first) as u32))
+            .await?
+        else {
             return Ok(None);
         };
         let body = item
             .get("body")
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| crate::dynamodb_store::corrupt("waiting chunk"))?;
+            .ok_or_else(|| corrupt("waiting chunk"))?;
         serde_json::from_str(body)
             .map(Some)
-            .map_err(|_| crate::dynamodb_store::corrupt("waiting chunk body"))
+            .map_err(|_| corrupt("waiting chunk body"))
     }
 }
 

@@ -1,0 +1,208 @@
+//! The task table's key schema and item codecs: how tasks, item outcomes and idempotency
+//! records are keyed and written as DynamoDB items, and read back.
+//!
+//! | item            | pk              | sk            | also                                    |
+//! |-----------------|-----------------|---------------|-----------------------------------------|
+//! | task            | `TASK#{id}`     | `TASK`        | `gsi1pk = OWNER#{sha256(owner)}#TYPE#{type}`, `gsi1sk = {created_at ns, 20 digits}#{id}` (listing, newest first) |
+//! | item outcome    | `TASK#{id}`     | `ITEM#000042` | `idx`, `outcome` (succeeded/failed/cancelled), `body` (JSON) |
+//! | idempotency key | `IDEMP#{scope}` | `IDEMP`       | `fingerprint`, `locked_at_ms`, `response` (JSON, once answered) |
+//!
+//! The scheduler's items share the `TASK#{id}` partition; their keys are in `lanes`.
+//! `expires_at` (epoch seconds) is the table's TTL attribute.
+
+use super::table::corrupt;
+use aws_sdk_dynamodb::types::AttributeValue;
+use std::collections::HashMap;
+use tasks_core::identity::Owner;
+use tasks_core::outcome::ItemOutcome;
+use tasks_core::ports::StoreError;
+use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// The sort key of the last possible item outcome: `ITEM#{index, 6 digits}`.
+pub(crate) const LAST_ITEM_SK: &str = "ITEM#999999";
+
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub(crate) fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+pub(crate) fn task_pk(id: TaskId) -> String {
+    format!("TASK#{id}")
+}
+
+pub(crate) fn item_sk(index: u32) -> String {
+    format!("ITEM#{index:06}")
+}
+
+pub(crate) fn task_key(id: TaskId) -> Item {
+    HashMap::from([("pk".into(), s(task_pk(id))), ("sk".into(), s("TASK"))])
+}
+
+pub(crate) fn item_key(id: TaskId, index: u32) -> Item {
+    HashMap::from([
+        ("pk".into(), s(task_pk(id))),
+        ("sk".into(), s(item_sk(index))),
+    ])
+}
+
+pub(crate) fn idempotency_key(scope: &str) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("IDEMP#{scope}"))),
+        ("sk".into(), s("IDEMP")),
+    ])
+}
+
+/// The GSI partition of one owner's tasks of one type.
+pub(crate) fn listing_key(owner: &Owner, task_type: TaskType) -> String {
+    format!("OWNER#{}#TYPE#{}", owner.storage_key(), task_type.slug())
+}
+
+pub(crate) fn is_task(item: &Item) -> bool {
+    item.get("sk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some("TASK")
+}
+
+pub(crate) fn task_to_item(task: &Task) -> Item {
+    let mut item = task_key(task.id);
+    item.insert("gsi1pk".into(), s(listing_key(&task.owner, task.task_type)));
+    item.insert("gsi1sk".into(), s(task.list_position()));
+    item.insert("task_type".into(), s(task.task_type.slug()));
+    item.insert("owner".into(), s(task.owner.as_str()));
+    item.insert("status".into(), s(task.status.as_str()));
+    item.insert("total".into(), n(task.total));
+    item.insert("succeeded".into(), n(task.succeeded));
+    item.insert("failed".into(), n(task.failed));
+    item.insert("cancelled".into(), n(task.cancelled));
+    item.insert("created_at".into(), s(rfc3339(task.created_at)));
+    item.insert("updated_at".into(), s(rfc3339(task.updated_at)));
+    if let Some(t) = task.started_at {
+        item.insert("started_at".into(), s(rfc3339(t)));
+    }
+    if let Some(t) = task.finished_at {
+        item.insert("finished_at".into(), s(rfc3339(t)));
+    }
+    if let Some(t) = task.expires_at {
+        item.insert("expires_at".into(), n(t.unix_timestamp()));
+    }
+    if let Some(t) = task.cancel_requested_at {
+        item.insert("cancel_requested_at".into(), s(rfc3339(t)));
+    }
+    item
+}
+
+pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let num = |k: &'static str| -> Result<u32, StoreError> {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt(k))
+    };
+    let date = |k: &'static str| -> Result<Option<OffsetDateTime>, StoreError> {
+        text(k)
+            .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| corrupt(k)))
+            .transpose()
+    };
+    let id = text("pk")
+        .and_then(|pk| pk.strip_prefix("TASK#"))
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| corrupt("pk"))?;
+    Ok(Task {
+        id,
+        task_type: text("task_type")
+            .and_then(TaskType::from_slug)
+            .ok_or_else(|| corrupt("task_type"))?,
+        owner: text("owner")
+            .and_then(Owner::from_subject)
+            .ok_or_else(|| corrupt("owner"))?,
+        status: text("status")
+            .and_then(TaskStatus::parse)
+            .ok_or_else(|| corrupt("status"))?,
+        total: num("total")?,
+        succeeded: num("succeeded")?,
+        failed: num("failed")?,
+        // Absent on records written before cancellation existed.
+        cancelled: num("cancelled").unwrap_or(0),
+        cancel_requested_at: date("cancel_requested_at")?,
+        created_at: date("created_at")?.ok_or_else(|| corrupt("created_at"))?,
+        started_at: date("started_at")?,
+        updated_at: date("updated_at")?.ok_or_else(|| corrupt("updated_at"))?,
+        finished_at: date("finished_at")?,
+        expires_at: item
+            .get("expires_at")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .and_then(|v| OffsetDateTime::from_unix_timestamp(v).ok()),
+    })
+}
+
+/// The index of an item-outcome record (`idx`).
+pub(crate) fn index_of(item: &Item) -> Option<u32> {
+    item.get("idx")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+pub(crate) fn outcome_to_item(
+    id: TaskId,
+    o: &ItemOutcome,
+    expires_at: OffsetDateTime,
+) -> Result<Item, StoreError> {
+    let body = serde_json::to_string(o).map_err(StoreError::permanent)?;
+    Ok(HashMap::from([
+        ("pk".into(), s(task_pk(id))),
+        ("sk".into(), s(item_sk(o.index))),
+        ("idx".into(), n(o.index)),
+        ("outcome".into(), s(o.result.status())),
+        ("body".into(), s(body)),
+        ("expires_at".into(), n(expires_at.unix_timestamp())),
+    ]))
+}
+
+pub(crate) fn outcome_from_item(item: &Item) -> Result<ItemOutcome, StoreError> {
+    let body = item
+        .get("body")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| corrupt("body"))?;
+    serde_json::from_str(body).map_err(|_| corrupt("body"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn task_items_round_trip() {
+        let owner = Owner::from_subject("alice").unwrap();
+        let mut t = Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            7,
+            OffsetDateTime::UNIX_EPOCH,
+        );
+        t.succeeded = 3;
+        t.expires_at = Some(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(86_400));
+        assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
+    }
+
+    #[test]
+    fn sort_keys_order_numerically() {
+        assert!(item_sk(9) < item_sk(10));
+        assert!(item_sk(99_999) < item_sk(100_000));
+        assert!(item_sk(999_999).as_str() <= LAST_ITEM_SK);
+    }
+}

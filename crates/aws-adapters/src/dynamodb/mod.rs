@@ -1,0 +1,18 @@
+//! The DynamoDB side of the stores, on one table (single-table design):
+//! - `table`: the client and what every store call shares (error mapping, consistent and
+//!   batch reads, batch writes, transactions, the paged query loop);
+//! - `codec`: the key schema of tasks, item outcomes and idempotency records, and their codecs;
+//! - `task_store` and `idempotency_store`: the two ports on that schema;
+//! - `lanes`: the scheduler's lane store, with its own keys, on the same table.
+//!
+//! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
+//! common words (`status`).
+
+mod codec;
+mod idempotency_store;
+pub mod lanes;
+mod table;
+mod task_store;
+
+pub use lanes::DynamoLanes;
+pub use task_store::DynamoTaskStore;

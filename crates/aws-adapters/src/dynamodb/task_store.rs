@@ -1,0 +1,332 @@
+//! [`TaskStore`] on the task table: tasks, their item outcomes and the counters that move
+//! with them (keys and codecs in `codec`).
+
+use super::codec::{
+    self, index_of, is_task, item_key, listing_key, n, outcome_from_item, outcome_to_item, rfc3339,
+    s, task_from_item, task_key, task_pk, task_to_item,
+};
+use super::table::{build_error, corrupt, store_error, Table};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashSet;
+use tasks_core::chunk::MAX_CHUNK_SIZE;
+use tasks_core::identity::Owner;
+use tasks_core::outcome::{ItemOutcome, Tally};
+use tasks_core::ports::{CancelOutcome, OutcomeFilter, Recorded, StoreError, TaskStore};
+use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use time::OffsetDateTime;
+
+/// The task store; the idempotency store (`idempotency_store`) is the same table and client.
+#[derive(Clone)]
+pub struct DynamoTaskStore {
+    pub(crate) table: Table,
+}
+
+impl DynamoTaskStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            table: Table {
+                client,
+                name: table.into(),
+            },
+        }
+    }
+
+    pub fn from_config(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(config), table)
+    }
+
+    /// The lane store on the same table and the same client: every client built costs
+    /// cold-start time.
+    pub fn lanes(&self) -> super::DynamoLanes {
+        super::DynamoLanes::new(self.table.client.clone(), self.table.name.clone())
+    }
+
+    fn client(&self) -> &Client {
+        &self.table.client
+    }
+}
+
+#[async_trait]
+impl TaskStore for DynamoTaskStore {
+    #[tracing::instrument(skip_all, fields(task_id = %task.id))]
+    async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
+        self.client()
+            .put_item()
+            .table_name(&self.table.name)
+            .set_item(Some(task_to_item(task)))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn get_task(&self, id: TaskId) -> Result<Option<Task>, StoreError> {
+        self.table
+            .get(task_key(id))
+            .await?
+            .as_ref()
+            .map(task_from_item)
+            .transpose()
+    }
+
+    async fn delete_task(&self, id: TaskId) -> Result<(), StoreError> {
+        self.client()
+            .delete_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, to = to.as_str()))]
+    async fn transition(
+        &self,
+        id: TaskId,
+        from: TaskStatus,
+        to: TaskStatus,
+        now: OffsetDateTime,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<bool, StoreError> {
+        if !from.can_become(to) {
+            return Ok(false);
+        }
+        let mut set = vec!["#status = :to", "#updated_at = :now"];
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        if to == TaskStatus::Running {
+            set.push("#started_at = if_not_exists(#started_at, :now)");
+            req = req.expression_attribute_names("#started_at", "started_at");
+        }
+        if to.is_final() {
+            set.push("#finished_at = :now");
+            req = req.expression_attribute_names("#finished_at", "finished_at");
+            if let Some(exp) = expires_at {
+                set.push("#expires_at = :exp");
+                req = req
+                    .expression_attribute_names("#expires_at", "expires_at")
+                    .expression_attribute_values(":exp", n(exp.unix_timestamp()));
+            }
+        }
+        match req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
+        let keys = indexes.iter().map(|i| item_key(id, *i)).collect();
+        let items = self.table.batch_get(keys, Some("idx")).await?;
+        Ok(items.iter().filter_map(index_of).collect())
+    }
+
+    /// The task and its chunk's final items in one `BatchGetItem` (for up to 99 items).
+    async fn chunk_state(
+        &self,
+        id: TaskId,
+        indexes: &[u32],
+    ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
+        let mut keys = vec![task_key(id)];
+        keys.extend(indexes.iter().map(|i| item_key(id, *i)));
+        let items = self.table.batch_get(keys, None).await?;
+        let mut task = None;
+        let mut done = HashSet::new();
+        for item in &items {
+            if is_task(item) {
+                task = Some(task_from_item(item)?);
+            } else if let Some(i) = index_of(item) {
+                done.insert(i);
+            }
+        }
+        Ok(task.map(|t| (t, done)))
+    }
+
+    /// One `TransactWriteItems`: a conditional put per outcome and the counter update. A
+    /// transaction holds at most 100 actions, so more than [`MAX_CHUNK_SIZE`] outcomes are
+    /// refused rather than split, which would break the one-atomic-step promise.
+    #[tracing::instrument(skip_all, fields(task_id = %id, outcomes = outcomes.len()))]
+    async fn record_outcomes(
+        &self,
+        id: TaskId,
+        outcomes: &[ItemOutcome],
+        now: OffsetDateTime,
+        expires_at: OffsetDateTime,
+    ) -> Result<Recorded, StoreError> {
+        if outcomes.len() > MAX_CHUNK_SIZE {
+            return Err(StoreError::permanent(format!(
+                "{} outcomes do not fit one transaction ({MAX_CHUNK_SIZE} at most)",
+                outcomes.len()
+            )));
+        }
+        let tally = Tally::of(outcomes);
+        let mut actions = Vec::with_capacity(outcomes.len() + 1);
+        for o in outcomes {
+            let put = Put::builder()
+                .table_name(&self.table.name)
+                .set_item(Some(outcome_to_item(id, o, expires_at)?))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", "pk")
+                .build()
+                .map_err(build_error)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        let update = Update::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .update_expression(
+                "ADD #succeeded :s, #failed :f, #cancelled :c SET #updated_at = :now",
+            )
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#succeeded", "succeeded")
+            .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#cancelled", "cancelled")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":s", n(tally.succeeded))
+            .expression_attribute_values(":f", n(tally.failed))
+            .expression_attribute_values(":c", n(tally.cancelled))
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .build()
+            .map_err(build_error)?;
+        actions.push(TransactWriteItem::builder().update(update).build());
+
+        match self.table.transact(actions).await? {
+            Ok(()) => Ok(Recorded::All),
+            Err(cancelled) if (0..outcomes.len()).any(|i| cancelled.condition_failed_at(i)) => {
+                Ok(Recorded::Conflict)
+            }
+            Err(cancelled) if cancelled.condition_failed_at(outcomes.len()) => Err(
+                StoreError::permanent("task not found while recording outcomes"),
+            ),
+            // Only another transaction was in the way: a retry will do.
+            Err(_) => Err(StoreError::transient(
+                "outcomes' transaction conflicted with another",
+            )),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    async fn request_cancel(
+        &self,
+        id: TaskId,
+        now: OffsetDateTime,
+    ) -> Result<CancelOutcome, StoreError> {
+        let result = self
+            .client()
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .update_expression("SET #cra = if_not_exists(#cra, :now), #updated_at = :now")
+            .condition_expression("attribute_exists(#pk) AND #status IN (:queued, :running)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#cra", "cancel_requested_at")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
+            .expression_attribute_values(":running", s(TaskStatus::Running.as_str()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes()
+                    .ok_or_else(|| corrupt("no attributes returned"))?;
+                Ok(CancelOutcome::Requested(task_from_item(item)?))
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(match self.get_task(id).await? {
+                    Some(task) => CancelOutcome::AlreadyFinal(task),
+                    None => CancelOutcome::NotFound,
+                })
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    async fn list_tasks(
+        &self,
+        owner: &Owner,
+        task_type: TaskType,
+        status: Option<TaskStatus>,
+        after: Option<&str>,
+        limit: usize,
+        now: OffsetDateTime,
+    ) -> Result<(Vec<Task>, bool), StoreError> {
+        let mut q = self
+            .client()
+            .query()
+            .index_name("gsi1")
+            .scan_index_forward(false)
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_values(":gpk", s(listing_key(owner, task_type)))
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_values(":now", n(now.unix_timestamp()));
+        q = match after {
+            Some(position) => q
+                .key_condition_expression("#gpk = :gpk AND #gsk < :after")
+                .expression_attribute_names("#gsk", "gsi1sk")
+                .expression_attribute_values(":after", s(position)),
+            None => q.key_condition_expression("#gpk = :gpk"),
+        };
+        let mut filter = "(attribute_not_exists(#exp) OR #exp > :now)".to_owned();
+        if let Some(st) = status {
+            filter.push_str(" AND #status = :status");
+            q = q
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":status", s(st.as_str()));
+        }
+        self.table
+            .query_pages(q.filter_expression(filter), limit, task_from_item)
+            .await
+    }
+
+    async fn list_outcomes(
+        &self,
+        id: TaskId,
+        filter: OutcomeFilter,
+        after: Option<u32>,
+        limit: usize,
+    ) -> Result<(Vec<ItemOutcome>, bool), StoreError> {
+        let mut q = self
+            .client()
+            .query()
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(task_pk(id)))
+            .expression_attribute_values(":from", s(codec::item_sk(after.map_or(0, |a| a + 1))))
+            .expression_attribute_values(":to", s(codec::LAST_ITEM_SK))
+            .consistent_read(true);
+        if filter == OutcomeFilter::FailedOnly {
+            q = q
+                .filter_expression("#outcome = :failed")
+                .expression_attribute_names("#outcome", "outcome")
+                .expression_attribute_values(":failed", s("failed"));
+        }
+        self.table.query_pages(q, limit, outcome_from_item).await
+    }
+}

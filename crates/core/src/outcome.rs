@@ -1,0 +1,69 @@
+//! The final outcome of one item of a task, as stored and as the `result` and `errors` pages
+//! show it, and the tallies the task's counters move by.
+
+use crate::error_body::ErrorDetail;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemOutcome {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(flatten)]
+    pub result: OutcomeResult,
+}
+
+/// `succeeded` carries the task type's result fields (`beneficiary`, `verdict`, …).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum OutcomeResult {
+    Succeeded {
+        #[serde(flatten)]
+        output: serde_json::Map<String, serde_json::Value>,
+    },
+    Failed {
+        error: ErrorDetail,
+    },
+    /// The task was cancelled before this item started.
+    Cancelled,
+}
+
+impl OutcomeResult {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Succeeded { .. })
+    }
+
+    pub fn status(&self) -> &'static str {
+        match self {
+            Self::Succeeded { .. } => "succeeded",
+            Self::Failed { .. } => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Tallies of outcomes by kind, as the task's counters move.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub succeeded: u32,
+    pub failed: u32,
+    pub cancelled: u32,
+}
+
+impl Tally {
+    pub fn total(&self) -> usize {
+        (self.succeeded + self.failed + self.cancelled) as usize
+    }
+
+    pub fn of(outcomes: &[ItemOutcome]) -> Self {
+        let mut t = Self::default();
+        for o in outcomes {
+            match o.result {
+                OutcomeResult::Succeeded { .. } => t.succeeded += 1,
+                OutcomeResult::Failed { .. } => t.failed += 1,
+                OutcomeResult::Cancelled => t.cancelled += 1,
+            }
+        }
+        t
+    }
+}
