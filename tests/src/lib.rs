@@ -7,6 +7,7 @@ pub mod faults;
 
 use bos_simulator::{Knobs, Simulator, Stats, EXISTING_IBAN};
 use local_gateway::{LocalStack, StackConfig};
+use reqwest::RequestBuilder;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -163,23 +164,29 @@ impl TestApp {
         }
     }
 
-    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .body(body.to_string()),
-        )
-        .await
+    /// A request to this stack's gateway as `token`'s caller; [`Self::send`] sends it. The
+    /// helpers below are this with a method and, for POSTs, a JSON body.
+    pub fn request(&self, method: reqwest::Method, token: &str, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    pub async fn get(&self, token: &str, path: &str) -> Answer {
+        self.send(self.request(reqwest::Method::GET, token, path))
+            .await
     }
 
     pub async fn delete(&self, token: &str, path: &str) -> Answer {
-        self.send(
-            self.http
-                .delete(format!("{}{path}", self.base))
-                .bearer_auth(token),
-        )
+        self.send(self.request(reqwest::Method::DELETE, token, path))
+            .await
+    }
+
+    pub async fn post_json(&self, token: &str, path: &str, body: &Value) -> Answer {
+        self.send(json_post(
+            self.request(reqwest::Method::POST, token, path),
+            body,
+        ))
         .await
     }
 
@@ -191,15 +198,8 @@ impl TestApp {
         key: &str,
         body: &Value,
     ) -> Answer {
-        self.send(
-            self.http
-                .post(format!("{}{path}", self.base))
-                .bearer_auth(token)
-                .header("content-type", "application/json")
-                .header("idempotency-key", key)
-                .body(body.to_string()),
-        )
-        .await
+        let request = json_post(self.request(reqwest::Method::POST, token, path), body);
+        self.send(request.header("idempotency-key", key)).await
     }
 
     /// A queue of this test's stack, by logical id, e.g. `WorkQueue`.
@@ -236,38 +236,23 @@ impl TestApp {
 
     /// Waits (bounded) until a queue is empty.
     pub async fn wait_queue_empty(&self, logical_id: &str) {
-        for _ in 0..600 {
-            if self.queue_depth(logical_id).await == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("{logical_id} never emptied");
+        let empty = || async { (self.queue_depth(logical_id).await == 0).then_some(()) };
+        eventually(empty)
+            .await
+            .unwrap_or_else(|| panic!("{logical_id} never emptied"))
     }
 
     /// Waits (bounded) until a queue holds at least one message.
     pub async fn wait_queue_not_empty(&self, logical_id: &str) {
-        for _ in 0..600 {
-            if self.queue_depth(logical_id).await > 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("{logical_id} never received a message");
+        let filled = || async { (self.queue_depth(logical_id).await > 0).then_some(()) };
+        eventually(filled)
+            .await
+            .unwrap_or_else(|| panic!("{logical_id} never received a message"))
     }
 
     /// The name of this test's table.
     pub fn table(&self) -> String {
         self.stack.provisioned.tables["TasksTable"].clone()
-    }
-
-    pub async fn get(&self, token: &str, path: &str) -> Answer {
-        self.send(
-            self.http
-                .get(format!("{}{path}", self.base))
-                .bearer_auth(token),
-        )
-        .await
     }
 
     pub async fn import(&self, token: &str, items: &Value) -> Answer {
@@ -284,18 +269,21 @@ impl TestApp {
     /// [`Self::wait_final`] for a task of any type.
     pub async fn wait_task(&self, token: &str, task_type: &str, task_id: &str) -> Value {
         let path = format!("/tasks/{task_type}/{task_id}");
-        let mut last = Value::Null;
-        for _ in 0..900 {
+        let last = std::sync::Mutex::new(Value::Null);
+        let is_final = || async {
             let a = self.get(token, &path).await;
             assert_eq!(a.status, 200, "{}", a.body);
             let status = a.body["status"].as_str().unwrap_or_default().to_owned();
-            last = a.body;
-            if !["queued", "running"].contains(&status.as_str()) {
-                return last;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            *last.lock().expect("not poisoned") = a.body.clone();
+            (!["queued", "running"].contains(&status.as_str())).then_some(a.body)
+        };
+        match eventually(is_final).await {
+            Some(task) => task,
+            None => panic!(
+                "task {task_id} never became final; last state: {}",
+                last.lock().expect("not poisoned")
+            ),
         }
-        panic!("task {task_id} never became final; last state: {last}");
     }
 
     pub async fn bos_stats(&self) -> Stats {
@@ -358,14 +346,35 @@ impl TestApp {
     }
 }
 
-/// A valid German IBAN for account number `n` (check digits computed, mod 97).
-pub fn german_iban(n: u64) -> String {
-    let bban = format!("37040044{:010}", n);
-    let digits = format!("{bban}131400"); // "DE00" moved to the end: D=13, E=14
-    let rem = digits
-        .bytes()
-        .fold(0u64, |acc, d| (acc * 10 + u64::from(d - b'0')) % 97);
-    format!("DE{:02}{bban}", 98 - rem)
+pub use tasks_core::test_ibans::german as german_iban;
+
+/// How long [`eventually`] polls before it gives up: generous, since it bounds a stuck test
+/// and says nothing about speed.
+pub const POLL_BOUND: Duration = Duration::from_secs(180);
+
+/// Polls `probe` every 200 ms until it gives a value; `None` after [`POLL_BOUND`], for the
+/// caller to fail with what it knows. The one wait loop of the end-to-end tests.
+pub async fn eventually<T, F, Fut>(mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let interval = Duration::from_millis(200);
+    let rounds = POLL_BOUND.as_millis() / interval.as_millis();
+    for _ in 0..rounds {
+        if let Some(value) = probe().await {
+            return Some(value);
+        }
+        tokio::time::sleep(interval).await;
+    }
+    None
+}
+
+/// `request` as a JSON POST carrying `body`.
+fn json_post(request: RequestBuilder, body: &Value) -> RequestBuilder {
+    request
+        .header("content-type", "application/json")
+        .body(body.to_string())
 }
 
 /// `n` valid, distinct beneficiaries (IBANs from account 1 on).
@@ -384,13 +393,4 @@ pub fn beneficiaries_from(first: u64, n: usize) -> Value {
             })
             .collect(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn generated_ibans_match_a_known_specimen() {
-        // DE89 3704 0044 0532 0130 00 is the registry's published example.
-        assert_eq!(super::german_iban(532_013_000), "DE89370400440532013000");
-    }
 }

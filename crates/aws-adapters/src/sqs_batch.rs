@@ -83,8 +83,8 @@ where
             };
             if let Err(error) = handle(message, redelivered(record)).await {
                 // The chain names codes and counts, never message content.
-                tracing::warn!(message_id = id, error = %Chain(&error),
-                    "message failed; it and the rest of its group go back to the queue");
+                let error = Chain(&error);
+                tracing::warn!(message_id = id, %error, "message failed; its group goes back");
                 failed.push(id);
             }
         }

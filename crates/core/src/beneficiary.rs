@@ -359,6 +359,7 @@ pub struct CreatedBeneficiary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_ibans::with_check_digits;
     use serde_json::json;
 
     fn valid() -> Value {
@@ -418,18 +419,6 @@ mod tests {
         }
     }
 
-    /// Builds an IBAN with correct check digits around any BBAN, to reach the structure check.
-    fn with_check_digits(country: &str, bban: &str) -> String {
-        let digits: String = format!("{bban}{country}00")
-            .chars()
-            .map(|c| c.to_digit(36).unwrap().to_string())
-            .collect();
-        let rem = digits
-            .bytes()
-            .fold(0u32, |acc, d| (acc * 10 + u32::from(d - b'0')) % 97);
-        format!("{country}{:02}{bban}", 98 - rem)
-    }
-
     #[test]
     fn checksum_valid_but_wrong_structure_is_invalid_bban() {
         for (country, bban) in [
@@ -437,6 +426,7 @@ mod tests {
             ("GB", "WEST123456987654321"),
             ("NL", "12ABNA0417164300"),
         ] {
+            // Correct check digits around a wrong BBAN, to reach the structure check.
             let iban = with_check_digits(country, bban);
             let mut v = valid();
             v["iban"] = json!(iban);

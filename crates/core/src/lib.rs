@@ -6,7 +6,8 @@
 //! crates and implement [`ports`].
 //!
 //! The `test-support` feature adds what tests need and deployed functions must not carry: the
-//! in-memory adapters (`memory`) and the crash failpoint (`failpoint`). The workspace's test
+//! in-memory adapters (`memory`), the crash failpoint (`failpoint`) and an IBAN generator
+//! (`test_ibans`). The workspace's test
 //! and benchmark crates turn it on; a function built alone (`sam build`, `cargo lambda build
 //! -p …`) does not have it, which `scripts/test` checks.
 
@@ -31,5 +32,7 @@ pub mod ports;
 pub mod strict_json;
 pub mod task;
 pub mod task_types;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_ibans;
 pub mod upstream;
 pub mod usecases;

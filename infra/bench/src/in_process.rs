@@ -12,15 +12,7 @@ use tasks_core::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
 use tasks_core::paging::PageTokens;
 use tasks_core::usecases::submit_task::parse_items;
 
-/// A valid German IBAN for account `n`.
-pub fn iban(n: u64) -> String {
-    let bban = format!("37040044{n:010}");
-    let digits = format!("{bban}131400");
-    let rem = digits
-        .bytes()
-        .fold(0u64, |acc, d| (acc * 10 + u64::from(d - b'0')) % 97);
-    format!("DE{:02}{bban}", 98 - rem)
-}
+use tasks_core::test_ibans::german;
 
 /// `n` parsed beneficiaries, as the api function would hold them after validation.
 pub fn beneficiaries(n: usize) -> Vec<tasks_core::beneficiary::Beneficiary> {
@@ -37,7 +29,7 @@ pub fn items(n: usize, first: u64) -> Value {
         (0..n)
             .map(|i| {
                 json!({"name": format!("Payee number {i}"), "country": "DE", "currency": "EUR",
-                       "iban": iban(first + i as u64), "email": format!("payee{i}@example.com"),
+                       "iban": german(first + i as u64), "email": format!("payee{i}@example.com"),
                        "external_id": format!("ext-{i}")})
             })
             .collect(),

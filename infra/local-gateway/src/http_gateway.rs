@@ -6,13 +6,19 @@
 
 use crate::function::{FunctionPool, InvokeError};
 use crate::template::HttpRoute;
+use aws_lambda_events::apigw::{
+    ApiGatewayRequestAuthorizer, ApiGatewayRequestAuthorizerJwtDescription,
+    ApiGatewayV2httpRequest, ApiGatewayV2httpRequestContext,
+    ApiGatewayV2httpRequestContextHttpDescription,
+};
+use aws_lambda_events::query_map::QueryMap;
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -48,20 +54,20 @@ fn match_route<'a>(
     routes: &'a [HttpRoute],
     method: &str,
     path: &str,
-) -> Option<(&'a HttpRoute, Map<String, Value>)> {
+) -> Option<(&'a HttpRoute, HashMap<String, String>)> {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     routes.iter().filter(|r| r.method == method).find_map(|r| {
         let pattern: Vec<&str> = r.path.trim_matches('/').split('/').collect();
         if pattern.len() != segments.len() {
             return None;
         }
-        let mut params = Map::new();
+        let mut params = HashMap::new();
         for (p, s) in pattern.iter().zip(&segments) {
             if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
                 if s.is_empty() {
                     return None;
                 }
-                params.insert(name.to_owned(), Value::String((*s).to_owned()));
+                params.insert(name.to_owned(), (*s).to_owned());
             } else if p != s {
                 return None;
             }
@@ -110,69 +116,15 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
     let request_id = uuid::Uuid::new_v4().to_string();
     let now = OffsetDateTime::now_utc();
     let route_key = format!("{} {}", route.method, route.path);
-    let mut headers = Map::new();
-    for (name, value) in &parts.headers {
-        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-        headers
-            .entry(name.as_str().to_owned())
-            .and_modify(|e| {
-                if let Value::String(s) = e {
-                    s.push(',');
-                    s.push_str(&v);
-                }
-            })
-            .or_insert(Value::String(v));
-    }
-    let raw_query = parts.uri.query().unwrap_or("").to_owned();
-    let mut query = Map::new();
-    for (k, v) in form_urlencoded_pairs(&raw_query) {
-        query
-            .entry(k)
-            .and_modify(|e| {
-                if let Value::String(s) = e {
-                    s.push(',');
-                    s.push_str(&v);
-                }
-            })
-            .or_insert(Value::String(v.clone()));
-    }
-    let (body_value, is_base64) = match std::str::from_utf8(&body) {
-        _ if body.is_empty() => (Value::Null, false),
-        Ok(text) => (Value::String(text.to_owned()), false),
-        Err(_) => (Value::String(B64.encode(&body)), true),
-    };
-    let event = json!({
-        "version": "2.0",
-        "routeKey": route_key,
-        "rawPath": path,
-        "rawQueryString": raw_query,
-        "headers": headers,
-        "queryStringParameters": if query.is_empty() { Value::Null } else { Value::Object(query) },
-        "pathParameters": path_parameters,
-        "requestContext": {
-            "accountId": "000000000000",
-            "apiId": "local",
-            "authorizer": { "jwt": {
-                "claims": { "sub": sub, "iss": "local-gateway", "aud": "background-tasks-api" },
-                "scopes": null
-            }},
-            "domainName": parts.headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost"),
-            "domainPrefix": "local",
-            "http": {
-                "method": parts.method.as_str(),
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "127.0.0.1",
-                "userAgent": parts.headers.get("user-agent").and_then(|h| h.to_str().ok()).unwrap_or(""),
-            },
-            "requestId": request_id,
-            "routeKey": route_key,
-            "stage": "$default",
-            "time": now.format(&time::format_description::well_known::Rfc2822).unwrap_or_default(),
-            "timeEpoch": now.unix_timestamp() * 1000 + i64::from(now.millisecond()),
-        },
-        "body": body_value,
-        "isBase64Encoded": is_base64,
+    let event = http_api_event(HttpApiRequest {
+        parts: &parts,
+        body: &body,
+        path: &path,
+        route_key: &route_key,
+        path_parameters,
+        sub: &sub,
+        request_id: &request_id,
+        now,
     });
     let payload = serde_json::to_vec(&event).unwrap_or_default();
     if payload.len() > MAX_INVOKE_PAYLOAD_BYTES {
@@ -191,6 +143,98 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
         res.headers_mut().insert("apigw-requestid", v);
     }
     res
+}
+
+/// What one HTTP request becomes in its event.
+struct HttpApiRequest<'a> {
+    parts: &'a axum::http::request::Parts,
+    body: &'a [u8],
+    path: &'a str,
+    route_key: &'a str,
+    path_parameters: HashMap<String, String>,
+    sub: &'a str,
+    request_id: &'a str,
+    now: OffsetDateTime,
+}
+
+/// The payload format 2.0 event API Gateway sends for `request`, built from
+/// `aws_lambda_events`' own types (the ones `lambda_http` reads), so the two cannot disagree on
+/// a field's name or shape.
+fn http_api_event(request: HttpApiRequest<'_>) -> ApiGatewayV2httpRequest {
+    let HttpApiRequest {
+        parts,
+        body,
+        path,
+        route_key,
+        path_parameters,
+        sub,
+        request_id,
+        now,
+    } = request;
+    // API Gateway joins a repeated header's values with commas into one.
+    let mut headers = HeaderMap::new();
+    for name in parts.headers.keys() {
+        let joined: Vec<&[u8]> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b","[..])) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    let raw_query = parts.uri.query().unwrap_or("").to_owned();
+    let mut query: HashMap<String, Vec<String>> = HashMap::new();
+    for (k, v) in form_urlencoded_pairs(&raw_query) {
+        query.entry(k).or_default().push(v);
+    }
+    let header = |name: &str| parts.headers.get(name).and_then(|h| h.to_str().ok());
+
+    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+    jwt.claims = HashMap::from([
+        ("sub".to_owned(), sub.to_owned()),
+        ("iss".to_owned(), "local-gateway".to_owned()),
+        ("aud".to_owned(), "background-tasks-api".to_owned()),
+    ]);
+    let mut authorizer = ApiGatewayRequestAuthorizer::default();
+    authorizer.jwt = Some(jwt);
+    let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
+    http.method = parts.method.clone();
+    http.path = Some(path.to_owned());
+    http.protocol = Some("HTTP/1.1".to_owned());
+    http.source_ip = Some("127.0.0.1".to_owned());
+    http.user_agent = Some(header("user-agent").unwrap_or("").to_owned());
+    let mut context = ApiGatewayV2httpRequestContext::default();
+    context.route_key = Some(route_key.to_owned());
+    context.account_id = Some("000000000000".to_owned());
+    context.stage = Some("$default".to_owned());
+    context.request_id = Some(request_id.to_owned());
+    context.authorizer = Some(authorizer);
+    context.apiid = Some("local".to_owned());
+    context.domain_name = Some(header("host").unwrap_or("localhost").to_owned());
+    context.domain_prefix = Some("local".to_owned());
+    context.time = now
+        .format(&time::format_description::well_known::Rfc2822)
+        .ok();
+    context.time_epoch = now.unix_timestamp() * 1000 + i64::from(now.millisecond());
+    context.http = http;
+
+    let mut event = ApiGatewayV2httpRequest::default();
+    event.version = Some("2.0".to_owned());
+    event.route_key = Some(route_key.to_owned());
+    event.raw_path = Some(path.to_owned());
+    event.raw_query_string = Some(raw_query);
+    event.headers = headers;
+    event.query_string_parameters = QueryMap::from(query);
+    event.path_parameters = path_parameters;
+    event.request_context = context;
+    (event.body, event.is_base64_encoded) = match std::str::from_utf8(body) {
+        _ if body.is_empty() => (None, false),
+        Ok(text) => (Some(text.to_owned()), false),
+        Err(_) => (Some(B64.encode(body)), true),
+    };
+    event
 }
 
 /// `a=1&b=x%20y` → pairs, percent- and plus-decoded.

@@ -8,11 +8,11 @@
 //! queue's visibility timeout (minutes); locally it comes back after `retry_delay`.
 
 use crate::function::FunctionPool;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{
     ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry, Message,
     MessageSystemAttributeName,
 };
-use serde_json::{json, Value};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,24 +26,24 @@ pub struct PollerConfig {
     pub retry_delay: Duration,
 }
 
-fn record(m: &Message, arn: &str) -> Value {
-    let attributes: serde_json::Map<String, Value> = m
+/// The event record Lambda's SQS event source makes of a received message, as
+/// `aws_lambda_events` types (the ones the functions read).
+fn record(m: &Message, arn: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.message_id = m.message_id().map(str::to_owned);
+    record.receipt_handle = m.receipt_handle().map(str::to_owned);
+    record.body = m.body().map(str::to_owned);
+    record.md5_of_body = m.md5_of_body().map(str::to_owned);
+    record.attributes = m
         .attributes()
         .into_iter()
         .flatten()
-        .map(|(k, v)| (k.as_str().to_owned(), Value::String(v.clone())))
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
         .collect();
-    json!({
-        "messageId": m.message_id(),
-        "receiptHandle": m.receipt_handle(),
-        "body": m.body(),
-        "attributes": attributes,
-        "messageAttributes": {},
-        "md5OfBody": m.md5_of_body(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": "us-east-1",
-    })
+    record.event_source = Some("aws:sqs".to_owned());
+    record.event_source_arn = Some(arn.to_owned());
+    record.aws_region = Some("us-east-1".to_owned());
+    record
 }
 
 /// Runs until the task is aborted.
@@ -60,7 +60,8 @@ pub async fn run(sqs: aws_sdk_sqs::Client, function: Arc<FunctionPool>, config: 
         let messages = match received {
             Ok(out) => out.messages.unwrap_or_default(),
             Err(e) => {
-                tracing::warn!(function = function.name(), error = %aws_sdk_sqs::error::DisplayErrorContext(e), "receive failed; retrying");
+                let error = aws_sdk_sqs::error::DisplayErrorContext(e);
+                tracing::warn!(function = function.name(), %error, "receive failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -68,18 +69,21 @@ pub async fn run(sqs: aws_sdk_sqs::Client, function: Arc<FunctionPool>, config: 
         if messages.is_empty() {
             continue;
         }
-        let event = json!({ "Records": messages.iter().map(|m| record(m, &config.queue_arn)).collect::<Vec<_>>() });
+        let mut event = SqsEvent::default();
+        event.records = messages
+            .iter()
+            .map(|m| record(m, &config.queue_arn))
+            .collect();
         let failed: HashSet<String> = match function
             .invoke(serde_json::to_vec(&event).unwrap_or_default())
             .await
         {
             Ok(answer) if config.report_batch_item_failures => {
-                match serde_json::from_slice::<Value>(&answer) {
-                    Ok(v) => v["batchItemFailures"]
-                        .as_array()
+                match serde_json::from_slice::<SqsBatchResponse>(&answer) {
+                    Ok(report) => report
+                        .batch_item_failures
                         .into_iter()
-                        .flatten()
-                        .filter_map(|f| f["itemIdentifier"].as_str().map(str::to_owned))
+                        .map(|f| f.item_identifier)
                         .collect(),
                     // An unreadable report fails the whole batch, as in AWS.
                     Err(_) => messages
@@ -90,7 +94,8 @@ pub async fn run(sqs: aws_sdk_sqs::Client, function: Arc<FunctionPool>, config: 
             }
             Ok(_) => HashSet::new(),
             Err(e) => {
-                tracing::warn!(function = function.name(), error = %e, "invocation failed; the batch will be retried");
+                let (function, error) = (function.name(), e);
+                tracing::warn!(function, %error, "invocation failed; the batch will be retried");
                 messages
                     .iter()
                     .filter_map(|m| m.message_id().map(str::to_owned))

@@ -5,7 +5,7 @@
 use crate::beneficiary::Beneficiary;
 use crate::chunk;
 use crate::config::Settings;
-use crate::error::AppError;
+use crate::error::{AppError, Chain};
 use crate::error_body::ErrorDetail;
 use crate::identity::Owner;
 use crate::ports::TaskStore;
@@ -118,9 +118,10 @@ pub async fn submit(
     if let Err(error) = admitted {
         // No chunk may be missing behind a task a client was told about: the client gets 503
         // and no task. Nothing of it was appended, so no lane will ever take its chunks.
-        tracing::error!(task_id = %task.id, error = %error, "scheduling failed; removing the task");
-        if let Err(e) = store.delete_task(task.id).await {
-            tracing::error!(task_id = %task.id, error = %e, "could not remove the unqueued task");
+        let id = task.id;
+        tracing::error!(task_id = %id, cause = %Chain(&error), "scheduling failed; removing the task");
+        if let Err(e) = store.delete_task(id).await {
+            tracing::error!(task_id = %id, cause = %Chain(&e), "could not remove the unqueued task");
         }
         return Err(AppError::QueueUnavailable);
     }
