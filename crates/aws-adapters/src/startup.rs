@@ -78,6 +78,30 @@ pub fn init_pseudonym_key() -> Result<(), String> {
     Ok(())
 }
 
+/// What a queue-triggered function (consumer, dead-letter) builds once at cold start, after
+/// logging and the pseudonym key: the task and lane stores on `TABLE_NAME`, sharing one
+/// client, and the work queue at `WORK_QUEUE_URL`.
+pub struct QueueFunction {
+    pub store: std::sync::Arc<crate::DynamoTaskStore>,
+    pub lanes: std::sync::Arc<crate::DynamoLanes>,
+    pub queue: std::sync::Arc<crate::SqsWorkQueue>,
+}
+
+impl QueueFunction {
+    pub async fn start() -> Result<Self, String> {
+        init_tracing();
+        init_pseudonym_key()?;
+        let aws = aws_config().await;
+        let store = crate::DynamoTaskStore::from_config(&aws, required_env("TABLE_NAME")?);
+        let queue = crate::SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
+        Ok(Self {
+            lanes: std::sync::Arc::new(store.lanes()),
+            store: std::sync::Arc::new(store),
+            queue: std::sync::Arc::new(queue),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

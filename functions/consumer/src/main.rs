@@ -1,7 +1,6 @@
 //! Lambda entry point of the consumer function.
 
-use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
-use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::startup::QueueFunction;
 use aws_lambda_events::event::sqs::SqsEvent;
 use bos_client::{BosClient, BosConfig};
 use consumer::Consumer;
@@ -11,18 +10,15 @@ use tasks_core::config::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
-    init_pseudonym_key()?;
-    let aws = aws_config().await;
-    let table = required_env("TABLE_NAME")?;
-    let store = DynamoTaskStore::from_config(&aws, table);
+    let QueueFunction {
+        store,
+        lanes,
+        queue,
+    } = QueueFunction::start().await?;
     let consumer = Arc::new(Consumer {
-        lanes: Arc::new(store.lanes()),
-        store: Arc::new(store),
-        queue: Arc::new(SqsWorkQueue::from_config(
-            &aws,
-            required_env("WORK_QUEUE_URL")?,
-        )),
+        store,
+        lanes,
+        queue,
         backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
         settings: Settings::from_env()?,
     });

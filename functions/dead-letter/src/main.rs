@@ -1,7 +1,6 @@
 //! Lambda entry point of the dead-letter function.
 
-use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
-use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::startup::QueueFunction;
 use aws_lambda_events::event::sqs::SqsEvent;
 use dead_letter::DeadLetter;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -10,18 +9,15 @@ use tasks_core::config::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
-    init_pseudonym_key()?;
-    let aws = aws_config().await;
-    let table = required_env("TABLE_NAME")?;
-    let store = DynamoTaskStore::from_config(&aws, table);
+    let QueueFunction {
+        store,
+        lanes,
+        queue,
+    } = QueueFunction::start().await?;
     let handler = Arc::new(DeadLetter {
-        lanes: Arc::new(store.lanes()),
-        store: Arc::new(store),
-        queue: Arc::new(SqsWorkQueue::from_config(
-            &aws,
-            required_env("WORK_QUEUE_URL")?,
-        )),
+        store,
+        lanes,
+        queue,
         settings: Settings::from_env()?,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

@@ -126,7 +126,10 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
         request_id: &request_id,
         now,
     });
-    let payload = serde_json::to_vec(&event).unwrap_or_default();
+    let Ok(payload) = serde_json::to_vec(&event) else {
+        tracing::error!("could not encode the request as an event");
+        return plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
+    };
     if payload.len() > MAX_INVOKE_PAYLOAD_BYTES {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
     }
@@ -171,7 +174,8 @@ fn http_api_event(request: HttpApiRequest<'_>) -> ApiGatewayV2httpRequest {
         request_id,
         now,
     } = request;
-    // API Gateway joins a repeated header's values with commas into one.
+    // API Gateway joins a repeated header's values with commas into one, and the event is
+    // JSON: bytes that are not UTF-8 arrive replaced (U+FFFD), never as a broken event.
     let mut headers = HeaderMap::new();
     for name in parts.headers.keys() {
         let joined: Vec<&[u8]> = parts
@@ -180,7 +184,8 @@ fn http_api_event(request: HttpApiRequest<'_>) -> ApiGatewayV2httpRequest {
             .iter()
             .map(|v| v.as_bytes())
             .collect();
-        if let Ok(value) = HeaderValue::from_bytes(&joined.join(&b","[..])) {
+        let joined = String::from_utf8_lossy(&joined.join(&b","[..])).into_owned();
+        if let Ok(value) = HeaderValue::from_str(&joined) {
             headers.insert(name.clone(), value);
         }
     }
@@ -288,6 +293,47 @@ fn into_response(answer: &[u8]) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_bytes_that_are_not_utf8_still_make_an_event() {
+        // Given a request whose header holds a Latin-1 byte, and another repeated
+        let request = Request::builder()
+            .method("POST")
+            .uri("/tasks/beneficiaries-import?a=1&a=2")
+            .header(
+                "idempotency-key",
+                HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            )
+            .header("x-twice", "1")
+            .header("x-twice", "2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = request.into_parts();
+
+        // When it becomes an event
+        let event = http_api_event(HttpApiRequest {
+            parts: &parts,
+            body: b"[]",
+            path: "/tasks/beneficiaries-import",
+            route_key: "POST /tasks/{task_type}",
+            path_parameters: HashMap::new(),
+            sub: "alice",
+            request_id: "r",
+            now: OffsetDateTime::UNIX_EPOCH,
+        });
+
+        // Then it encodes, with the byte replaced and repeats joined as API Gateway does
+        let json: Value = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["headers"]["idempotency-key"], "caf\u{fffd}");
+        assert_eq!(json["headers"]["x-twice"], "1,2");
+        assert_eq!(json["queryStringParameters"]["a"], "1,2");
+        assert_eq!(
+            json["requestContext"]["authorizer"]["jwt"]["claims"]["sub"],
+            "alice"
+        );
+        assert_eq!(json["requestContext"]["http"]["method"], "POST");
+        assert_eq!(json["body"], "[]");
+    }
 
     fn routes() -> Vec<HttpRoute> {
         vec![
