@@ -257,6 +257,17 @@ mod tests {
     use super::*;
     use TaskStatus::*;
 
+    /// A new import task of `total` items, created at the epoch.
+    fn import_of(total: u32) -> Task {
+        let owner = Owner::from_subject("o").unwrap();
+        Task::new(
+            TaskType::BeneficiariesImport,
+            owner,
+            total,
+            OffsetDateTime::UNIX_EPOCH,
+        )
+    }
+
     #[test]
     fn transitions() {
         let allowed = [
@@ -285,13 +296,7 @@ mod tests {
 
     #[test]
     fn completion_needs_every_item_and_counts_errors() {
-        let owner = Owner::from_subject("o").unwrap();
-        let mut t = Task::new(
-            TaskType::BeneficiariesImport,
-            owner,
-            3,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let mut t = import_of(3);
         t.status = Running;
         t.succeeded = 2;
         assert_eq!(t.completion_status(), None);
@@ -306,13 +311,7 @@ mod tests {
 
     #[test]
     fn view_has_percent_and_links() {
-        let owner = Owner::from_subject("o").unwrap();
-        let mut t = Task::new(
-            TaskType::BeneficiariesImport,
-            owner,
-            4,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let mut t = import_of(4);
         t.succeeded = 1;
         let v = serde_json::to_value(t.view()).unwrap();
         assert_eq!(v["progress"]["percent"], 25);
@@ -346,13 +345,7 @@ mod tests {
 
     #[test]
     fn cancelled_items_make_a_cancelled_task() {
-        let owner = Owner::from_subject("o").unwrap();
-        let mut t = Task::new(
-            TaskType::BeneficiariesImport,
-            owner,
-            3,
-            OffsetDateTime::UNIX_EPOCH,
-        );
+        let mut t = import_of(3);
         t.status = Running;
         t.succeeded = 1;
         t.cancelled = 2;

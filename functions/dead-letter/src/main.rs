@@ -15,10 +15,10 @@ async fn main() -> Result<(), Error> {
         queue,
     } = QueueFunction::start().await?;
     let handler = Arc::new(DeadLetter {
+        settings: Settings::from_env()?,
         store,
         lanes,
         queue,
-        settings: Settings::from_env()?,
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let handler = Arc::clone(&handler);

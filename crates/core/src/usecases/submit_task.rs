@@ -279,47 +279,49 @@ mod tests {
     #[tokio::test]
     async fn invalid_batch_creates_nothing() {
         let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
-        let owner = Owner::from_subject("alice").unwrap();
         let mut bad = item(None);
         bad["currency"] = json!("EURO");
-        let err = submit(
-            &store,
-            Scheduler {
-                lanes: &MemoryLanes::default(),
-                queue: &queue,
-            },
-            &Settings::default(),
-            owner,
-            TaskType::BeneficiariesImport,
-            &body(json!([item(None), bad])),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap_err();
+        let err = alice_submits(&store, &queue, json!([item(None), bad]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "validation_failed");
         assert_eq!(store.task_count(), 0);
         assert!(queue.sent().is_empty());
+    }
+
+    /// Alice submits `items` as an import, with default settings and a lane store of its own.
+    async fn alice_submits(
+        store: &MemoryStore,
+        queue: &MemoryQueue,
+        items: serde_json::Value,
+    ) -> Result<Task, AppError> {
+        let scheduler = Scheduler {
+            lanes: &MemoryLanes::default(),
+            queue,
+        };
+        let owner = Owner::from_subject("alice").unwrap();
+        let settings = Settings::default();
+        let now = OffsetDateTime::now_utc();
+        let import = TaskType::BeneficiariesImport;
+        submit(
+            store,
+            scheduler,
+            &settings,
+            owner,
+            import,
+            &body(items),
+            now,
+        )
+        .await
     }
 
     #[tokio::test]
     async fn queue_down_leaves_no_task_behind() {
         let (store, queue) = (MemoryStore::default(), MemoryQueue::default());
         queue.set_down(true);
-        let owner = Owner::from_subject("alice").unwrap();
-        let err = submit(
-            &store,
-            Scheduler {
-                lanes: &MemoryLanes::default(),
-                queue: &queue,
-            },
-            &Settings::default(),
-            owner,
-            TaskType::BeneficiariesImport,
-            &body(json!([item(None)])),
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .unwrap_err();
+        let err = alice_submits(&store, &queue, json!([item(None)]))
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "queue_unavailable");
         assert_eq!(store.task_count(), 0);
     }
