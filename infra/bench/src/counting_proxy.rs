@@ -68,11 +68,13 @@ impl CountingProxy {
         Ok((proxy, url))
     }
 
+    /// The counts, taken over if a panicking request poisoned them: a count is still a count.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn counts(&self) -> Counts {
-        self.counts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.lock().clone()
     }
 }
 
@@ -127,7 +129,7 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
     {
-        let mut c = proxy.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = proxy.lock();
         *c.by_operation.entry(operation.clone()).or_default() += 1;
         c.write_units += write_units;
         if operation == "ReceiveMessage" {

@@ -14,17 +14,20 @@
 //!   so they can prove the BOS cap holds.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::net::TcpListener;
+
+mod faults;
+
+use faults::{after_work, before_work, elsewhere, misbehaviour, roll};
+pub use faults::{Knobs, Misbehaviour};
 
 /// Currencies BOS pays out in; anything else is a business rejection.
 pub const SUPPORTED_CURRENCIES: [&str; 12] = [
@@ -34,48 +37,6 @@ pub const SUPPORTED_CURRENCIES: [&str; 12] = [
 /// An IBAN (a public specimen) that already has a beneficiary when the simulator starts, so
 /// a walk-through can show a duplicate rejection.
 pub const EXISTING_IBAN: &str = "GB33BUKB20201555555555";
-
-/// What can go wrong, and how slow it is. Rates are shares of calls, 0.0 to 1.0.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Knobs {
-    /// Fixed latency of every call, in milliseconds.
-    pub latency_ms: u64,
-    /// Random extra latency, uniform in 0..=jitter_ms.
-    pub jitter_ms: u64,
-    /// Calls answered with a transient failure before anything happens.
-    pub failure_rate: f64,
-    /// Statuses those failures use, picked at random (default: 503).
-    pub failure_statuses: Vec<u16>,
-    /// `Retry-After` seconds sent with 429 answers.
-    pub retry_after_secs: u64,
-    /// Creates that are carried out but answered 503, as if the answer were lost on the way.
-    pub lost_response_rate: f64,
-    /// Calls that, their work done, wait `hang_ms` before answering.
-    pub hang_rate: f64,
-    pub hang_ms: u64,
-    /// IBANs whose calls always fail with 503.
-    pub failing_ibans: Vec<String>,
-    /// Misbehaviour an upstream can show, for the client's distrust to be tested against.
-    pub misbehave: Misbehaviour,
-}
-
-/// Answers a broken or hostile upstream gives. Each applies to every create and validation,
-/// instead of doing the work.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case")]
-pub enum Misbehaviour {
-    #[default]
-    None,
-    /// 302 to `/v1/elsewhere`, a page that answers 200 with a beneficiary-shaped body.
-    Redirect,
-    /// 201 with somebody else's beneficiary; nothing is created.
-    OtherBeneficiary,
-    /// 200 with an HTML page.
-    NotJson,
-    /// 200 with a 20 MB body.
-    HugeAnswer,
-}
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Stats {
@@ -236,111 +197,6 @@ fn check(inner: &Inner, body: &Value) -> Result<String, (u16, Value)> {
                 None,
             ),
         )),
-    }
-}
-
-fn roll(rate: f64) -> bool {
-    rate > 0.0 && rand::rng().random_bool(rate.clamp(0.0, 1.0))
-}
-
-/// Latency, then the faults that strike before any work: `Err` is the answer to send.
-async fn before_work(sim: &Simulator, body: &Value) -> Result<Knobs, Response> {
-    let knobs = {
-        let mut inner = sim.lock();
-        inner.stats.requests += 1;
-        inner.knobs.clone()
-    };
-    let jitter = if knobs.jitter_ms > 0 {
-        rand::rng().random_range(0..=knobs.jitter_ms)
-    } else {
-        0
-    };
-    if knobs.latency_ms + jitter > 0 {
-        tokio::time::sleep(Duration::from_millis(knobs.latency_ms + jitter)).await;
-    }
-    let iban = body.get("iban").and_then(Value::as_str).unwrap_or_default();
-    if knobs.failing_ibans.iter().any(|f| f == iban) {
-        sim.lock().stats.transient_failures += 1;
-        return Err(unavailable());
-    }
-    if roll(knobs.failure_rate) {
-        sim.lock().stats.transient_failures += 1;
-        let statuses = if knobs.failure_statuses.is_empty() {
-            vec![503]
-        } else {
-            knobs.failure_statuses.clone()
-        };
-        let code = statuses[rand::rng().random_range(0..statuses.len())];
-        let mut res = answer(code, error("unavailable", "Try again later.", None));
-        if code == 429 {
-            res.headers_mut()
-                .insert("retry-after", HeaderValue::from(knobs.retry_after_secs));
-        }
-        return Err(res);
-    }
-    Ok(knobs)
-}
-
-/// The faults that strike after the work was done.
-async fn after_work(sim: &Simulator, knobs: &Knobs, res: Response, lose: bool) -> Response {
-    if roll(knobs.hang_rate) {
-        sim.lock().stats.hangs += 1;
-        tokio::time::sleep(Duration::from_millis(knobs.hang_ms)).await;
-    }
-    if lose {
-        sim.lock().stats.lost_responses += 1;
-        return unavailable();
-    }
-    res
-}
-
-/// A page a redirect leads to: 200 with a beneficiary-shaped body, as a wrong turn would give.
-async fn elsewhere() -> Response {
-    answer(
-        200,
-        json!({"id": "ben_elsewhere", "name": "Someone Else", "country": "GB", "currency": "GBP",
-               "iban": "GB82WEST12345698765432", "created_at": "2026-01-01T00:00:00Z", "valid": true}),
-    )
-}
-
-/// The misbehaving answer to send instead of doing the work, if any.
-fn misbehaviour(knobs: &Knobs) -> Option<Response> {
-    match knobs.misbehave {
-        Misbehaviour::None => None,
-        Misbehaviour::Redirect => Some(
-            (
-                StatusCode::FOUND,
-                [(axum::http::header::LOCATION, "/v1/elsewhere")],
-            )
-                .into_response(),
-        ),
-        Misbehaviour::OtherBeneficiary => Some(answer(
-            201,
-            json!({"id": "ben_other", "name": "Someone Else", "country": "GB", "currency": "GBP",
-                   "iban": "GB33BUKB20201555555555", "created_at": "2026-01-01T00:00:00Z"}),
-        )),
-        Misbehaviour::NotJson => Some(
-            (
-                StatusCode::OK,
-                [(axum::http::header::CONTENT_TYPE, "text/html")],
-                "<html><body>OK</body></html>",
-            )
-                .into_response(),
-        ),
-        Misbehaviour::HugeAnswer => {
-            let body = format!(
-                r#"{{"valid": true, "padding": "{}"}}"#,
-                "x".repeat(20 * 1024 * 1024)
-            );
-            Some(
-                (
-                    StatusCode::OK,
-                    [(axum::http::header::CONTENT_TYPE, "application/json")],
-                    body,
-                )
-                    .into_response(),
-            )
-        }
     }
 }
 

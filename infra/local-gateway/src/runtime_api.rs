@@ -36,6 +36,14 @@ struct ApiState {
     in_flight: std::sync::Mutex<HashMap<String, oneshot::Sender<Reply>>>,
 }
 
+impl ApiState {
+    /// The invocations awaiting an answer. A std Mutex, taken over when poisoned: no lock is
+    /// held across an `.await`, and a panicked handler must not wedge the runtime API.
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<Reply>>> {
+        self.in_flight.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl RuntimeApi {
     pub async fn start(function_name: &str) -> std::io::Result<Self> {
         let (submit, rx) = mpsc::channel(16);
@@ -69,13 +77,7 @@ impl RuntimeApi {
 
     /// Fails every invocation the process had taken: it exited before answering.
     pub fn fail_in_flight(&self, why: &str) {
-        let pending: Vec<_> = self
-            .state
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
+        let pending: Vec<_> = self.state.in_flight().drain().collect();
         for (_, reply) in pending {
             let _receiver_may_be_gone = reply.send(Err(why.to_owned()));
         }
@@ -108,22 +110,13 @@ async fn next(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             hv(&format!("Root=1-local-{}", inv.id)),
         );
         headers.insert("content-type", HeaderValue::from_static("application/json"));
-        state
-            .in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(inv.id.clone(), inv.reply);
+        state.in_flight().insert(inv.id.clone(), inv.reply);
         return (StatusCode::OK, headers, inv.payload);
     }
 }
 
 fn finish(state: &ApiState, id: &str, reply: Reply) -> StatusCode {
-    match state
-        .in_flight
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(id)
-    {
+    match state.in_flight().remove(id) {
         Some(tx) => {
             let _caller_may_have_timed_out = tx.send(reply);
             StatusCode::ACCEPTED
