@@ -27,6 +27,9 @@ pub struct Settings {
     pub deadline_reserve: Duration,
     /// How long `Idempotency-Key` answers are kept (`IDEMPOTENCY_TTL_HOURS`, default 24).
     pub idempotency_ttl: Duration,
+    /// Which webhook receivers are allowed: public `https` ones, plus `http` and loopback ones
+    /// when `WEBHOOK_ALLOW_LOOPBACK` is `true` (the local stack sets it; the template never).
+    pub webhook_targets: crate::webhook_url::TargetPolicy,
 }
 
 impl Default for Settings {
@@ -41,6 +44,7 @@ impl Default for Settings {
             bos_concurrency: 8,
             deadline_reserve: Duration::from_millis(2_000),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            webhook_targets: crate::webhook_url::TargetPolicy::default(),
         }
     }
 }
@@ -96,6 +100,9 @@ impl Settings {
             bos_concurrency: cap / consumers,
             deadline_reserve: Duration::from_millis(num(&get, "DEADLINE_RESERVE_MS", 2_000u64)?),
             idempotency_ttl: Duration::from_secs(num(&get, "IDEMPOTENCY_TTL_HOURS", 24u64)? * 3600),
+            webhook_targets: crate::webhook_url::TargetPolicy {
+                allow_loopback: num(&get, "WEBHOOK_ALLOW_LOOPBACK", false)?,
+            },
         })
     }
 }

@@ -45,6 +45,10 @@ pub enum AppError {
     /// The back office's answer to a synchronous call: a rejection or upstream trouble.
     #[error("the back office refused or failed the call")]
     Backend(#[from] BackendError),
+    #[error("webhook endpoint not found")]
+    WebhookEndpointNotFound,
+    #[error("a caller may register at most {max} webhook endpoints")]
+    TooManyWebhookEndpoints { max: usize },
     #[error("the work queue is unavailable")]
     QueueUnavailable,
     #[error("a store call failed")]
@@ -86,6 +90,8 @@ impl AppError {
             Self::Backend(BackendError::Unavailable(_)) => "upstream_unavailable",
             Self::Backend(BackendError::Timeout) => "upstream_timeout",
             Self::Backend(BackendError::BadResponse(_)) => "upstream_error",
+            Self::WebhookEndpointNotFound => "webhook_endpoint_not_found",
+            Self::TooManyWebhookEndpoints { .. } => "too_many_webhook_endpoints",
             Self::QueueUnavailable => "queue_unavailable",
             Self::Store(_) => "internal_error",
         }

@@ -36,3 +36,5 @@ pub mod task_types;
 pub mod test_ibans;
 pub mod upstream;
 pub mod usecases;
+pub mod webhook;
+pub mod webhook_url;

@@ -10,6 +10,7 @@ use crate::outcome::{ItemOutcome, Tally};
 use crate::ports::*;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upstream::{BackendError, Rejection, RejectionKind};
+use crate::webhook::{EndpointId, WebhookEndpoint};
 use async_trait::async_trait;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -29,6 +30,7 @@ pub struct MemoryStore {
     tasks: Mutex<HashMap<TaskId, Task>>,
     outcomes: Mutex<BTreeMap<(TaskId, u32), ItemOutcome>>,
     idempotency: Mutex<HashMap<String, IdempotencyEntry>>,
+    webhooks: Mutex<HashMap<EndpointId, WebhookEndpoint>>,
     writes: AtomicUsize,
 }
 
@@ -193,6 +195,56 @@ impl TaskStore for MemoryStore {
         let page: Vec<ItemOutcome> = matching.by_ref().take(limit).cloned().collect();
         let more = matching.next().is_some();
         Ok((page, more))
+    }
+}
+
+#[async_trait]
+impl WebhookStore for MemoryStore {
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
+        lock(&self.webhooks).insert(endpoint.id, endpoint.clone());
+        Ok(())
+    }
+
+    async fn get_endpoint(&self, id: EndpointId) -> Result<Option<WebhookEndpoint>, StoreError> {
+        Ok(lock(&self.webhooks).get(&id).cloned())
+    }
+
+    async fn replace_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        seen: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut all = lock(&self.webhooks);
+        match all.get_mut(&endpoint.id) {
+            Some(current) if current.updated_at == seen => {
+                *current = endpoint.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<(), StoreError> {
+        lock(&self.webhooks).remove(&id);
+        Ok(())
+    }
+
+    async fn list_endpoints(
+        &self,
+        owner: &Owner,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<WebhookEndpoint>, bool), StoreError> {
+        let mut mine: Vec<WebhookEndpoint> = lock(&self.webhooks)
+            .values()
+            .filter(|e| &e.owner == owner)
+            .filter(|e| after.is_none_or(|a| e.list_position().as_str() < a))
+            .cloned()
+            .collect();
+        mine.sort_by_key(|e| std::cmp::Reverse(e.list_position()));
+        let more = mine.len() > limit;
+        mine.truncate(limit);
+        Ok((mine, more))
     }
 }
 

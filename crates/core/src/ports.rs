@@ -8,6 +8,7 @@ use crate::identity::Owner;
 use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upstream::BackendError;
+use crate::webhook::{EndpointId, WebhookEndpoint};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -311,4 +312,32 @@ pub trait BeneficiaryBackend: Send + Sync {
         idempotency_key: &str,
         deadline: Instant,
     ) -> Result<(), BackendError>;
+}
+
+/// Webhook endpoints. The store keeps them; the use cases check ownership.
+#[async_trait]
+pub trait WebhookStore: Send + Sync {
+    /// Writes a new endpoint; its id is random, so this never overwrites.
+    async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError>;
+
+    async fn get_endpoint(&self, id: EndpointId) -> Result<Option<WebhookEndpoint>, StoreError>;
+
+    /// Replaces the endpoint if nobody changed it since `seen` (its `updated_at` then); false
+    /// if somebody did, or it is gone.
+    async fn replace_endpoint(
+        &self,
+        endpoint: &WebhookEndpoint,
+        seen: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    async fn delete_endpoint(&self, id: EndpointId) -> Result<(), StoreError>;
+
+    /// The owner's endpoints, newest first, after the position `after` (see
+    /// [`WebhookEndpoint::list_position`]); the page and whether more may follow.
+    async fn list_endpoints(
+        &self,
+        owner: &Owner,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<WebhookEndpoint>, bool), StoreError>;
 }

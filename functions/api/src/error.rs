@@ -61,7 +61,8 @@ impl ApiError {
             EmptyBatch | ValidationFailed(_) | IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            UnknownTaskType | TaskNotFound => StatusCode::NOT_FOUND,
+            UnknownTaskType | TaskNotFound | WebhookEndpointNotFound => StatusCode::NOT_FOUND,
+            TooManyWebhookEndpoints { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             TaskAlreadyFinal | IdempotencyInProgress => StatusCode::CONFLICT,
             Backend(BackendError::Rejected(r)) => match r.kind {
                 RejectionKind::Duplicate => StatusCode::CONFLICT,

@@ -6,6 +6,7 @@ use crate::error::ApiError;
 use http::Method;
 use tasks_core::error::AppError;
 use tasks_core::task::{TaskId, TaskType};
+use tasks_core::webhook::EndpointId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -13,6 +14,17 @@ pub enum Route {
     SubmitTask(TaskType),
     ListTasks(TaskType),
     Task(TaskType, TaskId, TaskRoute),
+    CreateEndpoint,
+    ListEndpoints,
+    Endpoint(EndpointId, EndpointRoute),
+}
+
+/// What is asked of one webhook endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointRoute {
+    Get,
+    Delete,
+    RotateSecret,
 }
 
 /// What is asked of one task.
@@ -40,11 +52,21 @@ impl Route {
             (["tasks", t, id], &Method::DELETE) => task(t, id, TaskRoute::Cancel),
             (["tasks", t, id, "errors"], &Method::GET) => task(t, id, TaskRoute::Errors),
             (["tasks", t, id, "result"], &Method::GET) => task(t, id, TaskRoute::Result),
+            (["webhook-endpoints"], &Method::POST) => Ok(Route::CreateEndpoint),
+            (["webhook-endpoints"], &Method::GET) => Ok(Route::ListEndpoints),
+            (["webhook-endpoints", id], &Method::GET) => endpoint(id, EndpointRoute::Get),
+            (["webhook-endpoints", id], &Method::DELETE) => endpoint(id, EndpointRoute::Delete),
+            (["webhook-endpoints", id, "rotate-secret"], &Method::POST) => {
+                endpoint(id, EndpointRoute::RotateSecret)
+            }
             (
                 ["beneficiaries"]
                 | ["tasks", _]
                 | ["tasks", _, _]
-                | ["tasks", _, _, "errors" | "result"],
+                | ["tasks", _, _, "errors" | "result"]
+                | ["webhook-endpoints"]
+                | ["webhook-endpoints", _]
+                | ["webhook-endpoints", _, "rotate-secret"],
                 _,
             ) => Err(ApiError::MethodNotAllowed),
             _ => Err(ApiError::RouteNotFound),
@@ -66,6 +88,11 @@ fn task_type(slug: &str) -> Result<TaskType, AppError> {
 
 fn task_id(raw: &str) -> Result<TaskId, AppError> {
     raw.parse().map_err(|_| AppError::TaskNotFound)
+}
+
+fn endpoint(raw: &str, what: EndpointRoute) -> Result<Route, ApiError> {
+    let id = raw.parse().map_err(|_| AppError::WebhookEndpointNotFound)?;
+    Ok(Route::Endpoint(id, what))
 }
 
 #[cfg(test)]
@@ -127,6 +154,34 @@ mod tests {
                 Err("method_not_allowed"),
             ),
             (Method::GET, "/tasks".into(), Err("route_not_found")),
+            (
+                Method::POST,
+                "/webhook-endpoints".into(),
+                Ok(Route::CreateEndpoint),
+            ),
+            (
+                Method::GET,
+                "/webhook-endpoints".into(),
+                Ok(Route::ListEndpoints),
+            ),
+            (
+                Method::POST,
+                format!("/webhook-endpoints/{ID}/rotate-secret"),
+                Ok(Route::Endpoint(
+                    ID.parse().unwrap(),
+                    EndpointRoute::RotateSecret,
+                )),
+            ),
+            (
+                Method::GET,
+                "/webhook-endpoints/x".into(),
+                Err("webhook_endpoint_not_found"),
+            ),
+            (
+                Method::PUT,
+                format!("/webhook-endpoints/{ID}"),
+                Err("method_not_allowed"),
+            ),
             (
                 Method::GET,
                 "/tasks/../beneficiaries".into(),

@@ -3,7 +3,7 @@
 //! idempotency record first, and their answer is kept for replays.
 
 use crate::error::ApiError;
-use crate::route::{Route, TaskRoute};
+use crate::route::{EndpointRoute, Route, TaskRoute};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde::Serialize;
@@ -14,12 +14,15 @@ use tasks_core::error::{AppError, Chain};
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
-    BeneficiaryBackend, IdempotencyStore, LaneStore, StoredResponse, TaskStore, WorkQueue,
+    BeneficiaryBackend, IdempotencyStore, LaneStore, StoredResponse, TaskStore, WebhookStore,
+    WorkQueue,
 };
 use tasks_core::task::TaskId;
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
 use tasks_core::usecases::schedule::Scheduler;
-use tasks_core::usecases::{cancel_task, create_beneficiary, read_task, submit_task};
+use tasks_core::usecases::{
+    cancel_task, create_beneficiary, read_task, submit_task, webhook_endpoints,
+};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
@@ -32,6 +35,7 @@ const SYNC_CREATE_BUDGET: Duration = Duration::from_secs(20);
 pub struct App {
     store: Arc<dyn TaskStore>,
     idempotency: Arc<dyn IdempotencyStore>,
+    webhooks: Arc<dyn WebhookStore>,
     /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
     lanes: Arc<dyn LaneStore>,
     queue: Arc<dyn WorkQueue>,
@@ -41,8 +45,9 @@ pub struct App {
 }
 
 impl App {
-    /// `store` keeps both tasks and idempotency records (one DynamoDB table in AWS).
-    pub fn new<S: TaskStore + IdempotencyStore + 'static>(
+    /// `store` keeps tasks, idempotency records and webhook endpoints (one DynamoDB table in
+    /// AWS).
+    pub fn new<S: TaskStore + IdempotencyStore + WebhookStore + 'static>(
         store: Arc<S>,
         lanes: Arc<dyn LaneStore>,
         queue: Arc<dyn WorkQueue>,
@@ -52,7 +57,8 @@ impl App {
     ) -> Self {
         Self {
             store: store.clone(),
-            idempotency: store,
+            idempotency: store.clone(),
+            webhooks: store,
             lanes,
             queue,
             backend,
@@ -308,6 +314,49 @@ impl App {
                 } else {
                     let page = read_task::result_page(store, &self.tokens, &query, now).await?;
                     Ok(Answer::json(http::StatusCode::OK, &page))
+                }
+            }
+            Route::CreateEndpoint => {
+                require_json(req)?;
+                let policy = self.settings.webhook_targets;
+                let hooks = self.webhooks.as_ref();
+                let created =
+                    webhook_endpoints::create(hooks, policy, owner, req.body().as_ref(), now)
+                        .await?;
+                let location = format!("/webhook-endpoints/{}", created.id);
+                Ok(
+                    Answer::json(http::StatusCode::CREATED, &created.view_with_secret())
+                        .header("location", location),
+                )
+            }
+            Route::ListEndpoints => {
+                let limit = params.first("limit");
+                let limit = read_task::parse_limit(limit, webhook_endpoints::ENDPOINT_PAGE)?;
+                let token = params.first("page_token");
+                let hooks = self.webhooks.as_ref();
+                let page =
+                    webhook_endpoints::list(hooks, &self.tokens, owner, token, limit).await?;
+                Ok(Answer::json(http::StatusCode::OK, &page))
+            }
+            Route::Endpoint(id, what) => {
+                let hooks = self.webhooks.as_ref();
+                match what {
+                    EndpointRoute::Get => {
+                        let endpoint = webhook_endpoints::get(hooks, owner, id).await?;
+                        Ok(Answer::json(http::StatusCode::OK, &endpoint.view()))
+                    }
+                    EndpointRoute::Delete => {
+                        let deleted = webhook_endpoints::delete(hooks, owner, id).await?;
+                        Ok(Answer::json(http::StatusCode::OK, &deleted))
+                    }
+                    EndpointRoute::RotateSecret => {
+                        let rotated =
+                            webhook_endpoints::rotate_secret(hooks, owner, id, now).await?;
+                        Ok(Answer::json(
+                            http::StatusCode::OK,
+                            &rotated.view_with_secret(),
+                        ))
+                    }
                 }
             }
         }

@@ -104,6 +104,8 @@ fn every_error() -> Vec<ApiError> {
         AppError::Backend(BackendError::Unavailable(String::new())),
         AppError::Backend(BackendError::Timeout),
         AppError::Backend(BackendError::BadResponse(String::new())),
+        AppError::WebhookEndpointNotFound,
+        AppError::TooManyWebhookEndpoints { max: 1 },
         AppError::QueueUnavailable,
         AppError::Store(StoreError::permanent("x")),
     ];
@@ -130,6 +132,8 @@ fn every_error() -> Vec<ApiError> {
                 | BackendError::Timeout
                 | BackendError::BadResponse(_),
             )
+            | AppError::WebhookEndpointNotFound
+            | AppError::TooManyWebhookEndpoints { .. }
             | AppError::QueueUnavailable
             | AppError::Store(_) => {}
         }

@@ -71,7 +71,9 @@ impl StackConfig {
             functions_dir: root.join("target/debug"),
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             parameters: BTreeMap::new(),
-            extra_env: BTreeMap::new(),
+            // Webhook receivers on this machine (`http://127.0.0.1:…`) are allowed locally only;
+            // the template never sets this.
+            extra_env: BTreeMap::from([("WEBHOOK_ALLOW_LOOPBACK".to_owned(), "true".to_owned())]),
             tokens: HashMap::from([
                 ("dev-token-alice".to_owned(), "alice".to_owned()),
                 ("dev-token-bob".to_owned(), "bob".to_owned()),

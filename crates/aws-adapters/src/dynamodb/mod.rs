@@ -3,7 +3,8 @@
 //!   batch reads, batch writes, transactions, the paged query loop);
 //! - `codec`: the key schema of tasks, item outcomes and idempotency records, and their codecs;
 //! - `task_store` and `idempotency_store`: the two ports on that schema;
-//! - `lanes`: the scheduler's lane store, with its own keys, on the same table.
+//! - `lanes`: the scheduler's lane store, with its own keys, on the same table;
+//! - `webhook_store`: webhook endpoints, with their own keys, on the same table.
 //!
 //! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
 //! common words (`status`).
@@ -13,6 +14,7 @@ mod idempotency_store;
 pub mod lanes;
 mod table;
 mod task_store;
+mod webhook_store;
 
 pub use lanes::DynamoLanes;
 pub use task_store::DynamoTaskStore;

@@ -11,3 +11,4 @@ pub mod read_task;
 pub mod record_outcomes;
 pub mod schedule;
 pub mod submit_task;
+pub mod webhook_endpoints;

@@ -1,0 +1,150 @@
+//! Webhook endpoints through the local stack: registration with its SSRF checks, ownership,
+//! listing, secret rotation, deletion, idempotency keys, and secrets kept out of the logs.
+
+use integration_tests::*;
+use serde_json::{json, Value};
+
+const RECEIVER: &str = "http://127.0.0.1:9/hooks";
+
+fn id(a: &Answer) -> String {
+    a.body["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {}", a.body))
+        .to_owned()
+}
+
+fn secret(a: &Answer) -> String {
+    a.body["secret"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn an_endpoint_is_registered_read_rotated_and_deleted_by_its_owner_only() {
+    // Given alice registers an endpoint for failures only
+    let app = spawn_app().await;
+    let body = json!({"url": RECEIVER, "event_types": ["task.failed"], "description": "ops"});
+    let created = app.post_json(ALICE, "/webhook-endpoints", &body).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let endpoint = id(&created);
+    let first_secret = secret(&created);
+    assert!(first_secret.starts_with("whsec_"), "{}", created.body);
+    assert_eq!(
+        created.headers["location"],
+        format!("/webhook-endpoints/{endpoint}").as_str()
+    );
+    assert_eq!(created.body["event_types"], json!(["task.failed"]));
+    assert_eq!(created.body["status"], "enabled");
+
+    // Then reads show it without its secret, and to alice only
+    let path = format!("/webhook-endpoints/{endpoint}");
+    let read = app.get(ALICE, &path).await;
+    assert_eq!(read.status, 200);
+    assert!(read.body.get("secret").is_none(), "{}", read.body);
+    let listed = app.get(ALICE, "/webhook-endpoints").await;
+    assert_eq!(listed.body["webhook_endpoints"][0]["id"], endpoint.as_str());
+    assert!(!listed.body.to_string().contains("whsec_"));
+    for answer in [
+        app.get(BOB, &path).await,
+        app.delete(BOB, &path).await,
+        app.post_json(BOB, &format!("{path}/rotate-secret"), &json!({}))
+            .await,
+    ] {
+        assert_eq!(answer.status, 404, "{}", answer.body);
+        assert_eq!(answer.body["error"]["code"], "webhook_endpoint_not_found");
+    }
+    assert_eq!(
+        app.get(BOB, "/webhook-endpoints").await.body["webhook_endpoints"],
+        json!([])
+    );
+
+    // When alice rotates the secret, she gets a new one
+    let rotated = app
+        .post_json(ALICE, &format!("{path}/rotate-secret"), &json!({}))
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    assert!(secret(&rotated).starts_with("whsec_"));
+    assert_ne!(secret(&rotated), first_secret);
+
+    // And when she deletes it, it is gone
+    let deleted = app.delete(ALICE, &path).await;
+    assert_eq!(deleted.body, json!({"id": endpoint, "deleted": true}));
+    assert_eq!(app.get(ALICE, &path).await.status, 404);
+
+    // And no secret was ever logged
+    let logs = app.function_logs();
+    assert!(!logs.contains(&first_secret) && !logs.contains("whsec_"));
+}
+
+#[tokio::test]
+async fn urls_that_could_reach_our_network_are_refused_at_registration() {
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "forbidden_address",
+        ),
+        ("http://10.0.0.1/hooks", "forbidden_address"),
+        ("http://192.168.1.10/hooks", "forbidden_address"),
+        ("http://[fc00::1]/hooks", "forbidden_address"),
+        ("http://[fe80::1]/hooks", "forbidden_address"),
+        ("http://[::ffff:10.0.0.1]/hooks", "forbidden_address"),
+        ("http://0.0.0.0/hooks", "forbidden_address"),
+        ("http://224.0.0.1/hooks", "forbidden_address"),
+        ("https://no-such-host.invalid/hooks", "unresolvable_host"),
+        ("ftp://127.0.0.1/hooks", "url_not_https"),
+        ("http://user:pw@127.0.0.1/hooks", "url_has_credentials"),
+        ("not a url", "malformed_url"),
+    ];
+    for (url, code) in cases {
+        let a = app
+            .post_json(ALICE, "/webhook-endpoints", &json!({ "url": url }))
+            .await;
+        assert_eq!(a.status, 422, "{url}: {}", a.body);
+        assert_eq!(a.body["error"]["details"][0]["field"], "url", "{url}");
+        assert_eq!(a.body["error"]["details"][0]["code"], code, "{url}");
+    }
+    assert_eq!(
+        app.get(ALICE, "/webhook-endpoints").await.body["webhook_endpoints"],
+        json!([]),
+        "nothing was registered"
+    );
+}
+
+#[tokio::test]
+async fn registration_honours_idempotency_keys_and_a_per_caller_cap() {
+    let app = spawn_app().await;
+    let body = json!({ "url": RECEIVER });
+    let first = app
+        .post_idempotent(ALICE, "/webhook-endpoints", "hook-1", &body)
+        .await;
+    let again = app
+        .post_idempotent(ALICE, "/webhook-endpoints", "hook-1", &body)
+        .await;
+    assert_eq!((first.status, again.status), (201, 201));
+    assert_eq!(again.body, first.body, "the same endpoint and secret");
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+
+    for n in 2..=16 {
+        let a = app.post_json(ALICE, "/webhook-endpoints", &body).await;
+        assert_eq!(a.status, 201, "endpoint {n}: {}", a.body);
+    }
+    let over = app.post_json(ALICE, "/webhook-endpoints", &body).await;
+    assert_eq!(over.status, 422);
+    assert_eq!(over.body["error"]["code"], "too_many_webhook_endpoints");
+
+    // The listing pages through all 16, newest first.
+    let page: Value = app.get(ALICE, "/webhook-endpoints?limit=10").await.body;
+    let token = page["next_page_token"].as_str().expect("a second page");
+    let rest = app
+        .get(
+            ALICE,
+            &format!("/webhook-endpoints?limit=10&page_token={token}"),
+        )
+        .await;
+    let count = |p: &Value| p["webhook_endpoints"].as_array().map_or(0, Vec::len);
+    assert_eq!((count(&page), count(&rest.body)), (10, 6));
+    assert!(rest.body["next_page_token"].is_null());
+    let bobs = app
+        .get(BOB, &format!("/webhook-endpoints?page_token={token}"))
+        .await;
+    assert_eq!(bobs.status, 400, "another caller's page token");
+}
