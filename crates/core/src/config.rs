@@ -30,6 +30,12 @@ pub struct Settings {
     /// Which webhook receivers are allowed: public `https` ones, plus `http` and loopback ones
     /// when `WEBHOOK_ALLOW_LOOPBACK` is `true` (the local stack sets it; the template never).
     pub webhook_targets: crate::webhook_url::TargetPolicy,
+    /// Multiplies the webhook retry schedule's waits (`WEBHOOK_SCHEDULE_SCALE`, default 1):
+    /// the local stack shrinks them so a test sees the whole schedule; the schedule itself is
+    /// `webhook_delivery::SCHEDULE`.
+    pub webhook_schedule_scale: f64,
+    /// How long one webhook attempt may take (`WEBHOOK_ATTEMPT_TIMEOUT_MS`, default 15 s).
+    pub webhook_attempt_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -45,6 +51,8 @@ impl Default for Settings {
             deadline_reserve: Duration::from_millis(2_000),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             webhook_targets: crate::webhook_url::TargetPolicy::default(),
+            webhook_schedule_scale: 1.0,
+            webhook_attempt_timeout: crate::webhook_delivery::ATTEMPT_TIMEOUT,
         }
     }
 }
@@ -103,6 +111,12 @@ impl Settings {
             webhook_targets: crate::webhook_url::TargetPolicy {
                 allow_loopback: num(&get, "WEBHOOK_ALLOW_LOOPBACK", false)?,
             },
+            webhook_schedule_scale: num(&get, "WEBHOOK_SCHEDULE_SCALE", 1.0f64)?.clamp(0.0, 1.0),
+            webhook_attempt_timeout: Duration::from_millis(num(
+                &get,
+                "WEBHOOK_ATTEMPT_TIMEOUT_MS",
+                15_000u64,
+            )?),
         })
     }
 }

@@ -37,4 +37,6 @@ pub mod test_ibans;
 pub mod upstream;
 pub mod usecases;
 pub mod webhook;
+pub mod webhook_delivery;
+pub mod webhook_event;
 pub mod webhook_url;

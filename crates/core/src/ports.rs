@@ -9,6 +9,8 @@ use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upstream::BackendError;
 use crate::webhook::{EndpointId, WebhookEndpoint};
+use crate::webhook_delivery::{Delivery, DeliveryMessage, DeliveryStatus};
+use crate::webhook_url::WebhookUrl;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -340,4 +342,59 @@ pub trait WebhookStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<WebhookEndpoint>, bool), StoreError>;
+}
+
+/// Webhook deliveries, one per event and endpoint.
+#[async_trait]
+pub trait DeliveryStore: Send + Sync {
+    /// Writes a new delivery unless one with its id exists: `false` if it did.
+    async fn insert_delivery(&self, delivery: &Delivery) -> Result<bool, StoreError>;
+
+    async fn get_delivery(
+        &self,
+        endpoint: EndpointId,
+        id: &str,
+    ) -> Result<Option<Delivery>, StoreError>;
+
+    /// Replaces the delivery if it still has `seen_attempts` attempts and the same status, so
+    /// two senders cannot both record an attempt; `false` if another got there first.
+    async fn update_delivery(
+        &self,
+        delivery: &Delivery,
+        seen_attempts: usize,
+        seen_status: DeliveryStatus,
+    ) -> Result<bool, StoreError>;
+
+    /// The endpoint's deliveries, newest first, after `after`; the page and whether more
+    /// may follow.
+    async fn list_deliveries(
+        &self,
+        endpoint: EndpointId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<Delivery>, bool), StoreError>;
+}
+
+/// Where deliveries wait for the sender (an SQS standard queue in AWS).
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError>;
+}
+
+/// One webhook POST, to addresses already checked (`webhook_url::resolve`).
+pub struct WebhookPost<'a> {
+    pub url: &'a WebhookUrl,
+    pub addresses: &'a [std::net::SocketAddr],
+    pub headers: Vec<(&'static str, String)>,
+    pub body: &'a str,
+    pub timeout: std::time::Duration,
+}
+
+/// Sends webhooks over HTTP.
+#[async_trait]
+pub trait WebhookPoster: Send + Sync {
+    /// POSTs once, following no redirect and reading at most
+    /// `webhook_delivery::MAX_ANSWER_BYTES` of the answer: the status if the receiver
+    /// answered, else why not (`timeout`, `connection_failed`).
+    async fn post(&self, post: WebhookPost<'_>) -> Result<u16, &'static str>;
 }

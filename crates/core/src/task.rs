@@ -17,6 +17,11 @@ impl TaskId {
     pub fn new_random() -> Self {
         Self(Uuid::new_v4())
     }
+
+    /// The id without hyphens, for ids derived from it.
+    pub fn simple(self) -> uuid::fmt::Simple {
+        self.0.simple()
+    }
 }
 
 impl FromStr for TaskId {

@@ -145,6 +145,8 @@ pub struct WebhookEndpoint {
     pub secrets: Vec<SigningSecret>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+    /// When its deliveries began failing without a success since; cleared by a success.
+    pub failing_since: Option<OffsetDateTime>,
 }
 
 impl WebhookEndpoint {
@@ -165,6 +167,7 @@ impl WebhookEndpoint {
             secrets: vec![SigningSecret::generate()],
             created_at: now,
             updated_at: now,
+            failing_since: None,
         }
     }
 

@@ -1,0 +1,91 @@
+//! The notifier's work on one task that became final (a record of the table's stream): make
+//! its event, one delivery per endpoint of the owner's that wants it, and queue them for the
+//! sender. Safe to run any number of times for the same task: deliveries are keyed by event
+//! and endpoint, and only a delivery not yet attempted is queued again (a crash between the
+//! write and the send leaves exactly that).
+
+use crate::ports::{DeliveryQueue, DeliveryStore, QueueError, StoreError, TaskStore, WebhookStore};
+use crate::task::TaskId;
+use crate::webhook::EndpointStatus;
+use crate::webhook_delivery::{delivery_id, Delivery, DeliveryMessage};
+use crate::webhook_event::Event;
+use time::OffsetDateTime;
+
+/// How long a delivery may wait for its first attempt before a repeated stream record queues
+/// it again.
+pub const REQUEUE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The ports the notifier uses.
+pub struct NotifyPorts<'a> {
+    pub tasks: &'a dyn TaskStore,
+    pub endpoints: &'a dyn WebhookStore,
+    pub deliveries: &'a dyn DeliveryStore,
+    pub queue: &'a dyn DeliveryQueue,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("a store call failed")]
+    Store(#[from] StoreError),
+    #[error("the delivery queue refused the deliveries")]
+    Queue(#[from] QueueError),
+    #[error("the event could not be encoded")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Queues the task's event for each endpoint that wants it; returns how many were queued.
+#[tracing::instrument(skip_all, fields(task_id = %task_id))]
+pub async fn notify(
+    ports: &NotifyPorts<'_>,
+    task_id: TaskId,
+    now: OffsetDateTime,
+) -> Result<usize, NotifyError> {
+    let Some(task) = ports.tasks.get_task(task_id).await? else {
+        return Ok(0);
+    };
+    let Some(event) = Event::for_task(&task, now) else {
+        return Ok(0);
+    };
+    let payload = serde_json::to_string(&event)?;
+    // Well above the registration cap, which is soft.
+    let (endpoints, _) = ports
+        .endpoints
+        .list_endpoints(&task.owner, None, 100)
+        .await?;
+    let mut messages = Vec::new();
+    for endpoint in endpoints
+        .iter()
+        .filter(|e| e.status == EndpointStatus::Enabled && e.wants(event.event_type))
+    {
+        let delivery = Delivery::new(
+            endpoint.id,
+            &event.id,
+            event.event_type,
+            payload.clone(),
+            now,
+        );
+        let new = ports.deliveries.insert_delivery(&delivery).await?;
+        // A stream record seen again moments later finds its delivery queued already; one
+        // never attempted long after it was made was left by a notifier that crashed
+        // between the write and the send.
+        let unsent = new
+            || ports
+                .deliveries
+                .get_delivery(endpoint.id, &delivery.id)
+                .await?
+                .is_some_and(|d| d.attempts.is_empty() && now - d.created_at > REQUEUE_AFTER);
+        if unsent {
+            messages.push(DeliveryMessage {
+                endpoint_id: endpoint.id,
+                delivery_id: delivery_id(endpoint.id, &event.id),
+            });
+        }
+    }
+    ports.queue.enqueue(&messages).await?;
+    tracing::info!(
+        event = event.event_type.as_str(),
+        deliveries = messages.len(),
+        "task event queued"
+    );
+    Ok(messages.len())
+}
