@@ -148,3 +148,151 @@ async fn registration_honours_idempotency_keys_and_a_per_caller_cap() {
         .await;
     assert_eq!(bobs.status, 400, "another caller's page token");
 }
+
+/// A webhook receiver on a loopback port: answers each request with the next of `statuses`
+/// (then the last again), and keeps what it got.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+}
+
+impl Receiver {
+    async fn start(statuses: &[u16]) -> Self {
+        use axum::extract::State;
+        type Shared = (
+            std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+            std::sync::Arc<std::sync::Mutex<Vec<u16>>>,
+        );
+        async fn hook(
+            State((got, statuses)): State<Shared>,
+            headers: axum::http::HeaderMap,
+            body: String,
+        ) -> axum::http::StatusCode {
+            got.lock().unwrap().push((headers, body));
+            let mut s = statuses.lock().unwrap();
+            let status = if s.len() > 1 { s.remove(0) } else { s[0] };
+            axum::http::StatusCode::from_u16(status).unwrap()
+        }
+        let got = std::sync::Arc::default();
+        let shared: Shared = (
+            std::sync::Arc::clone(&got),
+            std::sync::Arc::new(std::sync::Mutex::new(statuses.to_vec())),
+        );
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(hook))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { url, got }
+    }
+
+    fn received(&self) -> Vec<(axum::http::HeaderMap, String)> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `n` requests arrived.
+    async fn wait_for(&self, n: usize) -> Vec<(axum::http::HeaderMap, String)> {
+        eventually(|| async { Some(self.received()).filter(|r| r.len() >= n) })
+            .await
+            .unwrap_or_else(|| panic!("the receiver got {} of {n} requests", self.received().len()))
+    }
+}
+
+#[tokio::test]
+async fn a_finished_task_is_pushed_signed_with_the_task_as_get_shows_it() {
+    // Given alice's endpoint
+    let app = spawn_app().await;
+    let receiver = Receiver::start(&[204]).await;
+    let created = app
+        .post_json(ALICE, "/webhook-endpoints", &json!({ "url": receiver.url }))
+        .await;
+    let secret = secret(&created);
+
+    // When her import finishes
+    let task = app.import(ALICE, &beneficiaries(3)).await;
+    let task_id = task.body["task_id"].as_str().unwrap().to_owned();
+    let finished = app.wait_final(ALICE, &task_id).await;
+
+    // Then one signed event arrives, verified by an independent implementation
+    let got = receiver.wait_for(1).await;
+    let (headers, body) = &got[0];
+    let verifier = standardwebhooks::Webhook::new(&secret).expect("a whsec_ secret");
+    verifier
+        .verify(body.as_bytes(), headers)
+        .expect("the signature verifies with standardwebhooks");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["type"], "task.completed");
+    assert_eq!(event["id"], headers["webhook-id"].to_str().unwrap());
+    assert_eq!(
+        event["data"], finished,
+        "the task exactly as GET returns it"
+    );
+    // It carries no beneficiary data
+    for word in ["Payee", "iban", "DE"] {
+        assert!(!event.to_string().contains(&format!("\"{word}")), "{word}");
+    }
+    // And a wrong secret does not verify it
+    let other = standardwebhooks::Webhook::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    assert!(other.verify(body.as_bytes(), headers).is_err());
+}
+
+#[tokio::test]
+async fn a_receiver_that_fails_twice_gets_the_same_event_three_times() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(&[500, 503, 200]).await;
+    app.post_json(ALICE, "/webhook-endpoints", &json!({ "url": receiver.url }))
+        .await;
+    let task = app.import(ALICE, &beneficiaries(2)).await;
+    app.wait_final(ALICE, task.body["task_id"].as_str().unwrap())
+        .await;
+
+    let got = receiver.wait_for(3).await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|(h, _)| h["webhook-id"].to_str().unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "one event id: {ids:?}");
+    assert!(
+        got.iter().all(|(_, body)| body == &got[0].1),
+        "the same body"
+    );
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_sign() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(&[200]).await;
+    let created = app
+        .post_json(ALICE, "/webhook-endpoints", &json!({ "url": receiver.url }))
+        .await;
+    let old = secret(&created);
+    let rotated = app
+        .post_json(
+            ALICE,
+            &format!("/webhook-endpoints/{}/rotate-secret", id(&created)),
+            &json!({}),
+        )
+        .await;
+    let new = secret(&rotated);
+    let task = app.import(ALICE, &beneficiaries(1)).await;
+    app.wait_final(ALICE, task.body["task_id"].as_str().unwrap())
+        .await;
+
+    let got = receiver.wait_for(1).await;
+    let (headers, body) = &got[0];
+    for s in [&old, &new] {
+        let verifier = standardwebhooks::Webhook::new(s).unwrap();
+        verifier
+            .verify(body.as_bytes(), headers)
+            .expect("both secrets verify during the overlap");
+    }
+    assert_eq!(
+        headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+}

@@ -8,8 +8,10 @@
 pub mod dynamodb;
 pub mod redrive;
 pub mod sqs_batch;
+pub mod sqs_delivery_queue;
 pub mod sqs_queue;
 pub mod startup;
 
 pub use dynamodb::{DynamoLanes, DynamoTaskStore};
+pub use sqs_delivery_queue::SqsDeliveryQueue;
 pub use sqs_queue::SqsWorkQueue;

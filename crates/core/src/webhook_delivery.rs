@@ -85,6 +85,10 @@ pub struct Delivery {
     pub payload: String,
     pub status: DeliveryStatus,
     pub attempts: Vec<Attempt>,
+    /// Whether it was put on the delivery queue (the notifier marks it once the send went
+    /// through, so a repeated stream record queues only what is not).
+    #[serde(default)]
+    pub queued: bool,
     /// Where the current round of the schedule began in `attempts` (a manual retry starts a
     /// new round).
     #[serde(default)]
@@ -109,6 +113,7 @@ impl Delivery {
             payload,
             status: DeliveryStatus::Pending,
             attempts: vec![],
+            queued: false,
             round_start: 0,
             created_at: now,
         }

@@ -24,6 +24,9 @@ pub struct PollerConfig {
     pub batch_size: u32,
     pub report_batch_item_failures: bool,
     pub retry_delay: Duration,
+    /// The function sets a failed message's visibility itself (a retry schedule); then the
+    /// poller leaves it alone, as Lambda's event source mapping always does.
+    pub function_sets_visibility: bool,
 }
 
 /// The event record Lambda's SQS event source makes of a received message, as
@@ -119,6 +122,9 @@ async fn settle(
             continue;
         };
         if failed.contains(id) {
+            if config.function_sets_visibility {
+                continue;
+            }
             retries.push(
                 ChangeMessageVisibilityBatchRequestEntry::builder()
                     .id(i.to_string())

@@ -5,7 +5,8 @@
 use crate::template::{Expr, Template};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
-    ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,8 @@ pub struct QueueInfo {
 #[derive(Debug, Clone, Default)]
 pub struct Provisioned {
     pub tables: HashMap<String, String>,
+    /// Table logical id → its stream's ARN (DynamoDB Local's `LatestStreamArn`).
+    pub streams: HashMap<String, String>,
     pub queues: HashMap<String, QueueInfo>,
     pub parameters: BTreeMap<String, String>,
     /// Secrets Manager secret name → value, for `{{resolve:secretsmanager:NAME:SecretString}}`.
@@ -74,6 +77,14 @@ pub async fn provision(
                     .build()?,
             );
         }
+        if let Some(view) = &t.stream_view_type {
+            req = req.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::from(view.as_str()))
+                    .build()?,
+            );
+        }
         for i in &t.indexes {
             req = req.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
@@ -115,6 +126,19 @@ pub async fn provision(
                 )
                 .send()
                 .await;
+        }
+        if t.stream_view_type.is_some() {
+            let described = ddb
+                .describe_table()
+                .table_name(&name)
+                .send()
+                .await
+                .map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
+            let arn = described
+                .table()
+                .and_then(|t| t.latest_stream_arn())
+                .ok_or_else(|| format!("{name} has no stream"))?;
+            out.streams.insert(t.logical_id.clone(), arn.to_owned());
         }
         out.tables.insert(t.logical_id.clone(), name);
     }
@@ -198,6 +222,9 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
             }
             if let (Some(t), "Arn") = (p.tables.get(id), att.as_str()) {
                 return Ok(format!("arn:aws:dynamodb:us-east-1:000000000000:table/{t}"));
+            }
+            if let (Some(arn), "StreamArn") = (p.streams.get(id), att.as_str()) {
+                return Ok(arn.clone());
             }
             Err(format!("cannot resolve !GetAtt {id}.{att}").into())
         }

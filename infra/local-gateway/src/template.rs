@@ -38,6 +38,8 @@ pub struct TableSpec {
     pub key_schema: Vec<(String, String)>,
     pub indexes: Vec<IndexSpec>,
     pub ttl_attribute: Option<String>,
+    /// `StreamSpecification.StreamViewType`, when the table has a stream.
+    pub stream_view_type: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,7 +68,11 @@ pub struct FunctionSpec {
     pub memory_mb: u32,
     pub environment: BTreeMap<String, Expr>,
     pub sqs_sources: Vec<SqsSource>,
+    pub stream_sources: Vec<StreamSource>,
     pub http_routes: Vec<HttpRoute>,
+    /// `Metadata.LocalGateway.FunctionSetsVisibility`: the function sets its failed messages'
+    /// visibility itself, so the local poller must not (AWS's never does).
+    pub sets_visibility: bool,
     /// `LoggingConfig`: Lambda passes these as `AWS_LAMBDA_LOG_FORMAT` / `AWS_LAMBDA_LOG_LEVEL`.
     pub log_format: Option<String>,
     pub log_level: Option<String>,
@@ -79,6 +85,16 @@ pub struct SqsSource {
     pub report_batch_item_failures: bool,
     /// `ScalingConfig.MaximumConcurrency`: the most invocations this source runs at once.
     pub max_concurrency: Option<Expr>,
+}
+
+/// A DynamoDB stream event source.
+#[derive(Debug, Clone)]
+pub struct StreamSource {
+    pub table_logical_id: String,
+    pub batch_size: u32,
+    pub report_batch_item_failures: bool,
+    /// `FilterCriteria.Filters[].Pattern`, parsed: a record is delivered if any matches.
+    pub filters: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +191,10 @@ fn table(id: &str, p: &Value) -> Result<TableSpec, TemplateError> {
             .filter(|t| t["Enabled"].as_bool() == Some(true))
             .and_then(|t| t["AttributeName"].as_str())
             .map(str::to_owned),
+        stream_view_type: p
+            .get("StreamSpecification")
+            .and_then(|s| s["StreamViewType"].as_str())
+            .map(str::to_owned),
     })
 }
 
@@ -217,6 +237,7 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
         }
     }
     let mut sqs_sources = vec![];
+    let mut stream_sources = vec![];
     let mut http_routes = vec![];
     if let Some(events) = p.get("Events").and_then(Value::as_mapping) {
         for (_, e) in events {
@@ -248,6 +269,38 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
                         max_concurrency,
                     });
                 }
+                Some("DynamoDB") => {
+                    let table_logical_id = match expr(&props["Stream"])? {
+                        Expr::GetAtt(res, att) if att == "StreamArn" => res,
+                        other => {
+                            return Err(shape(format!(
+                                "{id}: Stream must be !GetAtt Table.StreamArn, got {other:?}"
+                            )))
+                        }
+                    };
+                    let mut filters = vec![];
+                    for f in props["FilterCriteria"]["Filters"]
+                        .as_sequence()
+                        .into_iter()
+                        .flatten()
+                    {
+                        let pattern = str_of(&f["Pattern"])?;
+                        filters.push(serde_json::from_str(pattern).map_err(|e| {
+                            shape(format!("{id}: filter pattern is not JSON: {e}"))
+                        })?);
+                    }
+                    stream_sources.push(StreamSource {
+                        table_logical_id,
+                        batch_size: props["BatchSize"].as_u64().unwrap_or(100) as u32,
+                        report_batch_item_failures: props["FunctionResponseTypes"]
+                            .as_sequence()
+                            .is_some_and(|s| {
+                                s.iter()
+                                    .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                            }),
+                        filters,
+                    });
+                }
                 Some("HttpApi") => http_routes.push(HttpRoute {
                     method: str_of(&props["Method"])?.to_uppercase(),
                     path: str_of(&props["Path"])?.to_owned(),
@@ -271,7 +324,11 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
         memory_mb: pick("MemorySize").and_then(Value::as_u64).unwrap_or(128) as u32,
         environment,
         sqs_sources,
+        stream_sources,
         http_routes,
+        sets_visibility: resource["Metadata"]["LocalGateway"]["FunctionSetsVisibility"]
+            .as_bool()
+            .unwrap_or(false),
     })
 }
 

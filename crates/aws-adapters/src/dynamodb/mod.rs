@@ -4,12 +4,14 @@
 //! - `codec`: the key schema of tasks, item outcomes and idempotency records, and their codecs;
 //! - `task_store` and `idempotency_store`: the two ports on that schema;
 //! - `lanes`: the scheduler's lane store, with its own keys, on the same table;
-//! - `webhook_store`: webhook endpoints, with their own keys, on the same table.
+//! - `webhook_store` and `delivery_store`: webhook endpoints and their deliveries, with their
+//!   own keys, on the same table.
 //!
 //! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
 //! common words (`status`).
 
 mod codec;
+mod delivery_store;
 mod idempotency_store;
 pub mod lanes;
 mod table;

@@ -2,7 +2,8 @@
 //!
 //! | item             | pk          | sk     | also |
 //! |------------------|-------------|--------|------|
-//! | webhook endpoint | `WHEP#{id}` | `WHEP` | `gsi1pk = OWNER#{sha256(owner)}#WEBHOOKS`, `gsi1sk = {created_at ns}#{id}` (listing, newest first); `url`, `event_types`, `description`, `status`, `secrets` (JSON), `created_at`, `updated_at` |
+//! | webhook endpoint | `WHEP#{id}` | `WHEP` | `gsi1pk = OWNER#{sha256(owner)}#WEBHOOKS`, `gsi1sk = {created_at ns}#{id}` (listing, newest first); `url`, `event_types`, `description`, `status`, `secrets` (JSON), `created_at`, `updated_at`, `failing_since` |
+//! | delivery         | `WHEP#{id}` | `DLV#{delivery id}` | see `delivery_store` |
 //!
 //! The signing secrets are stored with the endpoint, since the sender signs with them; the
 //! table is encrypted at rest, and nothing here logs them.
@@ -47,6 +48,9 @@ fn to_item(e: &WebhookEndpoint) -> Result<Item, StoreError> {
     item.insert("secrets".into(), s(secrets));
     item.insert("created_at".into(), s(rfc3339(e.created_at)));
     item.insert("updated_at".into(), s(rfc3339(e.updated_at)));
+    if let Some(t) = e.failing_since {
+        item.insert("failing_since".into(), s(rfc3339(t)));
+    }
     Ok(item)
 }
 
@@ -83,6 +87,7 @@ fn from_item(item: &Item) -> Result<WebhookEndpoint, StoreError> {
         secrets,
         created_at: date("created_at")?,
         updated_at: date("updated_at")?,
+        failing_since: text("failing_since").and_then(|v| OffsetDateTime::parse(v, &Rfc3339).ok()),
     })
 }
 

@@ -1,19 +1,15 @@
 //! The notifier's work on one task that became final (a record of the table's stream): make
 //! its event, one delivery per endpoint of the owner's that wants it, and queue them for the
 //! sender. Safe to run any number of times for the same task: deliveries are keyed by event
-//! and endpoint, and only a delivery not yet attempted is queued again (a crash between the
-//! write and the send leaves exactly that).
+//! and endpoint, and each is marked once it is queued, so only one a crash left unqueued is
+//! queued again.
 
 use crate::ports::{DeliveryQueue, DeliveryStore, QueueError, StoreError, TaskStore, WebhookStore};
 use crate::task::TaskId;
 use crate::webhook::EndpointStatus;
-use crate::webhook_delivery::{delivery_id, Delivery, DeliveryMessage};
+use crate::webhook_delivery::{Delivery, DeliveryMessage, DeliveryStatus};
 use crate::webhook_event::Event;
 use time::OffsetDateTime;
-
-/// How long a delivery may wait for its first attempt before a repeated stream record queues
-/// it again.
-pub const REQUEUE_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The ports the notifier uses.
 pub struct NotifyPorts<'a> {
@@ -52,7 +48,7 @@ pub async fn notify(
         .endpoints
         .list_endpoints(&task.owner, None, 100)
         .await?;
-    let mut messages = Vec::new();
+    let mut unsent = Vec::new();
     for endpoint in endpoints
         .iter()
         .filter(|e| e.status == EndpointStatus::Enabled && e.wants(event.event_type))
@@ -64,24 +60,33 @@ pub async fn notify(
             payload.clone(),
             now,
         );
-        let new = ports.deliveries.insert_delivery(&delivery).await?;
-        // A stream record seen again moments later finds its delivery queued already; one
-        // never attempted long after it was made was left by a notifier that crashed
-        // between the write and the send.
-        let unsent = new
-            || ports
+        let current = if ports.deliveries.insert_delivery(&delivery).await? {
+            Some(delivery)
+        } else {
+            ports
                 .deliveries
                 .get_delivery(endpoint.id, &delivery.id)
                 .await?
-                .is_some_and(|d| d.attempts.is_empty() && now - d.created_at > REQUEUE_AFTER);
-        if unsent {
-            messages.push(DeliveryMessage {
-                endpoint_id: endpoint.id,
-                delivery_id: delivery_id(endpoint.id, &event.id),
-            });
-        }
+        };
+        // Made before but never queued: a notifier stopped between the write and the send.
+        unsent.extend(current.filter(|d| !d.queued && d.attempts.is_empty()));
     }
+    let messages: Vec<DeliveryMessage> = unsent
+        .iter()
+        .map(|d| DeliveryMessage {
+            endpoint_id: d.endpoint_id,
+            delivery_id: d.id.clone(),
+        })
+        .collect();
     ports.queue.enqueue(&messages).await?;
+    for mut delivery in unsent {
+        delivery.queued = true;
+        // Lost to a sender that already attempted it: it is on its way either way.
+        ports
+            .deliveries
+            .update_delivery(&delivery, 0, DeliveryStatus::Pending)
+            .await?;
+    }
     tracing::info!(
         event = event.event_type.as_str(),
         deliveries = messages.len(),

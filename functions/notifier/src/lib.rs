@@ -1,0 +1,61 @@
+//! The notifier function: the table's stream, filtered by the event source to tasks whose
+//! status became final, arrives here; each record becomes the task's webhook deliveries
+//! (`usecases::notify`). Records are handled in order; the first that fails is reported, so
+//! Lambda retries the stream from there, and what was done before it is not redone (the
+//! deliveries exist and are marked queued).
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use lambda_runtime::LambdaEvent;
+use std::sync::Arc;
+use tasks_core::error::Chain;
+use tasks_core::ports::{DeliveryQueue, DeliveryStore, TaskStore, WebhookStore};
+use tasks_core::task::TaskId;
+use tasks_core::usecases::notify::{notify, NotifyPorts};
+use time::OffsetDateTime;
+
+pub struct Notifier {
+    pub tasks: Arc<dyn TaskStore>,
+    pub endpoints: Arc<dyn WebhookStore>,
+    pub deliveries: Arc<dyn DeliveryStore>,
+    pub queue: Arc<dyn DeliveryQueue>,
+}
+
+/// The task a stream record is about: its key is `TASK#{id}` / `TASK`; anything else (an item
+/// outcome, a lane record) is not a task's state.
+pub fn task_of(record: &EventRecord) -> Option<TaskId> {
+    let text = |name: &str| match record.change.keys.get(name) {
+        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    if text("sk") != Some("TASK") {
+        return None;
+    }
+    text("pk")?.strip_prefix("TASK#")?.parse().ok()
+}
+
+impl Notifier {
+    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
+    pub async fn handle(&self, event: LambdaEvent<Event>) -> DynamoDbEventResponse {
+        let ports = NotifyPorts {
+            tasks: self.tasks.as_ref(),
+            endpoints: self.endpoints.as_ref(),
+            deliveries: self.deliveries.as_ref(),
+            queue: self.queue.as_ref(),
+        };
+        let mut response = DynamoDbEventResponse::default();
+        for record in &event.payload.records {
+            let Some(task_id) = task_of(record) else {
+                continue;
+            };
+            if let Err(error) = notify(&ports, task_id, OffsetDateTime::now_utc()).await {
+                tracing::warn!(task_id = %task_id, error = %Chain(&error), "notification failed; the stream retries from here");
+                let mut failure = DynamoDbBatchItemFailure::default();
+                failure.item_identifier = record.change.sequence_number.clone();
+                response.batch_item_failures.push(failure);
+                break;
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,33 @@
+//! Lambda entry point of the notifier function.
+
+use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
+use aws_adapters::{DynamoTaskStore, SqsDeliveryQueue};
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use notifier::Notifier;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    init_tracing();
+    init_pseudonym_key()?;
+    let aws = aws_config().await;
+    let store = Arc::new(DynamoTaskStore::from_config(
+        &aws,
+        required_env("TABLE_NAME")?,
+    ));
+    let notifier = Arc::new(Notifier {
+        tasks: store.clone(),
+        endpoints: store.clone(),
+        deliveries: store,
+        queue: Arc::new(SqsDeliveryQueue::from_config(
+            &aws,
+            required_env("DELIVERY_QUEUE_URL")?,
+        )),
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let notifier = Arc::clone(&notifier);
+        async move { Ok::<_, Error>(notifier.handle(event).await) }
+    }))
+    .await
+}
