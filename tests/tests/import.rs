@@ -356,6 +356,16 @@ async fn synchronous_create_and_duplicate() {
 #[tokio::test]
 async fn logs_carry_no_beneficiary_pii() {
     let app = spawn_app().await;
+    // A webhook endpoint too, so the notifier and the sender handle this task (port 9 refuses
+    // connections: the sender logs a failed attempt).
+    let endpoint = app
+        .post_json(
+            ALICE,
+            "/webhook-endpoints",
+            &json!({"url": "http://127.0.0.1:9/hooks"}),
+        )
+        .await;
+    let webhook_secret = endpoint.body["secret"].as_str().unwrap().to_owned();
     let items = json!([
         {"name": "Zebulon Quixotic-Pemberton", "country": "DE", "currency": "EUR",
          "iban": german_iban(424_242), "email": "zebulon.pemberton@example.org"},
@@ -373,9 +383,30 @@ async fn logs_carry_no_beneficiary_pii() {
     )
     .await;
 
+    let log_path = format!(
+        "/webhook-endpoints/{}/deliveries",
+        endpoint.body["id"].as_str().unwrap()
+    );
+    eventually(|| async {
+        let log = app.get(ALICE, &log_path).await;
+        (log.body["deliveries"][0]["attempts"]
+            .as_array()
+            .map_or(0, Vec::len)
+            > 0)
+        .then_some(())
+    })
+    .await
+    .expect("the webhook was attempted");
+
     let logs = app.function_logs();
     assert!(logs.contains(&task_id), "the logs were captured");
+    assert!(
+        logs.contains("webhook attempt recorded"),
+        "the sender's logs too"
+    );
     for secret in [
+        webhook_secret.as_str(),
+        "whsec_",
         "Zebulon",
         "Pemberton",
         "Ottoline",

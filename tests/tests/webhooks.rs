@@ -149,8 +149,11 @@ async fn registration_honours_idempotency_keys_and_a_per_caller_cap() {
     assert_eq!(bobs.status, 400, "another caller's page token");
 }
 
+/// A receiver status meaning "answer nothing in time".
+const HANG: u16 = 0;
+
 /// A webhook receiver on a loopback port: answers each request with the next of `statuses`
-/// (then the last again), and keeps what it got.
+/// (then the last again; [`HANG`] for no answer in time), and keeps what it got.
 struct Receiver {
     url: String,
     got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, String)>>>,
@@ -169,8 +172,19 @@ impl Receiver {
             body: String,
         ) -> axum::http::StatusCode {
             got.lock().unwrap().push((headers, body));
-            let mut s = statuses.lock().unwrap();
-            let status = if s.len() > 1 { s.remove(0) } else { s[0] };
+            let status = {
+                let mut s = statuses.lock().unwrap();
+                if s.len() > 1 {
+                    s.remove(0)
+                } else {
+                    s[0]
+                }
+            };
+            if status == HANG {
+                // Longer than any attempt's time-out in these tests.
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                return axum::http::StatusCode::OK;
+            }
             axum::http::StatusCode::from_u16(status).unwrap()
         }
         let got = std::sync::Arc::default();
@@ -257,6 +271,87 @@ async fn a_receiver_that_fails_twice_gets_the_same_event_three_times() {
         got.iter().all(|(_, body)| body == &got[0].1),
         "the same body"
     );
+
+    // And the log holds one success after two failures, newest first
+    let endpoint = app.get(ALICE, "/webhook-endpoints").await.body["webhook_endpoints"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let delivery = settled(&app, &endpoint).await;
+    assert_eq!(delivery["status"], "succeeded");
+    let statuses: Vec<&Value> = delivery["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["status"])
+        .collect();
+    assert_eq!(statuses, [&json!(200), &json!(503), &json!(500)]);
+    assert_eq!(delivery["event_id"], ids[0]);
+}
+
+/// The endpoint's only delivery once it is no longer pending (bounded wait).
+async fn settled(app: &TestApp, endpoint: &str) -> Value {
+    let path = format!("/webhook-endpoints/{endpoint}/deliveries");
+    eventually(|| async {
+        let log = app.get(ALICE, &path).await;
+        assert_eq!(log.status, 200, "{}", log.body);
+        let first = log.body["deliveries"][0].clone();
+        (first["status"] == "succeeded" || first["status"] == "failed").then_some(first)
+    })
+    .await
+    .expect("the delivery settled")
+}
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_ends_failed_and_a_manual_retry_sends_it_again() {
+    // Given a receiver that never answers in time (attempts time out after 200 ms, and the
+    // schedule runs 10,000 times faster), then answers the ninth request
+    let app = spawn_app_with(AppOptions {
+        extra_env: vec![
+            ("WEBHOOK_ATTEMPT_TIMEOUT_MS", "200".into()),
+            ("WEBHOOK_SCHEDULE_SCALE", "0.0001".into()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut statuses = vec![HANG; 8];
+    statuses.push(204);
+    let receiver = Receiver::start(&statuses).await;
+    let created = app
+        .post_json(ALICE, "/webhook-endpoints", &json!({ "url": receiver.url }))
+        .await;
+    let endpoint = id(&created);
+    let task = app.import(ALICE, &beneficiaries(1)).await;
+    app.wait_final(ALICE, task.body["task_id"].as_str().unwrap())
+        .await;
+
+    // When every scheduled attempt has timed out
+    let failed = settled(&app, &endpoint).await;
+
+    // Then the delivery is failed, with eight timed-out attempts in its log
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let attempts = failed["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 8);
+    assert!(attempts
+        .iter()
+        .all(|a| a["error"] == "timeout" && a["status"].is_null()));
+    // Another caller sees neither the log nor can retry
+    let log_path = format!("/webhook-endpoints/{endpoint}/deliveries");
+    assert_eq!(app.get(BOB, &log_path).await.status, 404);
+    let retry_path = format!("{log_path}/{}/retry", failed["id"].as_str().unwrap());
+    assert_eq!(
+        app.post_json(BOB, &retry_path, &json!({})).await.status,
+        404
+    );
+
+    // When alice retries it by hand, it is sent again at once and succeeds
+    let retried = app.post_json(ALICE, &retry_path, &json!({})).await;
+    assert_eq!(retried.status, 202, "{}", retried.body);
+    receiver.wait_for(9).await;
+    let done = settled(&app, &endpoint).await;
+    assert_eq!(done["status"], "succeeded");
+    assert_eq!(done["attempts"][0]["status"], 204);
+    assert_eq!(done["attempts"].as_array().unwrap().len(), 9);
 }
 
 #[tokio::test]

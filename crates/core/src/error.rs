@@ -49,6 +49,10 @@ pub enum AppError {
     WebhookEndpointNotFound,
     #[error("a caller may register at most {max} webhook endpoints")]
     TooManyWebhookEndpoints { max: usize },
+    #[error("webhook delivery not found")]
+    WebhookDeliveryNotFound,
+    #[error("the delivery is still being attempted; retry it once it has succeeded or failed")]
+    WebhookDeliveryInProgress,
     #[error("the work queue is unavailable")]
     QueueUnavailable,
     #[error("a store call failed")]
@@ -92,6 +96,8 @@ impl AppError {
             Self::Backend(BackendError::BadResponse(_)) => "upstream_error",
             Self::WebhookEndpointNotFound => "webhook_endpoint_not_found",
             Self::TooManyWebhookEndpoints { .. } => "too_many_webhook_endpoints",
+            Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
+            Self::WebhookDeliveryInProgress => "webhook_delivery_in_progress",
             Self::QueueUnavailable => "queue_unavailable",
             Self::Store(_) => "internal_error",
         }

@@ -61,7 +61,10 @@ impl ApiError {
             EmptyBatch | ValidationFailed(_) | IdempotencyKeyReused => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            UnknownTaskType | TaskNotFound | WebhookEndpointNotFound => StatusCode::NOT_FOUND,
+            UnknownTaskType | TaskNotFound | WebhookEndpointNotFound | WebhookDeliveryNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            WebhookDeliveryInProgress => StatusCode::CONFLICT,
             TooManyWebhookEndpoints { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             TaskAlreadyFinal | IdempotencyInProgress => StatusCode::CONFLICT,
             Backend(BackendError::Rejected(r)) => match r.kind {

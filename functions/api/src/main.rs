@@ -4,7 +4,7 @@ use api::App;
 use aws_adapters::startup::{
     aws_config, init_pseudonym_key, init_tracing, required_env, required_secret,
 };
-use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
+use aws_adapters::{DynamoTaskStore, SqsDeliveryQueue, SqsWorkQueue};
 use bos_client::{BosClient, BosConfig};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
@@ -28,6 +28,10 @@ async fn main() -> Result<(), Error> {
             required_env("WORK_QUEUE_URL")?,
         )),
         Arc::new(BosClient::new(BosConfig::from_env()?)?),
+        Arc::new(SqsDeliveryQueue::from_config(
+            &aws,
+            required_env("DELIVERY_QUEUE_URL")?,
+        )),
         settings,
         PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
     ));

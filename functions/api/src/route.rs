@@ -8,7 +8,7 @@ use tasks_core::error::AppError;
 use tasks_core::task::{TaskId, TaskType};
 use tasks_core::webhook::EndpointId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     CreateBeneficiary,
     SubmitTask(TaskType),
@@ -17,6 +17,8 @@ pub enum Route {
     CreateEndpoint,
     ListEndpoints,
     Endpoint(EndpointId, EndpointRoute),
+    /// `POST /webhook-endpoints/{id}/deliveries/{delivery_id}/retry`.
+    RetryDelivery(EndpointId, String),
 }
 
 /// What is asked of one webhook endpoint.
@@ -25,6 +27,7 @@ pub enum EndpointRoute {
     Get,
     Delete,
     RotateSecret,
+    Deliveries,
 }
 
 /// What is asked of one task.
@@ -59,6 +62,13 @@ impl Route {
             (["webhook-endpoints", id, "rotate-secret"], &Method::POST) => {
                 endpoint(id, EndpointRoute::RotateSecret)
             }
+            (["webhook-endpoints", id, "deliveries"], &Method::GET) => {
+                endpoint(id, EndpointRoute::Deliveries)
+            }
+            (["webhook-endpoints", id, "deliveries", delivery, "retry"], &Method::POST) => {
+                let id = id.parse().map_err(|_| AppError::WebhookEndpointNotFound)?;
+                Ok(Route::RetryDelivery(id, (*delivery).to_owned()))
+            }
             (
                 ["beneficiaries"]
                 | ["tasks", _]
@@ -66,7 +76,8 @@ impl Route {
                 | ["tasks", _, _, "errors" | "result"]
                 | ["webhook-endpoints"]
                 | ["webhook-endpoints", _]
-                | ["webhook-endpoints", _, "rotate-secret"],
+                | ["webhook-endpoints", _, "rotate-secret" | "deliveries"]
+                | ["webhook-endpoints", _, "deliveries", _, "retry"],
                 _,
             ) => Err(ApiError::MethodNotAllowed),
             _ => Err(ApiError::RouteNotFound),

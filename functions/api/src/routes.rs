@@ -14,14 +14,14 @@ use tasks_core::error::{AppError, Chain};
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
-    BeneficiaryBackend, IdempotencyStore, LaneStore, StoredResponse, TaskStore, WebhookStore,
-    WorkQueue,
+    BeneficiaryBackend, DeliveryQueue, DeliveryStore, IdempotencyStore, LaneStore, StoredResponse,
+    TaskStore, WebhookStore, WorkQueue,
 };
 use tasks_core::task::TaskId;
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
 use tasks_core::usecases::schedule::Scheduler;
 use tasks_core::usecases::{
-    cancel_task, create_beneficiary, read_task, submit_task, webhook_endpoints,
+    cancel_task, create_beneficiary, deliveries, read_task, submit_task, webhook_endpoints,
 };
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -36,6 +36,9 @@ pub struct App {
     store: Arc<dyn TaskStore>,
     idempotency: Arc<dyn IdempotencyStore>,
     webhooks: Arc<dyn WebhookStore>,
+    deliveries: Arc<dyn DeliveryStore>,
+    /// Where a manual retry sends a delivery (the sender's queue).
+    delivery_queue: Arc<dyn DeliveryQueue>,
     /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
     lanes: Arc<dyn LaneStore>,
     queue: Arc<dyn WorkQueue>,
@@ -47,18 +50,21 @@ pub struct App {
 impl App {
     /// `store` keeps tasks, idempotency records and webhook endpoints (one DynamoDB table in
     /// AWS).
-    pub fn new<S: TaskStore + IdempotencyStore + WebhookStore + 'static>(
+    pub fn new<S: TaskStore + IdempotencyStore + WebhookStore + DeliveryStore + 'static>(
         store: Arc<S>,
         lanes: Arc<dyn LaneStore>,
         queue: Arc<dyn WorkQueue>,
         backend: Arc<dyn BeneficiaryBackend>,
+        delivery_queue: Arc<dyn DeliveryQueue>,
         settings: Settings,
         tokens: PageTokens,
     ) -> Self {
         Self {
             store: store.clone(),
             idempotency: store.clone(),
-            webhooks: store,
+            webhooks: store.clone(),
+            deliveries: store,
+            delivery_queue,
             lanes,
             queue,
             backend,
@@ -357,7 +363,26 @@ impl App {
                             &rotated.view_with_secret(),
                         ))
                     }
+                    EndpointRoute::Deliveries => {
+                        let limit = params.first("limit");
+                        let query = deliveries::LogQuery {
+                            owner,
+                            endpoint: id,
+                            page_token: params.first("page_token"),
+                            limit: read_task::parse_limit(limit, deliveries::DELIVERY_PAGE)?,
+                        };
+                        let log = self.deliveries.as_ref();
+                        let page = deliveries::log(hooks, log, &self.tokens, &query).await?;
+                        Ok(Answer::json(http::StatusCode::OK, &page))
+                    }
                 }
+            }
+            Route::RetryDelivery(endpoint, delivery) => {
+                let (hooks, log) = (self.webhooks.as_ref(), self.deliveries.as_ref());
+                let queue = self.delivery_queue.as_ref();
+                let retried =
+                    deliveries::retry(hooks, log, queue, owner, endpoint, &delivery).await?;
+                Ok(Answer::json(http::StatusCode::ACCEPTED, &retried))
             }
         }
     }

@@ -106,6 +106,8 @@ fn every_error() -> Vec<ApiError> {
         AppError::Backend(BackendError::BadResponse(String::new())),
         AppError::WebhookEndpointNotFound,
         AppError::TooManyWebhookEndpoints { max: 1 },
+        AppError::WebhookDeliveryNotFound,
+        AppError::WebhookDeliveryInProgress,
         AppError::QueueUnavailable,
         AppError::Store(StoreError::permanent("x")),
     ];
@@ -134,6 +136,8 @@ fn every_error() -> Vec<ApiError> {
             )
             | AppError::WebhookEndpointNotFound
             | AppError::TooManyWebhookEndpoints { .. }
+            | AppError::WebhookDeliveryNotFound
+            | AppError::WebhookDeliveryInProgress
             | AppError::QueueUnavailable
             | AppError::Store(_) => {}
         }

@@ -6,7 +6,9 @@ use lambda_http::Body;
 use std::sync::Arc;
 use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
-use tasks_core::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
+use tasks_core::memory::{
+    MemoryBackend, MemoryDeliveryQueue, MemoryLanes, MemoryQueue, MemoryStore,
+};
 use tasks_core::paging::PageTokens;
 
 fn event(name: &str) -> lambda_http::Request {
@@ -25,6 +27,7 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
         Arc::new(MemoryLanes::default()),
         queue.clone(),
         backend.clone(),
+        Arc::new(MemoryDeliveryQueue::default()),
         settings,
         PageTokens::new(b"test-page-token-key"),
     );

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
 use tasks_core::config::Settings;
-use tasks_core::memory::{MemoryBackend, MemoryLanes, MemoryQueue, MemoryStore};
+use tasks_core::memory::{
+    MemoryBackend, MemoryDeliveryQueue, MemoryLanes, MemoryQueue, MemoryStore,
+};
 use tasks_core::paging::PageTokens;
 use tasks_core::usecases::submit_task::parse_items;
 
@@ -83,6 +85,7 @@ pub async fn handler(report: &mut Report) {
                 lanes.clone(),
                 queue.clone(),
                 Arc::new(MemoryBackend::default()),
+                Arc::new(MemoryDeliveryQueue::default()),
                 settings,
                 PageTokens::new(b"test-page-token-key"),
             );

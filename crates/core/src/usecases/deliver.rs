@@ -79,6 +79,14 @@ pub async fn deliver(
         return Ok(Next::Done);
     }
     track_health(ports.endpoints, endpoint, succeeded, now).await?;
+    let mut metrics = crate::metrics::MetricSet::new()
+        .count("WebhookAttempts", 1)
+        .count("WebhookAttemptsFailed", u64::from(!succeeded));
+    if delivery.status == DeliveryStatus::Failed {
+        // Every scheduled attempt failed: the alarm on this metric tells the on-call.
+        metrics = metrics.count("WebhookDeliveriesFailed", 1);
+    }
+    metrics.emit();
     tracing::info!(
         attempt = delivery.attempts.len(),
         succeeded,

@@ -6,6 +6,7 @@ pub mod consume;
 pub mod create_beneficiary;
 pub mod dead_letter;
 pub mod deliver;
+pub mod deliveries;
 pub mod idempotency;
 pub mod notify;
 pub mod process_chunk;
