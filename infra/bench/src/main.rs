@@ -8,11 +8,12 @@ mod end_to_end;
 mod in_process;
 mod report;
 mod scheduling;
+mod webhooks;
 
 use report::Report;
 
 /// Whether a section runs: all of them unless `BENCH_ONLY` names some (comma-separated:
-/// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`).
+/// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`, `webhooks`).
 fn wanted(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -32,6 +33,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if wanted("memory") {
         end_to_end::peak_memory(&mut report).await?;
+    }
+    if wanted("webhooks") {
+        webhooks::latency(&mut report).await?;
     }
     if wanted("cold_start") {
         coldstart::cold_starts_and_sizes(&mut report).await?;

@@ -109,6 +109,8 @@ pub struct LocalStack {
     pub provisioned: Provisioned,
     pools: Vec<Arc<FunctionPool>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Stream readers run on threads of their own (see `stream_source::spawn`).
+    readers: Vec<stream_source::Reader>,
 }
 
 /// This machine's CA bundle, where distributions usually keep it.
@@ -185,6 +187,7 @@ impl LocalStack {
 
         let mut pools = Vec::new();
         let mut tasks = Vec::new();
+        let mut readers = Vec::new();
         let mut api = None;
         let mut routes = Vec::new();
         for f in &template.functions {
@@ -285,8 +288,8 @@ impl LocalStack {
                     })?
                     .clone();
                 // One reader per stream, as Lambda runs one batch per shard at a time.
-                tasks.push(tokio::spawn(stream_source::run(
-                    streams_client(&config.dynamodb_endpoint).await,
+                readers.push(stream_source::spawn(
+                    config.dynamodb_endpoint.clone(),
                     Arc::clone(&pool),
                     stream_source::StreamConfig {
                         stream_arn,
@@ -294,7 +297,7 @@ impl LocalStack {
                         report_batch_item_failures: source.report_batch_item_failures,
                         filters: source.filters.clone(),
                     },
-                )));
+                )?);
             }
             if !f.http_routes.is_empty() {
                 routes.extend(f.http_routes.iter().cloned());
@@ -321,6 +324,7 @@ impl LocalStack {
             provisioned,
             pools,
             tasks,
+            readers,
         })
     }
 
@@ -339,6 +343,9 @@ impl LocalStack {
     pub fn stop(&self) {
         for t in &self.tasks {
             t.abort();
+        }
+        for r in &self.readers {
+            r.stop();
         }
         for p in &self.pools {
             p.stop();

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,15 +33,51 @@ struct Shard {
     last: Option<String>,
 }
 
-/// Runs until the task is aborted.
-pub async fn run(
+/// A stream reader running on its own thread; [`Reader::stop`] ends it.
+pub struct Reader {
+    stop: Arc<AtomicBool>,
+}
+
+impl Reader {
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Starts reading on a thread of its own, with its own runtime: decoding a busy stream's
+/// records (every item outcome and lane write is one) must not slow the gateway's other work,
+/// which runs on the caller's runtime (a test's single thread, say).
+pub fn spawn(
+    dynamodb_endpoint: String,
+    function: Arc<FunctionPool>,
+    config: StreamConfig,
+) -> std::io::Result<Reader> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("stream-source".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let streams = crate::streams_client(&dynamodb_endpoint).await;
+                run(streams, function, config, stopped).await;
+            })
+        })?;
+    Ok(Reader { stop })
+}
+
+/// Runs until `stop` is set.
+async fn run(
     streams: aws_sdk_dynamodbstreams::Client,
     function: Arc<FunctionPool>,
     config: StreamConfig,
+    stop: Arc<AtomicBool>,
 ) {
     let mut shards: HashMap<String, Shard> = HashMap::new();
     let mut rounds = 0u32;
-    loop {
+    while !stop.load(Ordering::Relaxed) {
         // Every 20 rounds (2 s when idle), look for new shards.
         if rounds == 0 {
             discover(&streams, &config.stream_arn, &mut shards).await;
