@@ -372,4 +372,51 @@ mod tests {
             .unwrap();
         assert_eq!(d.status, DeliveryStatus::Failed);
     }
+
+    #[tokio::test]
+    async fn where_the_url_points_is_checked_again_before_every_attempt() {
+        // Given an endpoint whose URL points somewhere forbidden by the time of delivery (as
+        // after a DNS rebinding: registration saw a public address)
+        let store = MemoryStore::default();
+        let queue = MemoryDeliveryQueue::default();
+        let (task, endpoints) = setup(&store, &[&EventType::ALL]).await;
+        let mut rebound = endpoints[0].clone();
+        rebound.url =
+            WebhookUrl::parse("http://169.254.169.254/latest", TargetPolicy::local()).unwrap();
+        assert!(store
+            .replace_endpoint(&rebound, endpoints[0].updated_at)
+            .await
+            .unwrap());
+        let ports = NotifyPorts {
+            tasks: &store,
+            endpoints: &store,
+            deliveries: &store,
+            queue: &queue,
+        };
+        notify(&ports, task.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        let msg = queue.sent()[0].clone();
+        let poster = MemoryPoster::default();
+        let deliver_ports = DeliverPorts {
+            endpoints: &store,
+            deliveries: &store,
+            poster: &poster,
+        };
+
+        // When the sender attempts it
+        let next = deliver(&deliver_ports, &settings(), &msg, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+
+        // Then nothing is sent, and the attempt says why
+        assert!(poster.received().is_empty());
+        assert_eq!(next, Next::RetryIn(SCHEDULE[1]));
+        let d = store
+            .get_delivery(msg.endpoint_id, &msg.delivery_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(d.attempts[0].error.as_deref(), Some("forbidden_address"));
+    }
 }
