@@ -11,6 +11,7 @@ fn start_without(binary: &str, missing: &str) -> String {
         .env_clear()
         .env("TABLE_NAME", "t")
         .env("WORK_QUEUE_URL", "http://127.0.0.1:9/000000000000/q.fifo")
+        .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/000000000000/d")
         .env("BOS_URL", "http://127.0.0.1:9")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
@@ -35,7 +36,13 @@ fn start_without(binary: &str, missing: &str) -> String {
 
 #[test]
 fn functions_refuse_to_start_without_their_secrets() {
-    for binary in ["api", "consumer", "dead-letter"] {
+    for binary in [
+        "api",
+        "consumer",
+        "dead-letter",
+        "notifier",
+        "webhook-sender",
+    ] {
         let said = start_without(binary, "LOG_PSEUDONYM_KEY");
         assert!(said.contains("LOG_PSEUDONYM_KEY"), "{binary}: {said}");
     }

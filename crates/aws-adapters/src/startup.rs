@@ -87,12 +87,19 @@ pub struct QueueFunction {
     pub queue: std::sync::Arc<crate::SqsWorkQueue>,
 }
 
+/// What every function but the api does first at cold start: logging, the pseudonym key, the
+/// AWS configuration, and the store on `TABLE_NAME`.
+pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), String> {
+    init_tracing();
+    init_pseudonym_key()?;
+    let aws = aws_config().await;
+    let store = crate::DynamoTaskStore::from_config(&aws, required_env("TABLE_NAME")?);
+    Ok((aws, store))
+}
+
 impl QueueFunction {
     pub async fn start() -> Result<Self, String> {
-        init_tracing();
-        init_pseudonym_key()?;
-        let aws = aws_config().await;
-        let store = crate::DynamoTaskStore::from_config(&aws, required_env("TABLE_NAME")?);
+        let (aws, store) = start_with_store().await?;
         let queue = crate::SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
         Ok(Self {
             lanes: std::sync::Arc::new(store.lanes()),

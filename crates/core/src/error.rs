@@ -59,6 +59,12 @@ pub enum AppError {
     Store(#[from] StoreError),
 }
 
+impl From<crate::paging::InvalidPageToken> for AppError {
+    fn from(_: crate::paging::InvalidPageToken) -> Self {
+        Self::InvalidPageToken
+    }
+}
+
 impl From<StrictJsonError> for AppError {
     fn from(e: StrictJsonError) -> Self {
         match e {

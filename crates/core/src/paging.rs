@@ -44,6 +44,21 @@ impl PageTokens {
         URL_SAFE_NO_PAD.encode(raw)
     }
 
+    /// The position a request's optional token carries, checked against `scope`.
+    pub fn after(
+        &self,
+        scope: &str,
+        token: Option<&str>,
+    ) -> Result<Option<String>, InvalidPageToken> {
+        token.map(|t| self.decode(scope, t)).transpose()
+    }
+
+    /// The next page's token: the last item's position, when more may follow.
+    pub fn next(&self, scope: &str, more: bool, last: Option<String>) -> Option<String> {
+        last.filter(|_| more)
+            .map(|position| self.encode(scope, &position))
+    }
+
     pub fn decode(&self, scope: &str, token: &str) -> Result<String, InvalidPageToken> {
         let raw = URL_SAFE_NO_PAD
             .decode(token)

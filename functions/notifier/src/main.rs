@@ -1,7 +1,7 @@
 //! Lambda entry point of the notifier function.
 
-use aws_adapters::startup::{aws_config, init_pseudonym_key, init_tracing, required_env};
-use aws_adapters::{DynamoTaskStore, SqsDeliveryQueue};
+use aws_adapters::startup::{required_env, start_with_store};
+use aws_adapters::SqsDeliveryQueue;
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notifier::Notifier;
@@ -9,13 +9,8 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    init_tracing();
-    init_pseudonym_key()?;
-    let aws = aws_config().await;
-    let store = Arc::new(DynamoTaskStore::from_config(
-        &aws,
-        required_env("TABLE_NAME")?,
-    ));
+    let (aws, store) = start_with_store().await?;
+    let store = Arc::new(store);
     let notifier = Arc::new(Notifier {
         tasks: store.clone(),
         endpoints: store.clone(),

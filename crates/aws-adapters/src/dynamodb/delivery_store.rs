@@ -8,10 +8,9 @@
 //! delivery cannot both record an attempt. Deliveries expire with the retention period.
 
 use super::codec::{n, s, Item};
-use super::table::{corrupt, store_error};
+use super::table::corrupt;
 use super::DynamoTaskStore;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use std::collections::HashMap;
 use std::time::Duration;
 use tasks_core::ports::{DeliveryStore, StoreError};
@@ -63,23 +62,7 @@ fn from_item(item: &Item) -> Result<Delivery, StoreError> {
 impl DeliveryStore for DynamoTaskStore {
     #[tracing::instrument(skip_all, fields(delivery_id = %delivery.id))]
     async fn insert_delivery(&self, delivery: &Delivery) -> Result<bool, StoreError> {
-        let result = self
-            .table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(to_item(delivery)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+        self.table.put_new(to_item(delivery)?).await
     }
 
     async fn get_delivery(
@@ -102,26 +85,17 @@ impl DeliveryStore for DynamoTaskStore {
         seen_attempts: usize,
         seen_status: DeliveryStatus,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let put = self
             .table
             .client
             .put_item()
-            .table_name(&self.table.name)
             .set_item(Some(to_item(delivery)?))
             .condition_expression("#count = :count AND #status = :status")
             .expression_attribute_names("#count", "attempt_count")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":count", n(seen_attempts))
-            .expression_attribute_values(":status", s(seen_status.as_str()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+            .expression_attribute_values(":status", s(seen_status.as_str()));
+        self.table.put_if(put).await
     }
 
     async fn list_deliveries(
@@ -130,21 +104,7 @@ impl DeliveryStore for DynamoTaskStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<Delivery>, bool), StoreError> {
-        let mut q = self
-            .table
-            .client
-            .query()
-            .index_name("gsi1")
-            .scan_index_forward(false)
-            .expression_attribute_names("#gpk", "gsi1pk")
-            .expression_attribute_values(":gpk", s(log_key(endpoint)));
-        q = match after {
-            Some(position) => q
-                .key_condition_expression("#gpk = :gpk AND #gsk < :after")
-                .expression_attribute_names("#gsk", "gsi1sk")
-                .expression_attribute_values(":after", s(position)),
-            None => q.key_condition_expression("#gpk = :gpk"),
-        };
+        let q = self.table.newest_first(log_key(endpoint), after);
         self.table.query_pages(q, limit, from_item).await
     }
 }

@@ -4,9 +4,10 @@
 
 use super::codec::Item;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, TransactWriteItem, WriteRequest};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
 use tasks_core::ports::StoreError;
@@ -186,6 +187,52 @@ impl Table {
             }
         }
         Err(store_error(SdkError::ServiceError(se)))
+    }
+
+    /// Sends a conditional put: `false` when its condition failed (the item exists, or
+    /// changed since it was read), any other failure an error.
+    pub(crate) async fn put_if(&self, put: PutItemFluentBuilder) -> Result<bool, StoreError> {
+        match put.table_name(&self.name).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// A put of `item` unless an item with its key exists.
+    pub(crate) async fn put_new(&self, item: Item) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#pk)")
+            .expression_attribute_names("#pk", "pk");
+        self.put_if(put).await
+    }
+
+    /// A query of one `gsi1` partition, newest first, after the position `after` (a `gsi1sk`
+    /// from an earlier page); for [`Table::query_pages`].
+    pub(crate) fn newest_first(
+        &self,
+        partition: String,
+        after: Option<&str>,
+    ) -> QueryFluentBuilder {
+        let q = self
+            .client
+            .query()
+            .index_name("gsi1")
+            .scan_index_forward(false)
+            .expression_attribute_names("#gpk", "gsi1pk")
+            .expression_attribute_values(":gpk", AttributeValue::S(partition));
+        match after {
+            Some(position) => q
+                .key_condition_expression("#gpk = :gpk AND #gsk < :after")
+                .expression_attribute_names("#gsk", "gsi1sk")
+                .expression_attribute_values(":after", AttributeValue::S(position.to_owned())),
+            None => q.key_condition_expression("#gpk = :gpk"),
+        }
     }
 
     /// Runs `query` page after page until one more item than `limit` is decoded or the query

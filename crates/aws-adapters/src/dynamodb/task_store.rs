@@ -53,15 +53,10 @@ impl DynamoTaskStore {
 impl TaskStore for DynamoTaskStore {
     #[tracing::instrument(skip_all, fields(task_id = %task.id))]
     async fn insert_task(&self, task: &Task) -> Result<(), StoreError> {
-        self.client()
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(task_to_item(task)))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .send()
-            .await
-            .map_err(store_error)?;
+        // Its id is random: a put that finds one is a bug worth an error, not a `false`.
+        if !self.table.put_new(task_to_item(task)).await? {
+            return Err(StoreError::permanent("task id already taken"));
+        }
         Ok(())
     }
 
@@ -277,21 +272,10 @@ impl TaskStore for DynamoTaskStore {
         now: OffsetDateTime,
     ) -> Result<(Vec<Task>, bool), StoreError> {
         let mut q = self
-            .client()
-            .query()
-            .index_name("gsi1")
-            .scan_index_forward(false)
-            .expression_attribute_names("#gpk", "gsi1pk")
-            .expression_attribute_values(":gpk", s(listing_key(owner, task_type)))
+            .table
+            .newest_first(listing_key(owner, task_type), after)
             .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_values(":now", n(now.unix_timestamp()));
-        q = match after {
-            Some(position) => q
-                .key_condition_expression("#gpk = :gpk AND #gsk < :after")
-                .expression_attribute_names("#gsk", "gsi1sk")
-                .expression_attribute_values(":after", s(position)),
-            None => q.key_condition_expression("#gpk = :gpk"),
-        };
         let mut filter = "(attribute_not_exists(#exp) OR #exp > :now)".to_owned();
         if let Some(st) = status {
             filter.push_str(" AND #status = :status");

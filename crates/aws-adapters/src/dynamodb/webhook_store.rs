@@ -12,7 +12,6 @@ use super::codec::{rfc3339, s, Item};
 use super::table::{corrupt, store_error};
 use super::DynamoTaskStore;
 use async_trait::async_trait;
-use aws_sdk_dynamodb::error::SdkError;
 use std::collections::HashMap;
 use tasks_core::identity::Owner;
 use tasks_core::ports::{StoreError, WebhookStore};
@@ -95,16 +94,10 @@ fn from_item(item: &Item) -> Result<WebhookEndpoint, StoreError> {
 impl WebhookStore for DynamoTaskStore {
     #[tracing::instrument(skip_all, fields(endpoint_id = %endpoint.id))]
     async fn insert_endpoint(&self, endpoint: &WebhookEndpoint) -> Result<(), StoreError> {
-        self.table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(to_item(endpoint)?))
-            .condition_expression("attribute_not_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .send()
-            .await
-            .map_err(store_error)?;
+        // Its id is random: a put that finds one is a bug worth an error, not a `false`.
+        if !self.table.put_new(to_item(endpoint)?).await? {
+            return Err(StoreError::permanent("webhook endpoint id already taken"));
+        }
         Ok(())
     }
 
@@ -123,24 +116,15 @@ impl WebhookStore for DynamoTaskStore {
         endpoint: &WebhookEndpoint,
         seen: OffsetDateTime,
     ) -> Result<bool, StoreError> {
-        let result = self
+        let put = self
             .table
             .client
             .put_item()
-            .table_name(&self.table.name)
             .set_item(Some(to_item(endpoint)?))
             .condition_expression("#updated_at = :seen")
             .expression_attribute_names("#updated_at", "updated_at")
-            .expression_attribute_values(":seen", s(rfc3339(seen)))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+            .expression_attribute_values(":seen", s(rfc3339(seen)));
+        self.table.put_if(put).await
     }
 
     async fn delete_endpoint(&self, id: EndpointId) -> Result<(), StoreError> {
@@ -161,21 +145,7 @@ impl WebhookStore for DynamoTaskStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<(Vec<WebhookEndpoint>, bool), StoreError> {
-        let mut q = self
-            .table
-            .client
-            .query()
-            .index_name("gsi1")
-            .scan_index_forward(false)
-            .expression_attribute_names("#gpk", "gsi1pk")
-            .expression_attribute_values(":gpk", s(listing_key(owner)));
-        q = match after {
-            Some(position) => q
-                .key_condition_expression("#gpk = :gpk AND #gsk < :after")
-                .expression_attribute_names("#gsk", "gsi1sk")
-                .expression_attribute_values(":after", s(position)),
-            None => q.key_condition_expression("#gpk = :gpk"),
-        };
+        let q = self.table.newest_first(listing_key(owner), after);
         self.table.query_pages(q, limit, from_item).await
     }
 }

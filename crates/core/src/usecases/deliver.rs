@@ -209,6 +209,21 @@ mod tests {
         (task, endpoints)
     }
 
+    /// Runs the notifier for `task` and returns the one delivery message it queued.
+    async fn notified(store: &MemoryStore, task: &Task) -> DeliveryMessage {
+        let queue = MemoryDeliveryQueue::default();
+        let ports = NotifyPorts {
+            tasks: store,
+            endpoints: store,
+            deliveries: store,
+            queue: &queue,
+        };
+        notify(&ports, task.id, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        queue.sent()[0].clone()
+    }
+
     #[tokio::test]
     async fn a_final_task_makes_one_delivery_per_interested_endpoint_once() {
         // Given a completed task, an endpoint for every event and one for failures only
@@ -246,18 +261,8 @@ mod tests {
     async fn failures_are_retried_on_the_schedule_and_a_success_ends_it() {
         // Given a queued delivery and a receiver failing twice, then answering 204
         let store = MemoryStore::default();
-        let queue = MemoryDeliveryQueue::default();
         let (task, endpoints) = setup(&store, &[&EventType::ALL]).await;
-        let ports = NotifyPorts {
-            tasks: &store,
-            endpoints: &store,
-            deliveries: &store,
-            queue: &queue,
-        };
-        notify(&ports, task.id, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        let msg = queue.sent()[0].clone();
+        let msg = notified(&store, &task).await;
         let poster = MemoryPoster::answering(&[Ok(500), Err("timeout"), Ok(204)]);
         let deliver_ports = DeliverPorts {
             endpoints: &store,
@@ -327,7 +332,6 @@ mod tests {
     #[tokio::test]
     async fn an_endpoint_failing_for_five_days_is_disabled_and_a_deleted_one_abandoned() {
         let store = MemoryStore::default();
-        let queue = MemoryDeliveryQueue::default();
         let (task, endpoints) = setup(&store, &[&EventType::ALL]).await;
         let now = OffsetDateTime::now_utc();
         let mut failing = endpoints[0].clone();
@@ -336,14 +340,7 @@ mod tests {
             .replace_endpoint(&failing, endpoints[0].updated_at)
             .await
             .unwrap());
-        let ports = NotifyPorts {
-            tasks: &store,
-            endpoints: &store,
-            deliveries: &store,
-            queue: &queue,
-        };
-        notify(&ports, task.id, now).await.unwrap();
-        let msg = queue.sent()[0].clone();
+        let msg = notified(&store, &task).await;
         let poster = MemoryPoster::answering(&[Ok(503)]);
         let deliver_ports = DeliverPorts {
             endpoints: &store,
@@ -378,7 +375,6 @@ mod tests {
         // Given an endpoint whose URL points somewhere forbidden by the time of delivery (as
         // after a DNS rebinding: registration saw a public address)
         let store = MemoryStore::default();
-        let queue = MemoryDeliveryQueue::default();
         let (task, endpoints) = setup(&store, &[&EventType::ALL]).await;
         let mut rebound = endpoints[0].clone();
         rebound.url =
@@ -387,16 +383,7 @@ mod tests {
             .replace_endpoint(&rebound, endpoints[0].updated_at)
             .await
             .unwrap());
-        let ports = NotifyPorts {
-            tasks: &store,
-            endpoints: &store,
-            deliveries: &store,
-            queue: &queue,
-        };
-        notify(&ports, task.id, OffsetDateTime::now_utc())
-            .await
-            .unwrap();
-        let msg = queue.sent()[0].clone();
+        let msg = notified(&store, &task).await;
         let poster = MemoryPoster::default();
         let deliver_ports = DeliverPorts {
             endpoints: &store,

@@ -72,21 +72,11 @@ pub async fn log(
 ) -> Result<DeliveryPage, AppError> {
     get(endpoints, q.owner, q.endpoint).await?;
     let scope = format!("deliveries|{}|{}", q.owner.as_str(), q.endpoint);
-    let after = q
-        .page_token
-        .map(|t| {
-            tokens
-                .decode(&scope, t)
-                .map_err(|_| AppError::InvalidPageToken)
-        })
-        .transpose()?;
+    let after = tokens.after(&scope, q.page_token)?;
     let (page, more) = deliveries
         .list_deliveries(q.endpoint, after.as_deref(), q.limit)
         .await?;
-    let next_page_token = match page.last() {
-        Some(last) if more => Some(tokens.encode(&scope, &position(last))),
-        _ => None,
-    };
+    let next_page_token = tokens.next(&scope, more, page.last().map(position));
     Ok(DeliveryPage {
         deliveries: page.iter().map(DeliveryView::from).collect(),
         next_page_token,

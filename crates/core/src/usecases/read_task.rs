@@ -86,21 +86,11 @@ pub async fn list_tasks(
         q.task_type.slug(),
         q.status.unwrap_or("*")
     );
-    let after = q
-        .page_token
-        .map(|t| {
-            tokens
-                .decode(&scope, t)
-                .map_err(|_| AppError::InvalidPageToken)
-        })
-        .transpose()?;
+    let after = tokens.after(&scope, q.page_token)?;
     let (tasks, more) = store
         .list_tasks(q.owner, q.task_type, status, after.as_deref(), q.limit, now)
         .await?;
-    let next_page_token = match tasks.last() {
-        Some(last) if more => Some(tokens.encode(&scope, &last.list_position())),
-        _ => None,
-    };
+    let next_page_token = tokens.next(&scope, more, tasks.last().map(Task::list_position));
     Ok(TaskListPage {
         tasks: tasks.iter().map(Task::view).collect(),
         next_page_token,
@@ -138,20 +128,16 @@ async fn page(
 ) -> Result<(Vec<ItemOutcome>, Option<String>), AppError> {
     get_task(store, q.owner, q.task_type, q.id, now).await?;
     let scope = format!("{filter:?}|{}|{}", q.owner.as_str(), q.id);
-    let after = match q.page_token {
-        None => None,
-        Some(t) => {
-            let pos = tokens
-                .decode(&scope, t)
-                .map_err(|_| AppError::InvalidPageToken)?;
-            Some(pos.parse::<u32>().map_err(|_| AppError::InvalidPageToken)?)
-        }
-    };
+    let after = tokens
+        .after(&scope, q.page_token)?
+        .map(|position| {
+            position
+                .parse::<u32>()
+                .map_err(|_| AppError::InvalidPageToken)
+        })
+        .transpose()?;
     let (items, more) = store.list_outcomes(q.id, filter, after, q.limit).await?;
-    let next = match items.last() {
-        Some(last) if more => Some(tokens.encode(&scope, &last.index.to_string())),
-        _ => None,
-    };
+    let next = tokens.next(&scope, more, items.last().map(|o| o.index.to_string()));
     Ok((items, next))
 }
 

@@ -195,18 +195,10 @@ pub async fn list(
 ) -> Result<EndpointPage, AppError> {
     // Bound to the caller: another caller's token fails its MAC.
     let scope = format!("webhook-endpoints|{}", owner.as_str());
-    let after = page_token
-        .map(|t| {
-            tokens
-                .decode(&scope, t)
-                .map_err(|_| AppError::InvalidPageToken)
-        })
-        .transpose()?;
+    let after = tokens.after(&scope, page_token)?;
     let (endpoints, more) = store.list_endpoints(owner, after.as_deref(), limit).await?;
-    let next_page_token = match endpoints.last() {
-        Some(last) if more => Some(tokens.encode(&scope, &last.list_position())),
-        _ => None,
-    };
+    let last = endpoints.last().map(WebhookEndpoint::list_position);
+    let next_page_token = tokens.next(&scope, more, last);
     Ok(EndpointPage {
         webhook_endpoints: endpoints.iter().map(WebhookEndpoint::view).collect(),
         next_page_token,
