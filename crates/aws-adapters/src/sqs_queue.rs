@@ -32,6 +32,12 @@ impl SqsWorkQueue {
         }
     }
 
+    /// The webhook delivery queue on the same client: every client built costs cold-start
+    /// time.
+    pub fn delivery_queue(&self, queue_url: impl Into<String>) -> crate::SqsDeliveryQueue {
+        crate::SqsDeliveryQueue::new(self.client.clone(), queue_url)
+    }
+
     /// Another number of batches in flight (for the benchmark that compares them).
     pub fn with_parallel_batches(mut self, n: usize) -> Self {
         self.parallel_batches = n.max(1);

@@ -4,7 +4,7 @@ use api::App;
 use aws_adapters::startup::{
     aws_config, init_pseudonym_key, init_tracing, required_env, required_secret,
 };
-use aws_adapters::{DynamoTaskStore, SqsDeliveryQueue, SqsWorkQueue};
+use aws_adapters::{DynamoTaskStore, SqsWorkQueue};
 use bos_client::{BosClient, BosConfig};
 use lambda_http::{service_fn, Error, Request};
 use std::sync::Arc;
@@ -20,18 +20,14 @@ async fn main() -> Result<(), Error> {
     let table = required_env("TABLE_NAME")?;
     let store = DynamoTaskStore::from_config(&aws, table);
     let lanes = Arc::new(store.lanes());
+    let work_queue = SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
+    let delivery_queue = work_queue.delivery_queue(required_env("DELIVERY_QUEUE_URL")?);
     let app = Arc::new(App::new(
         Arc::new(store),
         lanes,
-        Arc::new(SqsWorkQueue::from_config(
-            &aws,
-            required_env("WORK_QUEUE_URL")?,
-        )),
+        Arc::new(work_queue),
         Arc::new(BosClient::new(BosConfig::from_env()?)?),
-        Arc::new(SqsDeliveryQueue::from_config(
-            &aws,
-            required_env("DELIVERY_QUEUE_URL")?,
-        )),
+        Arc::new(delivery_queue),
         settings,
         PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
     ));

@@ -51,6 +51,7 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("TABLE_NAME", "bench")
             .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
+            .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
             .env("BOS_URL", "http://127.0.0.1:9")
             // The secrets every deployed function refuses to start without.
             .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
