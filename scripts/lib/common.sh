@@ -67,25 +67,32 @@ wait_for_port() { # host port name
   return 1
 }
 
-# start_aws_stack DDB_PORT SQS_PORT: DynamoDB Local (in memory) and moto's server on loopback.
-# Both are stopped when the calling script exits.
+# start_aws_stack DDB_PORT SQS_PORT: DynamoDB Local and moto's server on loopback. Both are
+# stopped when the calling script exits. DynamoDB Local keeps its database in a fresh folder in
+# memory (/dev/shm when there is one) rather than -inMemory, so that we can add the index its
+# stream store lacks (scripts/lib/ddb_local_stream_index.py says why).
 start_aws_stack() {
-  local ddb_port=$1 sqs_port=$2 dir
+  local ddb_port=$1 sqs_port=$2 dir data
   dir=$(ddb_local_dir)
+  data=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "${TMPDIR:-/tmp}")/bgtasks-ddb.XXXXXX")
+  STACK_DIRS+=("$data")
   log "starting DynamoDB Local on 127.0.0.1:$ddb_port and moto (SQS) on 127.0.0.1:$sqs_port"
   (cd "$dir" && exec java -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-      -inMemory -port "$ddb_port" -disableTelemetry) >"$RUN_DIR/dynamodb-local.log" 2>&1 &
+      -sharedDb -dbPath "$data" -port "$ddb_port" -disableTelemetry) >"$RUN_DIR/dynamodb-local.log" 2>&1 &
   STACK_PIDS+=($!)
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$sqs_port" >"$RUN_DIR/moto.log" 2>&1 &
   STACK_PIDS+=($!)
   wait_for_port 127.0.0.1 "$ddb_port" "DynamoDB Local"
   wait_for_port 127.0.0.1 "$sqs_port" "moto server"
+  python3 "$ROOT/scripts/lib/ddb_local_stream_index.py" "$ddb_port" "$data/shared-local-instance.db"
 }
 
 STACK_PIDS=()
+STACK_DIRS=()
 stop_stack() {
   local pid
   for pid in "${STACK_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  [ ${#STACK_DIRS[@]} -eq 0 ] || rm -rf "${STACK_DIRS[@]}"
 }
 trap stop_stack EXIT
