@@ -28,6 +28,12 @@ ensure_java() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 }
 
+ensure_jq() {
+  command -v jq >/dev/null 2>&1 && return
+  log "installing jq, for the README's log queries (apt: jq)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
+}
+
 ensure_python_tools() {
   local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION-$SCHEMATHESIS_VERSION
   [ -f "$stamp" ] && return
@@ -53,6 +59,7 @@ ensure_dynamodb_local() {
 
 ensure_tools() {
   ensure_java
+  ensure_jq
   ensure_python_tools
   ensure_dynamodb_local
 }

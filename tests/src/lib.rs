@@ -69,6 +69,38 @@ pub struct AppOptions {
     pub paused_event_sources: Vec<&'static str>,
 }
 
+impl AppOptions {
+    /// BOS can never process `iban` (every call for it fails transiently), chunks are of 5
+    /// items and BOS is tried twice per delivery: the chunk holding it soon ends in the
+    /// dead-letter queue.
+    pub fn dead_lettering(iban: String) -> Self {
+        Self {
+            knobs: Knobs {
+                failing_ibans: vec![iban],
+                ..Knobs::default()
+            },
+            extra_env: vec![("CHUNK_SIZE", "5".into()), ("BOS_MAX_ATTEMPTS", "2".into())],
+            ..Self::default()
+        }
+    }
+}
+
+/// A stack whose consumer process aborts right after its `calls`-th BOS call, before recording
+/// it (the crash failpoint), once: the function pool starts another process and SQS redelivers
+/// the chunk. Returns the app and the marker file the crash leaves behind.
+pub async fn spawn_app_crashing_after(calls: usize) -> (TestApp, PathBuf) {
+    let marker = std::env::temp_dir().join(format!("crash-{}", uuid::Uuid::new_v4()));
+    let app = spawn_app_with(AppOptions {
+        extra_env: vec![
+            ("FAILPOINT_CRASH_AFTER_BOS_CALLS", calls.to_string()),
+            ("FAILPOINT_MARKER", marker.display().to_string()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    (app, marker)
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(AppOptions::default()).await
 }

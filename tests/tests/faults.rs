@@ -78,15 +78,7 @@ async fn a_bos_failing_30_percent_of_calls_still_creates_every_item_exactly_once
 #[tokio::test]
 async fn b_a_consumer_crash_mid_chunk_is_redelivered_without_duplicates() {
     // Given a consumer that aborts after its 40th BOS call, before recording anything
-    let marker = std::env::temp_dir().join(format!("crash-{}", uuid::Uuid::new_v4()));
-    let app = spawn_app_with(AppOptions {
-        extra_env: vec![
-            ("FAILPOINT_CRASH_AFTER_BOS_CALLS", "40".into()),
-            ("FAILPOINT_MARKER", marker.display().to_string()),
-        ],
-        ..Default::default()
-    })
-    .await;
+    let (app, marker) = spawn_app_crashing_after(40).await;
 
     let id = task_id(&app.import(ALICE, &beneficiaries(200)).await);
     let task = app.wait_final(ALICE, &id).await;
@@ -108,15 +100,7 @@ async fn c_a_chunk_that_always_fails_ends_in_the_dlq_and_its_item_processing_fai
     // Given one IBAN BOS can never process, in the second of four chunks
     let items = beneficiaries_from(5_000, 20);
     let poison = items[7]["iban"].as_str().unwrap().to_owned();
-    let app = spawn_app_with(AppOptions {
-        knobs: bos_simulator::Knobs {
-            failing_ibans: vec![poison],
-            ..knobs()
-        },
-        extra_env: vec![("CHUNK_SIZE", "5".into()), ("BOS_MAX_ATTEMPTS", "2".into())],
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_app_with(AppOptions::dead_lettering(poison)).await;
 
     let id = task_id(&app.import(ALICE, &items).await);
     let task = app.wait_final(ALICE, &id).await;
@@ -265,14 +249,9 @@ async fn g_a_dlq_redrive_finishes_the_task_and_replaying_final_chunks_changes_no
     let items = beneficiaries_from(7_000, 10);
     let poison = items[3]["iban"].as_str().unwrap().to_owned();
     let app = spawn_app_with(AppOptions {
-        knobs: bos_simulator::Knobs {
-            failing_ibans: vec![poison],
-            ..knobs()
-        },
-        extra_env: vec![("CHUNK_SIZE", "5".into()), ("BOS_MAX_ATTEMPTS", "2".into())],
         parameters: vec![("MaxReceiveCount", "2".into())],
         paused_event_sources: vec!["DeadLetterFunction"],
-        ..Default::default()
+        ..AppOptions::dead_lettering(poison)
     })
     .await;
     let id = task_id(&app.import(ALICE, &items).await);

@@ -7,12 +7,17 @@
 //! comes back in order. Different groups share nothing, so they are handled concurrently: one
 //! group's slow BOS calls or DynamoDB writes do not hold up another's. A message whose handler
 //! succeeded is left out of the report and deleted by the event source mapping.
+//!
+//! Each message runs in its task's trace ([`tasks_core::trace`]): the record's `AWSTraceHeader`,
+//! else the trace its body carries, else the invocation's own. Its log lines carry the trace id.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use serde::de::DeserializeOwned;
 use std::collections::HashSet;
 use std::future::Future;
 use tasks_core::error::Chain;
+use tasks_core::trace::{self, Trace, Traced};
+use tracing::Instrument;
 
 /// Whether SQS delivered this message before (`ApproximateReceiveCount` above 1).
 pub fn redelivered(record: &SqsMessage) -> bool {
@@ -21,6 +26,14 @@ pub fn redelivered(record: &SqsMessage) -> bool {
         .get("ApproximateReceiveCount")
         .and_then(|c| c.parse::<u32>().ok())
         .is_some_and(|c| c > 1)
+}
+
+/// The trace SQS carried with the message, as the event source mapping hands it over.
+pub fn record_trace(record: &SqsMessage) -> Option<Trace> {
+    record
+        .attributes
+        .get("AWSTraceHeader")
+        .and_then(|header| Trace::from_xray_header(header))
 }
 
 /// What to do with a message whose body is not a message of this queue. No delivery will ever
@@ -43,7 +56,7 @@ pub async fn process_fifo_batch<M, F, Fut, E>(
     handle: F,
 ) -> SqsBatchResponse
 where
-    M: DeserializeOwned,
+    M: DeserializeOwned + Traced,
     F: Fn(M, bool) -> Fut,
     Fut: Future<Output = Result<(), E>>,
     E: std::error::Error + 'static,
@@ -81,10 +94,21 @@ where
                     continue;
                 }
             };
-            if let Err(error) = handle(message, redelivered(record)).await {
+            let trace = record_trace(record)
+                .or_else(|| message.trace().cloned())
+                .or_else(trace::current);
+            let span = tracing::info_span!(
+                "message",
+                message_id = id,
+                trace_id = trace
+                    .as_ref()
+                    .map(|t| tracing::field::display(t.trace_id()))
+            );
+            let handled = trace::within(trace, handle(message, redelivered(record)));
+            if let Err(error) = handled.instrument(span.clone()).await {
                 // The chain names codes and counts, never message content.
                 let error = Chain(&error);
-                tracing::warn!(message_id = id, %error, "message failed; its group goes back");
+                span.in_scope(|| tracing::warn!(%error, "message failed; its group goes back"));
                 failed.push(id);
             }
         }
@@ -131,6 +155,17 @@ mod tests {
     use std::collections::HashMap;
     use std::sync::Mutex;
 
+    /// A test message: a JSON string, in no trace of its own.
+    #[derive(serde::Deserialize)]
+    #[serde(transparent)]
+    struct Body(String);
+
+    impl Traced for Body {
+        fn trace(&self) -> Option<&Trace> {
+            None
+        }
+    }
+
     /// A message whose body is the JSON string `body`.
     fn msg(id: &str, group: &str, body: &str) -> SqsMessage {
         let mut m = SqsMessage::default();
@@ -150,7 +185,7 @@ mod tests {
             msg("5", "b", "b2"),
         ];
         let seen = Mutex::new(vec![]);
-        let res = process_fifo_batch(&records, Undecodable::Fail, |body: String, _| {
+        let res = process_fifo_batch(&records, Undecodable::Fail, |Body(body), _| {
             seen.lock().unwrap().push(body.clone());
             async move {
                 if body == "fail" {
@@ -186,7 +221,7 @@ mod tests {
         let records = &records;
         let failed = |policy| async move {
             let seen = Mutex::new(vec![]);
-            let res = process_fifo_batch(records, policy, |body: String, _| {
+            let res = process_fifo_batch(records, policy, |Body(body), _| {
                 seen.lock().unwrap().push(body);
                 async { Ok::<(), std::io::Error>(()) }
             })
@@ -208,6 +243,28 @@ mod tests {
             failed(Undecodable::Drop).await,
             (vec![], vec!["a1".to_owned(), "a3".to_owned()])
         );
+    }
+
+    #[tokio::test]
+    async fn each_message_runs_in_the_trace_sqs_carried_else_the_invocations() {
+        let carried = Trace::new_root();
+        let invocation = Trace::new_root();
+        let mut with_header = msg("1", "a", "a1");
+        with_header
+            .attributes
+            .insert("AWSTraceHeader".into(), carried.xray_header());
+        let records = [with_header, msg("2", "b", "b1")];
+        let seen = Mutex::new(HashMap::new());
+        let seen_ref = &seen;
+        let run = process_fifo_batch(&records, Undecodable::Fail, |Body(body), _| async move {
+            // Inside the future: where the handler's work (and its BOS calls) happens.
+            seen_ref.lock().unwrap().insert(body, trace::current());
+            Ok::<(), std::io::Error>(())
+        });
+        trace::within(Some(invocation.clone()), run).await;
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen["a1"], Some(carried));
+        assert_eq!(seen["b1"], Some(invocation));
     }
 
     #[test]

@@ -1,15 +1,20 @@
 //! The work queue on SQS FIFO: messages go out with `SendMessageBatch`, ten per call, the
 //! calls of one enqueue concurrently. Each message's deduplication id names it
 //! (`{task_id}:{chunk}`, `{task_id}:start:{lane}`), so resending after a partial failure is
-//! harmless; entries SQS refused are resent a few times before the enqueue gives up.
+//! harmless; entries SQS refused are resent a few times before the enqueue gives up. Each
+//! message carries its task's trace as `AWSTraceHeader` ([`tasks_core::trace`]).
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
+};
 use aws_sdk_sqs::Client;
 use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
 use std::time::Duration;
 use tasks_core::chunk::WorkMessage;
 use tasks_core::ports::{QueueError, WorkQueue};
+use tasks_core::trace::{Trace, Traced};
 
 const BATCH: usize = 10;
 const ATTEMPTS: usize = 4;
@@ -66,6 +71,7 @@ impl SqsWorkQueue {
                     .message_body(body)
                     .message_group_id(m.group_id())
                     .message_deduplication_id(m.deduplication_id())
+                    .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?)
                     .build()
                     .map_err(QueueError::new)?;
                 entries.push(entry);
@@ -112,4 +118,22 @@ impl WorkQueue for SqsWorkQueue {
             .await?;
         Ok(())
     }
+}
+
+/// The `AWSTraceHeader` system attribute: how AWS documents carrying a trace from a sender
+/// through SQS to the Lambda function that receives the message (it arrives in the record's
+/// `attributes`). The body carries the trace too, so the chunk keeps it while it waits in the
+/// table for a lane, and on emulators that drop system attributes from batch sends (moto).
+fn trace_attribute(
+    trace: &Trace,
+) -> Result<HashMap<MessageSystemAttributeNameForSends, MessageSystemAttributeValue>, QueueError> {
+    let value = MessageSystemAttributeValue::builder()
+        .data_type("String")
+        .string_value(trace.xray_header())
+        .build()
+        .map_err(QueueError::new)?;
+    Ok(HashMap::from([(
+        MessageSystemAttributeNameForSends::AwsTraceHeader,
+        value,
+    )]))
 }

@@ -3,6 +3,7 @@
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use std::time::Duration;
+use tasks_core::trace::Trace;
 use tracing_subscriber::EnvFilter;
 
 /// Logs on stdout, one line per event, honouring Lambda's advanced logging controls: JSON
@@ -107,6 +108,20 @@ impl QueueFunction {
             queue: std::sync::Arc::new(queue),
         })
     }
+}
+
+/// Lambda's trace for this invocation (its `Lambda-Runtime-Trace-Id`), recorded as the
+/// `trace_id` of the current span (the invocation's, declared with `trace_id = Empty`), so that
+/// every line the invocation logs carries it. Work that brings no trace of its own runs in it.
+pub fn invocation_trace(context: &lambda_runtime::Context) -> Option<Trace> {
+    let trace = context
+        .xray_trace_id
+        .as_deref()
+        .and_then(Trace::from_xray_header);
+    if let Some(t) = &trace {
+        tracing::Span::current().record("trace_id", t.trace_id());
+    }
+    trace
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@
 //!   are decoded strictly and checked against what was sent, and a validation succeeds only on
 //!   an explicit `{"valid": true}`. Whatever fails those checks is `BadResponse`
 //!   (`upstream_error`), never a success.
+//! - Every attempt carries the current trace ([`tasks_core::trace`]) as W3C `traceparent` and
+//!   `X-Amzn-Trace-Id`, each attempt a span of its own.
 
 use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
@@ -20,6 +22,7 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
 use tasks_core::ports::BeneficiaryBackend;
+use tasks_core::trace;
 use tasks_core::upstream::{BackendError, Rejection, RejectionKind};
 
 /// The most of one BOS answer that is read: a beneficiary or an error is well under 1 KiB, so
@@ -164,10 +167,15 @@ impl BosClient {
             return Err(AttemptError::Stop(BackendError::Timeout));
         }
         let started = Instant::now();
-        let sent = self
-            .http
-            .post(url)
-            .header("Idempotency-Key", key)
+        let mut request = self.http.post(url).header("Idempotency-Key", key);
+        // Each attempt is a span of the trace the work runs in (the request that created the
+        // task): W3C for BOS's own tracing, X-Ray's header for AWS's.
+        if let Some(span) = trace::current().map(|t| t.child()) {
+            request = request
+                .header("traceparent", span.traceparent())
+                .header("X-Amzn-Trace-Id", span.xray_header());
+        }
+        let sent = request
             .timeout(self.config.request_timeout.min(left))
             .json(beneficiary)
             .send()

@@ -7,6 +7,7 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::Beneficiary;
 use tasks_core::ports::BeneficiaryBackend;
+use tasks_core::trace::{self, Trace};
 use tasks_core::upstream::{BackendError, RejectionKind};
 
 async fn start(knobs: Knobs) -> (Simulator, BosClient) {
@@ -222,4 +223,46 @@ async fn untrustworthy_success_answers_are_upstream_errors() {
         }
         assert_eq!(sim.stats().creations, 0, "{what}");
     }
+}
+
+#[tokio::test]
+async fn every_attempt_carries_the_current_trace_as_a_span_of_its_own() {
+    // Given a BOS that fails the first two attempts
+    let (sim, client) = start(Knobs {
+        failure_rate: 1.0,
+        failure_statuses: vec![503],
+        ..Knobs::default()
+    })
+    .await;
+    let trace = Trace::new_root();
+    let _ = trace::within(
+        Some(trace.clone()),
+        client.create(&beneficiary("GB82WEST12345698765432"), "k1", soon()),
+    )
+    .await;
+
+    // Then each of the three attempts names the trace, in both formats, with a span id of its
+    // own (the parent BOS's spans hang from)
+    let calls = sim.calls();
+    assert_eq!(calls.len(), 3);
+    let w3c_id = trace.trace_id().trim_start_matches("1-").replace('-', "");
+    let mut spans = std::collections::HashSet::new();
+    for call in &calls {
+        let parent = call.traceparent.as_deref().expect("traceparent");
+        assert!(parent.starts_with(&format!("00-{w3c_id}-")), "{parent}");
+        assert!(parent.ends_with("-01"), "sampled: {parent}");
+        let xray = Trace::from_xray_header(call.xray.as_deref().expect("X-Amzn-Trace-Id"));
+        assert_eq!(xray.map(|t| t.trace_id()), Some(trace.trace_id()));
+        spans.insert(parent.to_owned());
+    }
+    assert_eq!(spans.len(), 3);
+
+    // And work outside any trace sends no trace headers (none are made up)
+    sim.set_knobs(Knobs::default());
+    client
+        .validate(&beneficiary("GB82WEST12345698765432"), "v1", soon())
+        .await
+        .unwrap();
+    let last = sim.calls().pop().unwrap();
+    assert_eq!((last.traceparent, last.xray), (None, None));
 }

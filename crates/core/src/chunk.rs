@@ -8,6 +8,7 @@
 
 use crate::beneficiary::Beneficiary;
 use crate::task::{TaskId, TaskType};
+use crate::trace::{Trace, Traced};
 use serde::{Deserialize, Serialize};
 
 /// The most items a chunk may hold: a chunk's outcomes are recorded in one DynamoDB
@@ -25,6 +26,10 @@ pub struct ChunkMessage {
     /// in. Absent only in messages from before lanes existed, which then hand nothing on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The trace of the request that created the task: every BOS call for these items carries
+    /// it, whichever consumer takes the chunk and however often it comes back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
     pub items: Vec<ChunkItem>,
 }
 
@@ -43,6 +48,9 @@ pub struct LaneStart {
     /// finds the sequence shorter waits for the append instead of closing its lane.
     #[serde(default)]
     pub appended_until: u64,
+    /// The trace of the submission that opened the lane.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Trace>,
 }
 
 /// The body of a work-queue message.
@@ -84,6 +92,16 @@ impl WorkMessage {
     }
 }
 
+impl Traced for WorkMessage {
+    /// The trace the message travels in: its task's, or its submission's for a lane start.
+    fn trace(&self) -> Option<&Trace> {
+        match self {
+            Self::Start { start } => start.trace.as_ref(),
+            Self::Settle { settle: c, .. } | Self::Chunk(c) => c.trace.as_ref(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkItem {
     /// 0-based index of the item in the client's original array.
@@ -114,6 +132,7 @@ pub fn split(
                 task_type,
                 chunk: (index / size) as u32,
                 owner: Some(owner.to_owned()),
+                trace: None,
                 items: Vec::with_capacity(size),
             });
         }
@@ -183,6 +202,7 @@ mod tests {
                 task_id: id,
                 lane: 2,
                 appended_until: 5,
+                trace: None,
             },
         };
         assert_eq!(start.deduplication_id(), format!("{id}:start:2"));
@@ -197,6 +217,7 @@ mod tests {
             task_id: id,
             lane: 0,
             appended_until: 1,
+            trace: None,
         };
         for message in [WorkMessage::Chunk(chunk), WorkMessage::Start { start }] {
             let body = serde_json::to_string(&message).unwrap();

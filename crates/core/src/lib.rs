@@ -34,6 +34,7 @@ pub mod task;
 pub mod task_types;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_ibans;
+pub mod trace;
 pub mod upstream;
 pub mod usecases;
 pub mod webhook;

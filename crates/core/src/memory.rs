@@ -633,6 +633,8 @@ pub struct MemoryBackend {
     creations: AtomicUsize,
     validations: AtomicUsize,
     calls: AtomicUsize,
+    /// The trace id each call ran in (`None`: no trace), in call order.
+    trace_ids: Mutex<Vec<Option<String>>>,
 }
 
 impl MemoryBackend {
@@ -645,6 +647,10 @@ impl MemoryBackend {
     }
     pub fn validations(&self) -> usize {
         self.validations.load(Ordering::SeqCst)
+    }
+    /// The trace id of every call so far, as the BOS client would have sent it.
+    pub fn trace_ids(&self) -> Vec<Option<String>> {
+        lock(&self.trace_ids).clone()
     }
     pub fn reject_iban(&self, iban: &str) {
         lock(&self.rejected_ibans).insert(iban.to_owned());
@@ -661,6 +667,7 @@ impl MemoryBackend {
 impl MemoryBackend {
     fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.trace_ids).push(crate::trace::current().map(|t| t.trace_id()));
         if self.unavailable.load(Ordering::SeqCst) || lock(&self.flaky_ibans).contains(b.iban()) {
             return Err(BackendError::Unavailable("503".into()));
         }

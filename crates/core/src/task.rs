@@ -2,6 +2,7 @@
 //! clients read.
 
 use crate::identity::Owner;
+use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -138,6 +139,9 @@ pub struct Task {
     pub expires_at: Option<OffsetDateTime>,
     /// Set by `DELETE`: items not yet started end `cancelled`.
     pub cancel_requested_at: Option<OffsetDateTime>,
+    /// The trace of the request that created the task, kept so that an operator can go from
+    /// a task id to its trace. Internal: the task JSON does not show it.
+    pub trace: Option<Trace>,
 }
 
 impl Task {
@@ -157,6 +161,7 @@ impl Task {
             finished_at: None,
             expires_at: None,
             cancel_requested_at: None,
+            trace: None,
         }
     }
 

@@ -18,6 +18,7 @@ use tasks_core::ports::{
     TaskStore, WebhookStore, WorkQueue,
 };
 use tasks_core::task::TaskId;
+use tasks_core::trace::{self, Trace};
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
 use tasks_core::usecases::schedule::Scheduler;
 use tasks_core::usecases::{
@@ -180,22 +181,25 @@ impl Answer {
 impl App {
     /// Answers one API Gateway request. Never fails: every error is an HTTP answer.
     pub async fn handle(&self, req: Request) -> Response<Body> {
-        let request_id = req
-            .lambda_context_ref()
-            .map(|c| c.request_id.clone())
-            .unwrap_or_default();
+        let context = req.lambda_context_ref();
+        let request_id = context.map(|c| c.request_id.clone()).unwrap_or_default();
+        // Lambda's trace for this request: the task it creates keeps it, its chunks carry it
+        // through SQS, and every BOS call made for it (here or in a consumer) is a span of it.
+        let trace = context
+            .and_then(|c| c.xray_trace_id.as_deref())
+            .and_then(Trace::from_xray_header);
         let span = tracing::info_span!("request", request_id = %request_id,
+            trace_id = trace.as_ref().map(|t| tracing::field::display(t.trace_id())),
             method = %req.method(), owner = tracing::field::Empty, task_id = tracing::field::Empty);
-        async move {
+        let work = async move {
             let answer = match self.authenticated(&req).await {
                 Ok(a) => a,
                 Err(e) => Answer::error(&e),
             };
             tracing::info!(status = answer.status, "request answered");
             answer.into_response()
-        }
-        .instrument(span)
-        .await
+        };
+        trace::within(trace, work.instrument(span)).await
     }
 
     async fn authenticated(&self, req: &Request) -> Result<Answer, ApiError> {

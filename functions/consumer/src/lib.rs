@@ -3,6 +3,7 @@
 //! `POST /beneficiaries`, and outcomes land in the task store.
 
 use aws_adapters::sqs_batch::{process_fifo_batch, Undecodable};
+use aws_adapters::startup::invocation_trace;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
 use tasks_core::ports::{BeneficiaryBackend, LaneStore, TaskStore, WorkQueue};
+use tasks_core::trace;
 use tasks_core::usecases::consume::{consume, Ports};
 use tasks_core::usecases::process_chunk::ChunkError;
 use tokio::sync::Semaphore;
@@ -32,7 +34,8 @@ pub fn deadline_instant(deadline_ms: u64) -> Instant {
 }
 
 impl Consumer {
-    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
+    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
+        trace_id = tracing::field::Empty, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let deadline = deadline_instant(event.context.deadline);
         // One limit for the whole invocation: the messages of a batch run at once and share
@@ -64,6 +67,9 @@ impl Consumer {
             );
             Ok::<(), ChunkError>(())
         };
-        process_fifo_batch(&event.payload.records, Undecodable::Fail, run).await
+        // What a message runs in when it carries no trace of its own.
+        let invocation = invocation_trace(&event.context);
+        let batch = process_fifo_batch(&event.payload.records, Undecodable::Fail, run);
+        trace::within(invocation, batch).await
     }
 }

@@ -3,12 +3,14 @@
 //! become `processing_failed`; a dead lane start sends its chunk back to the work queue.
 
 use aws_adapters::sqs_batch::{process_fifo_batch, Undecodable};
+use aws_adapters::startup::invocation_trace;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
 use tasks_core::ports::{LaneStore, TaskStore, WorkQueue};
+use tasks_core::trace;
 use tasks_core::usecases::dead_letter::settle;
 use tasks_core::usecases::process_chunk::ChunkError;
 
@@ -20,7 +22,8 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
+    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
+        trace_id = tracing::field::Empty, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
         let run = |message: WorkMessage, _| async move {
             let settled = settle(
@@ -41,6 +44,9 @@ impl DeadLetter {
         };
         // Nothing is behind the dead-letter queue: a message no code can read is logged (and
         // the DLQ alarm has fired) rather than left to block its group.
-        process_fifo_batch(&event.payload.records, Undecodable::Drop, run).await
+        // What a message runs in when it carries no trace of its own.
+        let invocation = invocation_trace(&event.context);
+        let batch = process_fifo_batch(&event.payload.records, Undecodable::Drop, run);
+        trace::within(invocation, batch).await
     }
 }

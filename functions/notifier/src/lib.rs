@@ -4,6 +4,7 @@
 //! Lambda retries the stream from there, and what was done before it is not redone (the
 //! deliveries exist and are marked queued).
 
+use aws_adapters::startup::invocation_trace;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
@@ -35,8 +36,10 @@ pub fn task_of(record: &EventRecord) -> Option<TaskId> {
 }
 
 impl Notifier {
-    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, records = event.payload.records.len()))]
+    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
+        trace_id = tracing::field::Empty, records = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<Event>) -> DynamoDbEventResponse {
+        invocation_trace(&event.context);
         let ports = NotifyPorts {
             tasks: self.tasks.as_ref(),
             endpoints: self.endpoints.as_ref(),

@@ -5,6 +5,7 @@
 
 pub mod poster;
 
+use aws_adapters::startup::invocation_trace;
 use aws_adapters::SqsDeliveryQueue;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::LambdaEvent;
@@ -25,8 +26,10 @@ pub struct Sender {
 }
 
 impl Sender {
-    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id, messages = event.payload.records.len()))]
+    #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
+        trace_id = tracing::field::Empty, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
+        invocation_trace(&event.context);
         let results =
             futures::future::join_all(event.payload.records.iter().map(|m| self.one(m))).await;
         let mut response = SqsBatchResponse::default();

@@ -11,7 +11,9 @@
 //!   work was done, hangs past the client's time-out, IBANs that always fail;
 //! - counters at `GET /v1/stats` ([`Stats`]), so tests and benchmarks can prove "created
 //!   exactly once", and the most calls it ever had in progress at once (`peak_concurrency`),
-//!   so they can prove the BOS cap holds.
+//!   so they can prove the BOS cap holds;
+//! - the trace headers of every call (`traceparent`, `X-Amzn-Trace-Id`) at `GET /v1/traces`
+//!   ([`SeenCall`]), so tests can prove that a task's trace reaches BOS.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -56,10 +58,25 @@ pub struct Stats {
     pub peak_concurrency: u64,
 }
 
+/// What the simulator keeps of one call (create or validation) for tracing checks: its
+/// trace headers and idempotency key, never its body.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SeenCall {
+    pub path: String,
+    pub idempotency_key: Option<String>,
+    pub traceparent: Option<String>,
+    pub xray: Option<String>,
+}
+
+/// The most calls [`Simulator::calls`] remembers: the latest ones, so a long local run stays
+/// within a few megabytes.
+pub const SEEN_CALLS_KEPT: usize = 50_000;
+
 #[derive(Default)]
 struct Inner {
     knobs: Knobs,
     stats: Stats,
+    calls: std::collections::VecDeque<SeenCall>,
     ibans: HashSet<String>,
     /// Idempotency key → (request body, status, answer).
     answers: HashMap<String, (Value, u16, Value)>,
@@ -90,6 +107,11 @@ impl Simulator {
         self.lock().stats
     }
 
+    /// The calls seen so far (the latest [`SEEN_CALLS_KEPT`]), oldest first.
+    pub fn calls(&self) -> Vec<SeenCall> {
+        self.lock().calls.iter().cloned().collect()
+    }
+
     pub fn set_knobs(&self, knobs: Knobs) {
         self.lock().knobs = knobs;
     }
@@ -107,6 +129,7 @@ impl Simulator {
                 count_in_flight,
             ))
             .route("/v1/stats", get(stats))
+            .route("/v1/traces", get(traces))
             .route("/v1/elsewhere", get(elsewhere).post(elsewhere))
             .route("/admin/config", get(get_config).put(put_config))
             .with_state(self.clone())
@@ -118,8 +141,9 @@ impl Simulator {
     }
 }
 
-/// Counts a call in progress from the moment its request arrives until its answer is sent or
-/// the client gives up (the guard is dropped with the request's future either way).
+/// Remembers the call's trace headers ([`SeenCall`]), and counts it in progress from the moment
+/// its request arrives until its answer is sent or the client gives up (the guard is dropped
+/// with the request's future either way).
 async fn count_in_flight(
     State(sim): State<Simulator>,
     request: axum::extract::Request,
@@ -132,8 +156,29 @@ async fn count_in_flight(
             inner.stats.in_flight = inner.stats.in_flight.saturating_sub(1);
         }
     }
+    let seen = {
+        // Scoped: a borrow of the request (whose body is not `Sync`) must not live across the
+        // `.await` below.
+        let headers = request.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        SeenCall {
+            path: request.uri().path().to_owned(),
+            idempotency_key: header("idempotency-key"),
+            traceparent: header("traceparent"),
+            xray: header("x-amzn-trace-id"),
+        }
+    };
     let _guard = {
         let mut inner = sim.lock();
+        if inner.calls.len() == SEEN_CALLS_KEPT {
+            inner.calls.pop_front();
+        }
+        inner.calls.push_back(seen);
         inner.stats.in_flight += 1;
         inner.stats.peak_concurrency = inner.stats.peak_concurrency.max(inner.stats.in_flight);
         InFlight(sim.clone())
@@ -289,6 +334,10 @@ async fn create(
 
 async fn stats(State(sim): State<Simulator>) -> Json<Stats> {
     Json(sim.stats())
+}
+
+async fn traces(State(sim): State<Simulator>) -> Json<Vec<SeenCall>> {
+    Json(sim.calls())
 }
 
 async fn get_config(State(sim): State<Simulator>) -> Json<Knobs> {

@@ -2,7 +2,9 @@
 //! `LOCAL_GATEWAY_ADDR` (127.0.0.1:3000), `DYNAMODB_ENDPOINT` (http://127.0.0.1:8000),
 //! `SQS_ENDPOINT` (http://127.0.0.1:5000), `BOS_URL` (http://127.0.0.1:3100),
 //! `FUNCTIONS_DIR` (target/debug), `STACK_PREFIX` (local), `FUNCTION_CONCURRENCY` (2),
-//! `LOCAL_GATEWAY_TOKENS` (`dev-token-alice=alice,dev-token-bob=bob`).
+//! `LOCAL_GATEWAY_TOKENS` (`dev-token-alice=alice,dev-token-bob=bob`), `LOCAL_GATEWAY_LOG_DIR`
+//! (unset: the functions' logs go to the gateway's own output; set: one file per function
+//! binary, `api.log`, `consumer.log`, …, for `jq`).
 
 use local_gateway::{LocalStack, StackConfig};
 use std::path::PathBuf;
@@ -35,6 +37,10 @@ async fn main() -> Result<(), local_gateway::BoxError> {
     }
     if let Some(v) = var("FUNCTION_CONCURRENCY") {
         config.concurrency = v.parse()?;
+    }
+    if let Some(v) = var("LOCAL_GATEWAY_LOG_DIR") {
+        std::fs::create_dir_all(&v)?;
+        config.log_dir = Some(PathBuf::from(v));
     }
     if let Some(v) = var("LOCAL_GATEWAY_TOKENS") {
         config.tokens = v

@@ -12,6 +12,7 @@ use axum::Router;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tasks_core::trace::Trace;
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 /// What a function invocation ended with.
@@ -105,9 +106,12 @@ async fn next(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             "lambda-runtime-invoked-function-arn",
             hv(&state.function_arn),
         );
+        // Lambda starts a trace of its own for each invocation (an HTTP API passes none on,
+        // and SQS-triggered invocations are linked to the sender's trace through the record's
+        // `AWSTraceHeader`, not continued), and hands it over in this header.
         headers.insert(
             "lambda-runtime-trace-id",
-            hv(&format!("Root=1-local-{}", inv.id)),
+            hv(&Trace::new_root().xray_header()),
         );
         headers.insert("content-type", HeaderValue::from_static("application/json"));
         state.in_flight().insert(inv.id.clone(), inv.reply);

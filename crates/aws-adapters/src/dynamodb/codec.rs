@@ -17,6 +17,7 @@ use tasks_core::identity::Owner;
 use tasks_core::outcome::ItemOutcome;
 use tasks_core::ports::StoreError;
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use tasks_core::trace::Trace;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -100,6 +101,10 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     if let Some(t) = task.cancel_requested_at {
         item.insert("cancel_requested_at".into(), s(rfc3339(t)));
     }
+    if let Some(trace) = &task.trace {
+        // The X-Ray header (`Root=<trace id>;Parent=…;Sampled=…`): from a task to its trace.
+        item.insert("trace".into(), s(trace.xray_header()));
+    }
     item
 }
 
@@ -146,6 +151,8 @@ pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
             .and_then(|v| v.as_n().ok())
             .and_then(|v| v.parse::<i64>().ok())
             .and_then(|v| OffsetDateTime::from_unix_timestamp(v).ok()),
+        // Absent on records written before tracing; never a reason to refuse a task.
+        trace: text("trace").and_then(Trace::from_xray_header),
     })
 }
 
@@ -196,6 +203,8 @@ mod tests {
         );
         t.succeeded = 3;
         t.expires_at = Some(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(86_400));
+        assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
+        t.trace = Some(Trace::new_root());
         assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
     }
 

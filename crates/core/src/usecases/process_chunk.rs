@@ -19,6 +19,7 @@ use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::ports::{BeneficiaryBackend, StoreError, TaskStore};
 use crate::task::{TaskStatus, TaskType};
 use crate::task_types::run_item;
+use crate::trace;
 use crate::usecases::record_outcomes::record_and_finish;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,8 +79,25 @@ enum Attempt {
 
 /// Processes one chunk: skips what is final, calls BOS for the rest, records the outcomes and
 /// finishes the task if they were its last.
-#[tracing::instrument(name = "process_chunk", skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk, owner = tracing::field::Empty))]
+///
+/// The chunk runs in its task's trace: a lane start works on whichever chunk of its owner is
+/// next, maybe another task's, and that chunk's BOS calls belong to the request that created
+/// it. A chunk without a trace (sent before traces existed) keeps the message's.
+#[tracing::instrument(name = "process_chunk", skip_all, fields(task_id = %msg.task_id, chunk = msg.chunk,
+    trace_id = tracing::field::Empty, owner = tracing::field::Empty))]
 pub async fn process_chunk(
+    run: &ChunkRun<'_>,
+    msg: &ChunkMessage,
+    attempts: Attempts,
+) -> Result<ChunkReport, ChunkError> {
+    let trace = msg.trace.clone().or_else(trace::current);
+    if let Some(t) = &trace {
+        tracing::Span::current().record("trace_id", t.trace_id());
+    }
+    trace::within(trace, process_in_trace(run, msg, attempts)).await
+}
+
+async fn process_in_trace(
     run: &ChunkRun<'_>,
     msg: &ChunkMessage,
     attempts: Attempts,
@@ -285,6 +303,7 @@ mod tests {
     use crate::memory::{MemoryBackend, MemoryStore};
     use crate::ports::OutcomeFilter;
     use crate::task::Task;
+    use crate::trace::Trace;
 
     async fn setup(n: usize) -> (MemoryStore, Task, Vec<ChunkMessage>) {
         let store = MemoryStore::default();
@@ -311,6 +330,41 @@ mod tests {
             (10, 0, TaskStatus::Completed)
         );
         assert_eq!(backend.creations(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_chunk_runs_in_its_own_tasks_trace_whatever_message_brought_it() {
+        // Given a message in one trace (a lane start from another task's submission) that
+        // works on a chunk carrying its own task's trace, and a chunk carrying none
+        let (store, _, mut chunks) = setup(8).await;
+        let (message, own) = (Trace::new_root(), Trace::new_root());
+        chunks[0].trace = Some(own.clone());
+        let backend = MemoryBackend::default();
+        let s = Settings::default();
+        let (first, second) = (chunks[0].clone(), chunks[1].clone());
+        trace::within(Some(message.clone()), async {
+            process(&store, &backend, &s, &first, later())
+                .await
+                .unwrap();
+            process(&store, &backend, &s, &second, later())
+                .await
+                .unwrap();
+        })
+        .await;
+
+        // Then the first chunk's BOS calls are spans of its own trace, the second's of the
+        // message's
+        let ids = backend.trace_ids();
+        let (calls_of_first, rest) = ids.split_at(first.items.len());
+        assert!(
+            calls_of_first.iter().all(|t| *t == Some(own.trace_id())),
+            "{ids:?}"
+        );
+        assert!(!rest.is_empty());
+        assert!(
+            rest.iter().all(|t| *t == Some(message.trace_id())),
+            "{ids:?}"
+        );
     }
 
     #[tokio::test]

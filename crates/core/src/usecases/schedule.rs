@@ -110,6 +110,7 @@ pub async fn admit(
                         task_id,
                         lane: lane as u32,
                         appended_until: seen.next_seq + count,
+                        trace: chunks.first().and_then(|c| c.trace.clone()),
                     },
                 })
                 .collect();
@@ -419,6 +420,7 @@ mod tests {
             task_id: id,
             lane: 0,
             appended_until: 2,
+            trace: None,
         };
         // When the append lands while the start is being handled
         let appender = {

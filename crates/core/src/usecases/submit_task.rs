@@ -99,10 +99,14 @@ pub async fn submit(
     now: OffsetDateTime,
 ) -> Result<Task, AppError> {
     let items = parse_items(body, settings)?;
-    let task = Task::new(task_type, owner, items.len() as u32, now);
+    let mut task = Task::new(task_type, owner, items.len() as u32, now);
+    task.trace = crate::trace::current();
     store.insert_task(&task).await?;
     let owner_key = task.owner.storage_key();
-    let chunks = chunk::split(task.id, task_type, &owner_key, items, settings.chunk_size);
+    let mut chunks = chunk::split(task.id, task_type, &owner_key, items, settings.chunk_size);
+    for chunk in &mut chunks {
+        chunk.trace.clone_from(&task.trace);
+    }
     // Waiting chunks outlive their task by a day, like item outcomes.
     let expires_at = now + settings.retention + std::time::Duration::from_secs(86_400);
     let admitted = schedule::admit(
@@ -125,7 +129,9 @@ pub async fn submit(
         }
         return Err(AppError::QueueUnavailable);
     }
-    tracing::info!(task_id = %task.id, items = task.total, chunks = chunks.len(), "task queued");
+    tracing::info!(task_id = %task.id, items = task.total, chunks = chunks.len(),
+        trace_id = task.trace.as_ref().map(|t| tracing::field::display(t.trace_id())),
+        "task queued");
     crate::metrics::MetricSet::new()
         .dimension("TaskType", task_type.slug())
         .count("TasksCreated", 1)
