@@ -222,6 +222,18 @@ impl TestApp {
         .await
     }
 
+    /// A `text/csv` POST, with an `Idempotency-Key` when given.
+    pub async fn post_csv(&self, token: &str, path: &str, key: Option<&str>, csv: &str) -> Answer {
+        let mut request = self
+            .request(reqwest::Method::POST, token, path)
+            .header("content-type", "text/csv")
+            .body(csv.to_owned());
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        self.send(request).await
+    }
+
     /// A JSON POST with an `Idempotency-Key`.
     pub async fn post_idempotent(
         &self,

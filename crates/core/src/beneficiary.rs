@@ -22,6 +22,9 @@ pub const FIELDS: [&str; 7] = [
     "external_id",
 ];
 
+/// The fields without which a beneficiary cannot be created.
+pub const REQUIRED_FIELDS: [&str; 4] = ["name", "country", "currency", "iban"];
+
 const NAME_MAX_CHARS: usize = 140;
 const EXTERNAL_ID_MAX_CHARS: usize = 64;
 const EMAIL_MAX_CHARS: usize = 254;
@@ -84,6 +87,7 @@ impl Beneficiary {
             Value::Object(map) => Self::parse_object(map),
             _ => Err(vec![ErrorDetail {
                 index: None,
+                line: None,
                 external_id: None,
                 field: None,
                 code: "invalid_type".into(),

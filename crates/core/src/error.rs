@@ -16,6 +16,12 @@ pub enum AppError {
     MalformedJson(#[source] StrictJsonError),
     #[error("an object in the request body has the same key twice")]
     DuplicateJsonKey,
+    #[error("the CSV is malformed at line {line}")]
+    MalformedCsv { line: u64 },
+    #[error("the CSV is not UTF-8 at line {line}")]
+    InvalidCsvEncoding { line: u64 },
+    #[error("the CSV header is not valid")]
+    InvalidCsvHeader(Vec<ErrorDetail>),
     #[error("the request body must be {0}")]
     InvalidBody(&'static str),
     #[error("request body exceeds {max_bytes} bytes")]
@@ -80,6 +86,9 @@ impl AppError {
         match self {
             Self::MalformedJson(_) => "malformed_json",
             Self::DuplicateJsonKey => "duplicate_json_key",
+            Self::MalformedCsv { .. } => "malformed_csv",
+            Self::InvalidCsvEncoding { .. } => "invalid_encoding",
+            Self::InvalidCsvHeader(_) => "invalid_csv_header",
             Self::InvalidBody(_) => "invalid_body",
             Self::BodyTooLarge { .. } => "body_too_large",
             Self::TooManyItems { .. } => "too_many_items",
@@ -115,6 +124,11 @@ impl AppError {
             Self::MalformedJson(_) => {
                 ErrorBody::new(self.code(), "The request body is not valid JSON.", vec![])
             }
+            Self::InvalidCsvHeader(details) => ErrorBody::new(
+                self.code(),
+                "The CSV header must name each field once, known fields only, and every required one.",
+                details.clone(),
+            ),
             Self::ValidationFailed(details) => ErrorBody::new(
                 self.code(),
                 format!("{} problem(s) found; nothing was created.", details.len()),

@@ -24,6 +24,9 @@ pub struct ErrorObject {
 pub struct ErrorDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<u32>,
+    /// For a CSV body: the line the item's row starts on (the header is line 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -38,6 +41,7 @@ impl ErrorDetail {
     pub fn field(field: impl Into<String>, code: &str, message: impl Into<String>) -> Self {
         Self {
             index: None,
+            line: None,
             external_id: None,
             field: Some(bounded(&field.into())),
             code: code.to_owned(),
@@ -50,6 +54,12 @@ impl ErrorDetail {
     pub fn at(mut self, index: u32, external_id: Option<&str>) -> Self {
         self.index = Some(index);
         self.external_id = external_id.map(bounded);
+        self
+    }
+
+    /// Names the CSV line of the item the problem is at.
+    pub fn on_line(mut self, line: Option<u64>) -> Self {
+        self.line = line;
         self
     }
 }

@@ -68,6 +68,7 @@ impl BackendError {
     pub fn item_error(&self) -> ErrorDetail {
         ErrorDetail {
             index: None,
+            line: None,
             external_id: None,
             field: match self {
                 Self::Rejected(r) => r.field.clone(),

@@ -15,7 +15,7 @@ pub enum ApiError {
     RouteNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("content type must be application/json")]
+    #[error("content type must be application/json (or text/csv where a batch is posted)")]
     UnsupportedMediaType,
     #[error(transparent)]
     App(#[from] AppError),
@@ -53,6 +53,9 @@ impl ApiError {
         match app {
             MalformedJson(_)
             | DuplicateJsonKey
+            | MalformedCsv { .. }
+            | InvalidCsvEncoding { .. }
+            | InvalidCsvHeader(_)
             | InvalidBody(_)
             | InvalidQuery(_)
             | InvalidPageToken

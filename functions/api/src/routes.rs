@@ -21,6 +21,7 @@ use tasks_core::task::TaskId;
 use tasks_core::trace::{self, Trace};
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
 use tasks_core::usecases::schedule::Scheduler;
+use tasks_core::usecases::submit_task::Batch;
 use tasks_core::usecases::{
     cancel_task, create_beneficiary, deliveries, read_task, submit_task, webhook_endpoints,
 };
@@ -89,9 +90,10 @@ fn owner(req: &Request) -> Result<Owner, ApiError> {
     }
 }
 
-fn require_json(req: &Request) -> Result<(), ApiError> {
-    let ok = req
-        .headers()
+/// The request's media type, lower case and without parameters (`text/csv; charset=utf-8`
+/// is `text/csv`).
+fn media_type(req: &Request) -> Option<String> {
+    req.headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(|v| {
@@ -101,8 +103,13 @@ fn require_json(req: &Request) -> Result<(), ApiError> {
                 .trim()
                 .to_ascii_lowercase()
         })
-        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"));
-    ok.then_some(()).ok_or(ApiError::UnsupportedMediaType)
+}
+
+fn require_json(req: &Request) -> Result<(), ApiError> {
+    media_type(req)
+        .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"))
+        .then_some(())
+        .ok_or(ApiError::UnsupportedMediaType)
 }
 
 /// An answer before it becomes a Lambda response; also what idempotency records keep.
@@ -270,7 +277,13 @@ impl App {
                 Ok(Answer::json(http::StatusCode::CREATED, &created))
             }
             Route::SubmitTask(task_type) => {
-                require_json(req)?;
+                let batch = match media_type(req).as_deref() {
+                    Some("text/csv") => Batch::Csv(req.body().as_ref()),
+                    _ => {
+                        require_json(req)?;
+                        Batch::Json(req.body().as_ref())
+                    }
+                };
                 let scheduler = Scheduler {
                     lanes: self.lanes.as_ref(),
                     queue: self.queue.as_ref(),
@@ -281,7 +294,7 @@ impl App {
                     &self.settings,
                     owner.clone(),
                     task_type,
-                    req.body().as_ref(),
+                    batch,
                     now,
                 )
                 .await?;

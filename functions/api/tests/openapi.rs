@@ -86,6 +86,9 @@ fn every_error() -> Vec<ApiError> {
     let app = vec![
         AppError::from(malformed),
         AppError::DuplicateJsonKey,
+        AppError::MalformedCsv { line: 1 },
+        AppError::InvalidCsvEncoding { line: 1 },
+        AppError::InvalidCsvHeader(vec![]),
         AppError::InvalidBody(""),
         AppError::BodyTooLarge { max_bytes: 1 },
         AppError::TooManyItems { max: 1 },
@@ -115,6 +118,9 @@ fn every_error() -> Vec<ApiError> {
         match e {
             AppError::MalformedJson(_)
             | AppError::DuplicateJsonKey
+            | AppError::MalformedCsv { .. }
+            | AppError::InvalidCsvEncoding { .. }
+            | AppError::InvalidCsvHeader(_)
             | AppError::InvalidBody(_)
             | AppError::BodyTooLarge { .. }
             | AppError::TooManyItems { .. }

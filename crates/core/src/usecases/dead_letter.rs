@@ -124,6 +124,7 @@ pub async fn fail_chunk(
         .map(|i| {
             let external_id = i.beneficiary.external_id().map(str::to_owned);
             let error = ErrorDetail {
+                line: None,
                 index: None,
                 external_id: None,
                 field: None,

@@ -5,6 +5,7 @@
 use crate::beneficiary::Beneficiary;
 use crate::chunk;
 use crate::config::Settings;
+use crate::csv_input;
 use crate::error::{AppError, Chain};
 use crate::error_body::ErrorDetail;
 use crate::identity::Owner;
@@ -36,16 +37,42 @@ fn cap_details(details: &mut Vec<ErrorDetail>) {
     details.truncate(fit);
 }
 
-/// Parses and validates a batch body: a non-empty JSON array of single-create bodies.
-pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>, AppError> {
-    if body.len() > settings.max_body_bytes {
+/// A batch body as the client sent it.
+#[derive(Debug, Clone, Copy)]
+pub enum Batch<'a> {
+    /// A JSON array of single-create bodies.
+    Json(&'a [u8]),
+    /// A CSV whose header names the same fields (`csv_input`).
+    Csv(&'a [u8]),
+}
+
+impl Batch<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Json(b) | Self::Csv(b) => b,
+        }
+    }
+}
+
+/// Parses and validates a batch body, JSON or CSV, into its beneficiaries.
+pub fn parse_batch(batch: Batch<'_>, settings: &Settings) -> Result<Vec<Beneficiary>, AppError> {
+    if batch.bytes().len() > settings.max_body_bytes {
         return Err(AppError::BodyTooLarge {
             max_bytes: settings.max_body_bytes,
         });
     }
-    let value = crate::strict_json::parse(body).map_err(AppError::from)?;
-    let serde_json::Value::Array(values) = value else {
-        return Err(AppError::InvalidBody("a JSON array of beneficiaries"));
+    let (values, lines) = match batch {
+        Batch::Json(body) => {
+            let value = crate::strict_json::parse(body).map_err(AppError::from)?;
+            let serde_json::Value::Array(values) = value else {
+                return Err(AppError::InvalidBody("a JSON array of beneficiaries"));
+            };
+            (values, None)
+        }
+        Batch::Csv(body) => {
+            let rows = csv_input::parse(body, settings.max_items)?;
+            (rows.values, Some(rows.lines))
+        }
     };
     if values.is_empty() {
         return Err(AppError::EmptyBatch);
@@ -55,17 +82,33 @@ pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>,
             max: settings.max_items,
         });
     }
+    validate_items(&values, lines.as_deref())
+}
 
+/// The JSON path of [`parse_batch`], kept for callers that only ever have JSON.
+pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>, AppError> {
+    parse_batch(Batch::Json(body), settings)
+}
+
+/// Validates every item; the details name each problem's item (`index`, `external_id`) and,
+/// for a CSV, its `line`.
+fn validate_items(
+    values: &[serde_json::Value],
+    lines: Option<&[u64]>,
+) -> Result<Vec<Beneficiary>, AppError> {
     let mut items = Vec::with_capacity(values.len());
     let mut details = Vec::new();
     let mut seen_external_ids: HashMap<&str, usize> = HashMap::new();
     for (index, value) in values.iter().enumerate() {
         let external_id = value.get("external_id").and_then(|v| v.as_str());
+        let line = lines.and_then(|l| l.get(index).copied());
         match Beneficiary::parse(value) {
             Ok(b) => items.push(b),
-            Err(errors) => {
-                details.extend(errors.into_iter().map(|e| e.at(index as u32, external_id)))
-            }
+            Err(errors) => details.extend(
+                errors
+                    .into_iter()
+                    .map(|e| e.at(index as u32, external_id).on_line(line)),
+            ),
         }
         if let Some(ext) = external_id {
             if let Some(first) = seen_external_ids.insert(ext, index) {
@@ -75,7 +118,8 @@ pub fn parse_items(body: &[u8], settings: &Settings) -> Result<Vec<Beneficiary>,
                         "duplicate_external_id",
                         format!("This external_id is already used by item {first}."),
                     )
-                    .at(index as u32, Some(ext)),
+                    .at(index as u32, Some(ext))
+                    .on_line(line),
                 );
             }
         }
@@ -95,10 +139,10 @@ pub async fn submit(
     settings: &Settings,
     owner: Owner,
     task_type: TaskType,
-    body: &[u8],
+    batch: Batch<'_>,
     now: OffsetDateTime,
 ) -> Result<Task, AppError> {
-    let items = parse_items(body, settings)?;
+    let items = parse_batch(batch, settings)?;
     let mut task = Task::new(task_type, owner, items.len() as u32, now);
     task.trace = crate::trace::current();
     store.insert_task(&task).await?;
@@ -187,6 +231,44 @@ mod tests {
     }
 
     #[test]
+    fn a_csv_batch_is_validated_as_json_is_and_details_name_the_line() {
+        let csv = "name,country,currency,iban,external_id\r\n\
+                   Ada,DE,EUR,DE89370400440532013000,a\r\n\
+                   \"Lovelace, Ada\",DE,EUR,DE00370400440532013000,b\r\n\
+                   Ada,DE,EUR,DE89370400440532013000,a\r\n";
+        let err = parse_batch(Batch::Csv(csv.as_bytes()), &Settings::default()).unwrap_err();
+        let AppError::ValidationFailed(details) = err else {
+            panic!("{err:?}")
+        };
+        let found: Vec<_> = details
+            .iter()
+            .map(|d| (d.index, d.line, d.code.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (Some(1), Some(3), "invalid_checksum"),
+                (Some(2), Some(4), "duplicate_external_id"),
+            ]
+        );
+        let ok = "name,country,currency,iban\nAda,DE,EUR,DE89370400440532013000\n";
+        assert_eq!(
+            parse_batch(Batch::Csv(ok.as_bytes()), &Settings::default())
+                .unwrap()
+                .len(),
+            1
+        );
+        let header_only = "name,country,currency,iban\n";
+        assert_eq!(
+            code(parse_batch(
+                Batch::Csv(header_only.as_bytes()),
+                &Settings::default()
+            )),
+            "empty_batch"
+        );
+    }
+
+    #[test]
     fn details_carry_index_and_external_id() {
         let mut bad = item(Some("b-1"));
         bad["iban"] = json!("DE00370400440532013000");
@@ -256,7 +338,7 @@ mod tests {
             &s,
             owner,
             TaskType::BeneficiariesImport,
-            &body(json!(vec![item(None); 25])),
+            Batch::Json(&body(json!(vec![item(None); 25]))),
             OffsetDateTime::now_utc(),
         )
         .await
@@ -315,7 +397,7 @@ mod tests {
             &settings,
             owner,
             import,
-            &body(items),
+            Batch::Json(&body(items)),
             now,
         )
         .await
