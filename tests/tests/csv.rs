@@ -160,3 +160,123 @@ async fn a_broken_csv_is_refused_with_a_code_and_the_line_to_look_at() {
     let tasks = app.get(ALICE, &path()).await;
     assert_eq!(tasks.body["tasks"], Value::Array(vec![]));
 }
+
+/// A CSV GET: the body and the `Link` header's next URL, if any.
+async fn get_csv(app: &TestApp, path: &str) -> (u16, String, Option<String>) {
+    let res = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .bearer_auth(ALICE)
+        .header("accept", "text/csv")
+        .send()
+        .await
+        .expect("GET");
+    let status = res.status().as_u16();
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/csv; charset=utf-8")
+    );
+    let next = res
+        .headers()
+        .get("link")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.strip_prefix('<'))
+        .and_then(|l| l.split_once(">; rel=\"next\""))
+        .map(|(url, _)| url.to_owned());
+    (status, res.text().await.expect("body"), next)
+}
+
+#[tokio::test]
+async fn the_csv_error_report_is_fixed_and_posted_back() {
+    // Given a CSV with one row BOS rejects (its IBAN already has a beneficiary) and one BOS
+    // can never process (upstream failure, through the dead-letter queue)
+    let poison = german_iban(9_203);
+    let app = spawn_app_with(AppOptions::dead_lettering(poison.clone())).await;
+    let csv = format!(
+        "name,country,currency,iban,external_id\r\n\
+         Ada,DE,EUR,{},ok-1\r\n\
+         \"Turing, Alan\",GB,GBP,{},dup-2\r\n\
+         Grace,DE,EUR,{poison},down-3\r\n",
+        german_iban(9_201),
+        bos_simulator::EXISTING_IBAN,
+    );
+    let id = app.post_csv(ALICE, &path(), None, &csv).await.body["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let task = app.wait_final(ALICE, &id).await;
+    assert_eq!(task["status"], "completed_with_errors", "{task}");
+
+    // When the operator downloads the errors as CSV
+    let (status, report, next) = get_csv(&app, &format!("{}/{id}/errors", path())).await;
+    assert_eq!(status, 200);
+    assert_eq!(next, None);
+    let lines: Vec<&str> = report.trim_end().split("\r\n").collect();
+    assert_eq!(
+        lines,
+        vec![
+            "index,external_id,name,country,currency,iban,bic,email,field,code,message",
+            &format!(
+                "1,dup-2,\"Turing, Alan\",GB,GBP,{},,,iban,duplicate_beneficiary,A beneficiary with this IBAN already exists.",
+                bos_simulator::EXISTING_IBAN
+            ),
+            &format!(
+                "2,down-3,Grace,DE,EUR,{poison},,,,upstream_unavailable,The back office is unavailable."
+            ),
+        ]
+    );
+
+    // Then fixing the duplicate's IBAN and posting the file back as it is (the report's own
+    // columns are ignored) creates both rows' beneficiaries once BOS is back
+    let fixed = report.replace(bos_simulator::EXISTING_IBAN, &german_iban(9_202));
+    app.bos.set_knobs(bos_simulator::Knobs::default());
+    let again = app.post_csv(ALICE, &path(), None, &fixed).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    let second = again.body["task_id"].as_str().unwrap().to_owned();
+    let task = app.wait_final(ALICE, &second).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    let (_, result, _) = get_csv(&app, &format!("{}/{second}/result", path())).await;
+    assert!(result.contains(",dup-2,succeeded,ben_"), "{result}");
+    assert!(result.contains(",down-3,succeeded,ben_"), "{result}");
+}
+
+#[tokio::test]
+async fn csv_results_page_through_link_headers() {
+    let app = spawn_app().await;
+    let rows: String = (0..5)
+        .map(|i| format!("P{i},DE,EUR,{},r-{i}\r\n", german_iban(9_300 + i)))
+        .collect();
+    let csv = format!("name,country,currency,iban,external_id\r\n{rows}");
+    let id = app.post_csv(ALICE, &path(), None, &csv).await.body["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.wait_final(ALICE, &id).await;
+
+    // Pages of two rows, each a whole CSV with its header, linked until the last
+    let mut next = Some(format!("{}/{id}/result?limit=2", path()));
+    let mut pages = vec![];
+    while let Some(url) = next {
+        let (status, body, link) = get_csv(&app, &url).await;
+        assert_eq!(status, 200);
+        pages.push(body);
+        next = link;
+    }
+    assert_eq!(pages.len(), 3);
+    let ids: Vec<String> = pages
+        .iter()
+        .flat_map(|p| {
+            let mut lines = p.trim_end().split("\r\n");
+            assert!(lines
+                .next()
+                .unwrap()
+                .starts_with("index,external_id,status,beneficiary_id"));
+            lines
+                .map(|l| l.split(',').nth(1).unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(ids, vec!["r-0", "r-1", "r-2", "r-3", "r-4"]);
+}

@@ -7,9 +7,12 @@
 //! idempotency. What only a CSV can get wrong is refused here, before any row is looked at:
 //! a malformed file (400 `malformed_csv`, naming the line), text that is not UTF-8
 //! (400 `invalid_encoding`, naming the line), and a header with an unknown, repeated or missing
-//! column (400 `invalid_csv_header`, one detail per column).
+//! column (400 `invalid_csv_header`, one detail per column). The error report's own columns
+//! (`index`, `field`, `code`, `message`; `csv_output`) are ignored, so a report can be fixed
+//! and posted back as it is.
 
 use crate::beneficiary::{FIELDS, REQUIRED_FIELDS};
+use crate::csv_output::REPORT_COLUMNS;
 use crate::error::AppError;
 use crate::error_body::ErrorDetail;
 use serde_json::{Map, Value};
@@ -47,7 +50,7 @@ pub fn parse(body: &[u8], max_rows: usize) -> Result<CsvRows, AppError> {
         }
         let mut object = Map::new();
         for (column, cell) in header.iter().zip(record.iter()) {
-            if !cell.is_empty() {
+            if !cell.is_empty() && !REPORT_COLUMNS.contains(&column) {
                 object.insert(column.to_owned(), Value::String(cell.to_owned()));
             }
         }
@@ -108,6 +111,9 @@ fn check_header(header: &csv::StringRecord) -> Result<(), AppError> {
     let mut details = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for column in header.iter() {
+        if REPORT_COLUMNS.contains(&column) {
+            continue;
+        }
         if !FIELDS.contains(&column) {
             details.push(ErrorDetail::field(
                 column,

@@ -15,6 +15,7 @@ pub mod beneficiary;
 pub mod chunk;
 pub mod config;
 pub mod csv_input;
+pub mod csv_output;
 pub mod error;
 pub mod error_body;
 #[cfg(feature = "test-support")]

@@ -1,6 +1,7 @@
 //! The final outcome of one item of a task, as stored and as the `result` and `errors` pages
 //! show it, and the tallies the task's counters move by.
 
+use crate::beneficiary::Beneficiary;
 use crate::error_body::ErrorDetail;
 use serde::{Deserialize, Serialize};
 
@@ -11,6 +12,11 @@ pub struct ItemOutcome {
     pub external_id: Option<String>,
     #[serde(flatten)]
     pub result: OutcomeResult,
+    /// What the client sent for a failed item, kept (never logged, never in the JSON answers)
+    /// so that the CSV error report can give it back to be fixed, and a retry can send it
+    /// again. Stored beside the outcome and expiring with it.
+    #[serde(skip)]
+    pub input: Option<Beneficiary>,
 }
 
 /// `succeeded` carries the task type's result fields (`beneficiary`, `verdict`, …).

@@ -10,12 +10,13 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasks_core::config::Settings;
+use tasks_core::csv_output;
 use tasks_core::error::{AppError, Chain};
 use tasks_core::identity::Owner;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
-    BeneficiaryBackend, DeliveryQueue, DeliveryStore, IdempotencyStore, LaneStore, StoredResponse,
-    TaskStore, WebhookStore, WorkQueue,
+    BeneficiaryBackend, DeliveryQueue, DeliveryStore, IdempotencyStore, LaneStore, OutcomeFilter,
+    StoredResponse, TaskStore, WebhookStore, WorkQueue,
 };
 use tasks_core::task::TaskId;
 use tasks_core::trace::{self, Trace};
@@ -105,6 +106,27 @@ fn media_type(req: &Request) -> Option<String> {
         })
 }
 
+/// Whether the client asked for CSV: `text/csv` named in `Accept` before `application/json`
+/// (a bare `*/*`, or no header, is JSON).
+fn wants_csv(req: &Request) -> bool {
+    let accept = req
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    accept
+        .split(',')
+        .map(|m| {
+            m.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .find(|m| m == "text/csv" || m == "application/json")
+        .is_some_and(|m| m == "text/csv")
+}
+
 fn require_json(req: &Request) -> Result<(), ApiError> {
     media_type(req)
         .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"))
@@ -125,6 +147,14 @@ impl Answer {
             status: status.as_u16(),
             headers: vec![],
             body: serde_json::to_string(body).unwrap_or_else(|_| "{}".to_owned()),
+        }
+    }
+
+    fn csv(body: String) -> Self {
+        Self {
+            status: http::StatusCode::OK.as_u16(),
+            headers: vec![("content-type".into(), "text/csv; charset=utf-8".into())],
+            body,
         }
     }
 
@@ -331,6 +361,32 @@ impl App {
                     page_token: params.first("page_token"),
                     limit: read_task::parse_limit(params.first("limit"), read_task::ITEM_PAGE)?,
                 };
+                if wants_csv(req) {
+                    let errors = what == TaskRoute::Errors;
+                    let filter = if errors {
+                        OutcomeFilter::FailedOnly
+                    } else {
+                        OutcomeFilter::All
+                    };
+                    let (outcomes, next) =
+                        read_task::outcomes_page(store, &self.tokens, &query, filter, now).await?;
+                    let body = if errors {
+                        csv_output::errors(&outcomes)
+                    } else {
+                        csv_output::result(task_type, &outcomes)
+                    };
+                    let mut answer = Answer::csv(body);
+                    if let Some(token) = next {
+                        // Each page is a whole CSV file; the next one is a link away (RFC 8288).
+                        let link = format!(
+                            "<{}?limit={}&page_token={token}>; rel=\"next\"",
+                            req.uri().path(),
+                            query.limit
+                        );
+                        answer = answer.header("link", link);
+                    }
+                    return Ok(answer);
+                }
                 if what == TaskRoute::Errors {
                     let page = read_task::errors_page(store, &self.tokens, &query, now).await?;
                     Ok(Answer::json(http::StatusCode::OK, &page))

@@ -169,14 +169,19 @@ pub(crate) fn outcome_to_item(
     expires_at: OffsetDateTime,
 ) -> Result<Item, StoreError> {
     let body = serde_json::to_string(o).map_err(StoreError::permanent)?;
-    Ok(HashMap::from([
+    let mut item = HashMap::from([
         ("pk".into(), s(task_pk(id))),
         ("sk".into(), s(item_sk(o.index))),
         ("idx".into(), n(o.index)),
         ("outcome".into(), s(o.result.status())),
         ("body".into(), s(body)),
         ("expires_at".into(), n(expires_at.unix_timestamp())),
-    ]))
+    ]);
+    if let Some(input) = &o.input {
+        let input = serde_json::to_string(input).map_err(StoreError::permanent)?;
+        item.insert("input".into(), s(input));
+    }
+    Ok(item)
 }
 
 pub(crate) fn outcome_from_item(item: &Item) -> Result<ItemOutcome, StoreError> {
@@ -184,7 +189,12 @@ pub(crate) fn outcome_from_item(item: &Item) -> Result<ItemOutcome, StoreError> 
         .get("body")
         .and_then(|v| v.as_s().ok())
         .ok_or_else(|| corrupt("body"))?;
-    serde_json::from_str(body).map_err(|_| corrupt("body"))
+    let mut outcome: ItemOutcome = serde_json::from_str(body).map_err(|_| corrupt("body"))?;
+    outcome.input = match item.get("input").and_then(|v| v.as_s().ok()) {
+        Some(input) => Some(serde_json::from_str(input).map_err(|_| corrupt("input"))?),
+        None => None,
+    };
+    Ok(outcome)
 }
 
 #[cfg(test)]

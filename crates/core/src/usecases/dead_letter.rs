@@ -136,6 +136,7 @@ pub async fn fail_chunk(
                 index: i.index,
                 external_id,
                 result: OutcomeResult::Failed { error },
+                input: Some(i.beneficiary.clone()),
             }
         })
         .collect();

@@ -144,6 +144,7 @@ async fn process_in_trace(
                 index: i.index,
                 external_id: i.beneficiary.external_id().map(str::to_owned),
                 result: OutcomeResult::Cancelled,
+                input: None,
             })
             .collect();
         let concluded = record_and_finish(store, settings, msg, outcomes, MetricSet::new()).await?;
@@ -265,11 +266,13 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
             return Attempt::Pending(e.code().to_owned(), Some(ms));
         }
     };
+    let input = matches!(result, OutcomeResult::Failed { .. }).then(|| item.beneficiary.clone());
     Attempt::Done(
         Box::new(ItemOutcome {
             index: item.index,
             external_id,
             result,
+            input,
         }),
         ms,
     )

@@ -119,6 +119,17 @@ pub struct OutcomeQuery<'a> {
     pub limit: usize,
 }
 
+/// One page of a task's outcomes as stored (with failed items' inputs), for the CSV answers.
+pub async fn outcomes_page(
+    store: &dyn TaskStore,
+    tokens: &PageTokens,
+    q: &OutcomeQuery<'_>,
+    filter: OutcomeFilter,
+    now: OffsetDateTime,
+) -> Result<(Vec<ItemOutcome>, Option<String>), AppError> {
+    page(store, tokens, q, filter, now).await
+}
+
 async fn page(
     store: &dyn TaskStore,
     tokens: &PageTokens,
