@@ -104,18 +104,32 @@ impl Traced for WorkMessage {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChunkItem {
-    /// 0-based index of the item in the client's original array.
+    /// 0-based index of the item in the client's original array (for a retry, in the original
+    /// task's array).
     pub index: u32,
     pub beneficiary: Beneficiary,
+    /// The idempotency key BOS sees for this item when it is not `{task_id}:{index}`: a retried
+    /// item that may already exist at BOS sends the key of its first attempt, so BOS answers
+    /// with what it did then instead of creating it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_key: Option<String>,
 }
 
 impl ChunkMessage {
     pub fn indexes(&self) -> Vec<u32> {
         self.items.iter().map(|i| i.index).collect()
     }
+
+    /// The idempotency key BOS sees for `item` of this chunk.
+    pub fn bos_key(&self, item: &ChunkItem) -> String {
+        item.bos_key
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.task_id, item.index))
+    }
 }
 
-/// Splits validated items into chunk messages of at most `chunk_size` items, in order.
+/// Splits validated items into chunk messages of at most `chunk_size` items, in order, each
+/// item indexed by its position.
 pub fn split(
     task_id: TaskId,
     task_type: TaskType,
@@ -123,24 +137,42 @@ pub fn split(
     items: Vec<Beneficiary>,
     chunk_size: usize,
 ) -> Vec<ChunkMessage> {
+    let items = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, beneficiary)| ChunkItem {
+            index: index as u32,
+            beneficiary,
+            bos_key: None,
+        })
+        .collect();
+    split_items(task_id, task_type, owner, items, chunk_size)
+}
+
+/// Splits items that already have their index (a retry keeps the original task's) into chunk
+/// messages of at most `chunk_size` items, in order.
+pub fn split_items(
+    task_id: TaskId,
+    task_type: TaskType,
+    owner: &str,
+    items: Vec<ChunkItem>,
+    chunk_size: usize,
+) -> Vec<ChunkMessage> {
     let size = chunk_size.clamp(1, MAX_CHUNK_SIZE);
     let mut chunks: Vec<ChunkMessage> = Vec::with_capacity(items.len().div_ceil(size));
-    for (index, beneficiary) in items.into_iter().enumerate() {
-        if index % size == 0 {
+    for (position, item) in items.into_iter().enumerate() {
+        if position % size == 0 {
             chunks.push(ChunkMessage {
                 task_id,
                 task_type,
-                chunk: (index / size) as u32,
+                chunk: (position / size) as u32,
                 owner: Some(owner.to_owned()),
                 trace: None,
                 items: Vec::with_capacity(size),
             });
         }
         if let Some(current) = chunks.last_mut() {
-            current.items.push(ChunkItem {
-                index: index as u32,
-                beneficiary,
-            });
+            current.items.push(item);
         }
     }
     chunks

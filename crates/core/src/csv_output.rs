@@ -181,6 +181,7 @@ mod tests {
                     .at(index, Some(&format!("e-{index}"))),
             },
             input: Some(input),
+            bos_key: None,
         }
     }
 
@@ -216,6 +217,7 @@ mod tests {
                 .clone(),
             },
             input: None,
+            bos_key: None,
         };
         let text = result(
             TaskType::BeneficiariesImport,

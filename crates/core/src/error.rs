@@ -42,6 +42,12 @@ pub enum AppError {
     TaskNotFound,
     #[error("the task is already finished")]
     TaskAlreadyFinal,
+    #[error("the task is not finished yet; retry its failed items once it is")]
+    TaskNotFinal,
+    #[error("the task's failed items were already retried; see its retried_by")]
+    TaskAlreadyRetried,
+    #[error("no failed item of the task qualifies for a retry")]
+    NothingToRetry,
     #[error("the Idempotency-Key header must be 1 to 255 visible ASCII characters")]
     InvalidIdempotencyKey,
     #[error("this Idempotency-Key was used with a different request")]
@@ -99,6 +105,9 @@ impl AppError {
             Self::UnknownTaskType => "unknown_task_type",
             Self::TaskNotFound => "task_not_found",
             Self::TaskAlreadyFinal => "task_already_final",
+            Self::TaskNotFinal => "task_not_final",
+            Self::TaskAlreadyRetried => "task_already_retried",
+            Self::NothingToRetry => "nothing_to_retry",
             Self::InvalidIdempotencyKey => "invalid_idempotency_key",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::IdempotencyInProgress => "idempotency_request_in_progress",

@@ -142,6 +142,28 @@ impl TaskStore for MemoryStore {
         Ok(Recorded::All)
     }
 
+    async fn mark_retried(&self, id: TaskId, by: TaskId) -> Result<bool, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut tasks = lock(&self.tasks);
+        match tasks.get_mut(&id) {
+            Some(task) if task.retried_by.is_none() => {
+                task.retried_by = Some(by);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn unmark_retried(&self, id: TaskId, by: TaskId) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(task) = lock(&self.tasks).get_mut(&id) {
+            if task.retried_by == Some(by) {
+                task.retried_by = None;
+            }
+        }
+        Ok(())
+    }
+
     async fn request_cancel(
         &self,
         id: TaskId,

@@ -17,6 +17,10 @@ pub struct ItemOutcome {
     /// again. Stored beside the outcome and expiring with it.
     #[serde(skip)]
     pub input: Option<Beneficiary>,
+    /// The idempotency key BOS saw for a failed item, so that a retry of an item BOS may have
+    /// created after all sends the same key (`usecases::retry_task`).
+    #[serde(skip)]
+    pub bos_key: Option<String>,
 }
 
 /// `succeeded` carries the task type's result fields (`beneficiary`, `verdict`, …).

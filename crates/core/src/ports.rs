@@ -116,6 +116,13 @@ pub trait TaskStore: Send + Sync {
         expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError>;
 
+    /// Records that `by` retries the task's failed items, unless another task already does:
+    /// `false` then. A task is retried at most once.
+    async fn mark_retried(&self, id: TaskId, by: TaskId) -> Result<bool, StoreError>;
+
+    /// Undoes [`TaskStore::mark_retried`] for `by` (its task could not be created).
+    async fn unmark_retried(&self, id: TaskId, by: TaskId) -> Result<(), StoreError>;
+
     /// Marks the task for cancellation if it is not final yet.
     async fn request_cancel(
         &self,

@@ -52,6 +52,11 @@ pub enum TaskType {
 impl TaskType {
     pub const ALL: [TaskType; 2] = [Self::BeneficiariesImport, Self::BeneficiariesValidation];
 
+    /// The URL path of a task of this type.
+    pub fn path_of(self, id: TaskId) -> String {
+        format!("/tasks/{}/{id}", self.slug())
+    }
+
     pub fn slug(self) -> &'static str {
         match self {
             Self::BeneficiariesImport => "beneficiaries-import",
@@ -142,6 +147,10 @@ pub struct Task {
     /// The trace of the request that created the task, kept so that an operator can go from
     /// a task id to its trace. Internal: the task JSON does not show it.
     pub trace: Option<Trace>,
+    /// The task whose failed items this one retries (`POST …/{task_id}/retry`).
+    pub retry_of: Option<TaskId>,
+    /// The task that retries this one's failed items; a task is retried at most once.
+    pub retried_by: Option<TaskId>,
 }
 
 impl Task {
@@ -162,6 +171,8 @@ impl Task {
             expires_at: None,
             cancel_requested_at: None,
             trace: None,
+            retry_of: None,
+            retried_by: None,
         }
     }
 
@@ -197,7 +208,7 @@ impl Task {
     pub fn view(&self) -> TaskView {
         let processed = self.processed();
         let percent = (processed * 100).checked_div(self.total).unwrap_or(100);
-        let base = format!("/tasks/{}/{}", self.task_type.slug(), self.id);
+        let base = self.task_type.path_of(self.id);
         TaskView {
             task_id: self.id,
             task_type: self.task_type,
@@ -211,6 +222,8 @@ impl Task {
                 percent,
             },
             cancel_requested_at: self.cancel_requested_at,
+            retry_of: self.retry_of,
+            retried_by: self.retried_by,
             created_at: self.created_at,
             started_at: self.started_at,
             updated_at: self.updated_at,
@@ -218,6 +231,8 @@ impl Task {
             links: Links {
                 errors: format!("{base}/errors"),
                 result: format!("{base}/result"),
+                retry_of: self.retry_of.map(|id| self.task_type.path_of(id)),
+                retried_by: self.retried_by.map(|id| self.task_type.path_of(id)),
                 self_: base,
             },
         }
@@ -233,6 +248,10 @@ pub struct TaskView {
     pub progress: Progress,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancel_requested_at: Option<OffsetDateTime>,
+    /// The task this one retries the failed items of, if it is a retry.
+    pub retry_of: Option<TaskId>,
+    /// The task retrying this one's failed items, once there is one.
+    pub retried_by: Option<TaskId>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339::option")]
@@ -260,6 +279,10 @@ pub struct Links {
     pub self_: String,
     pub errors: String,
     pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retried_by: Option<String>,
 }
 
 #[cfg(test)]

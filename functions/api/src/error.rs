@@ -69,7 +69,10 @@ impl ApiError {
             }
             WebhookDeliveryInProgress => StatusCode::CONFLICT,
             TooManyWebhookEndpoints { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            TaskAlreadyFinal | IdempotencyInProgress => StatusCode::CONFLICT,
+            TaskAlreadyFinal | TaskNotFinal | TaskAlreadyRetried | IdempotencyInProgress => {
+                StatusCode::CONFLICT
+            }
+            NothingToRetry => StatusCode::UNPROCESSABLE_ENTITY,
             Backend(BackendError::Rejected(r)) => match r.kind {
                 RejectionKind::Duplicate => StatusCode::CONFLICT,
                 RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,

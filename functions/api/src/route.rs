@@ -37,6 +37,8 @@ pub enum TaskRoute {
     Cancel,
     Errors,
     Result,
+    /// `POST …/retry`: a new task of the failed items.
+    Retry,
 }
 
 impl Route {
@@ -55,6 +57,7 @@ impl Route {
             (["tasks", t, id], &Method::DELETE) => task(t, id, TaskRoute::Cancel),
             (["tasks", t, id, "errors"], &Method::GET) => task(t, id, TaskRoute::Errors),
             (["tasks", t, id, "result"], &Method::GET) => task(t, id, TaskRoute::Result),
+            (["tasks", t, id, "retry"], &Method::POST) => task(t, id, TaskRoute::Retry),
             (["webhook-endpoints"], &Method::POST) => Ok(Route::CreateEndpoint),
             (["webhook-endpoints"], &Method::GET) => Ok(Route::ListEndpoints),
             (["webhook-endpoints", id], &Method::GET) => endpoint(id, EndpointRoute::Get),
@@ -73,7 +76,7 @@ impl Route {
                 ["beneficiaries"]
                 | ["tasks", _]
                 | ["tasks", _, _]
-                | ["tasks", _, _, "errors" | "result"]
+                | ["tasks", _, _, "errors" | "result" | "retry"]
                 | ["webhook-endpoints"]
                 | ["webhook-endpoints", _]
                 | ["webhook-endpoints", _, "rotate-secret" | "deliveries"]
@@ -151,6 +154,16 @@ mod tests {
                 Method::GET,
                 format!("/tasks/beneficiaries-import/{ID}/result"),
                 Ok(Route::Task(import, id, TaskRoute::Result)),
+            ),
+            (
+                Method::POST,
+                format!("/tasks/beneficiaries-import/{ID}/retry"),
+                Ok(Route::Task(import, id, TaskRoute::Retry)),
+            ),
+            (
+                Method::GET,
+                format!("/tasks/beneficiaries-import/{ID}/retry"),
+                Err("method_not_allowed"),
             ),
             (Method::GET, "/tasks/nope".into(), Err("unknown_task_type")),
             (

@@ -21,6 +21,7 @@ use tasks_core::ports::{
 use tasks_core::task::TaskId;
 use tasks_core::trace::{self, Trace};
 use tasks_core::usecases::idempotency::{self, IdempotencyKey};
+use tasks_core::usecases::retry_task;
 use tasks_core::usecases::schedule::Scheduler;
 use tasks_core::usecases::submit_task::Batch;
 use tasks_core::usecases::{
@@ -260,8 +261,13 @@ impl App {
                 .unwrap_or_else(|e| Answer::error(&e)));
         };
         let scope = key.scope(&owner);
+        // The query is part of what was asked (`…/retry?include=all_failed`).
+        let target = match req.uri().query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.clone(),
+        };
         let fingerprint =
-            idempotency::fingerprint(req.method().as_str(), &path, req.body().as_ref());
+            idempotency::fingerprint(req.method().as_str(), &target, req.body().as_ref());
         let now = OffsetDateTime::now_utc();
         let ttl = self.settings.idempotency_ttl;
         if let Some(previous) =
@@ -348,6 +354,24 @@ impl App {
             Route::Task(task_type, id, TaskRoute::Get) => {
                 let task = read_task::get_task(store, owner, task_type, id, now).await?;
                 Ok(Answer::json(http::StatusCode::OK, &task.view()))
+            }
+            Route::Task(task_type, id, TaskRoute::Retry) => {
+                let request = retry_task::RetryRequest {
+                    owner,
+                    task_type,
+                    id,
+                    scope: retry_task::RetryScope::parse(params.first("include"))?,
+                };
+                let scheduler = Scheduler {
+                    lanes: self.lanes.as_ref(),
+                    queue: self.queue.as_ref(),
+                };
+                let task =
+                    retry_task::retry(store, scheduler, &self.settings, &request, now).await?;
+                let view = task.view();
+                Ok(Answer::json(http::StatusCode::ACCEPTED, &view)
+                    .header("location", &view.links.self_)
+                    .header("retry-after", RETRY_AFTER_SECS))
             }
             Route::Task(task_type, id, TaskRoute::Cancel) => {
                 let task = cancel_task::cancel_task(store, owner, task_type, id, now).await?;

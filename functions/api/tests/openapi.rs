@@ -99,6 +99,9 @@ fn every_error() -> Vec<ApiError> {
         AppError::UnknownTaskType,
         AppError::TaskNotFound,
         AppError::TaskAlreadyFinal,
+        AppError::TaskNotFinal,
+        AppError::TaskAlreadyRetried,
+        AppError::NothingToRetry,
         AppError::InvalidIdempotencyKey,
         AppError::IdempotencyKeyReused,
         AppError::IdempotencyInProgress,
@@ -131,6 +134,9 @@ fn every_error() -> Vec<ApiError> {
             | AppError::UnknownTaskType
             | AppError::TaskNotFound
             | AppError::TaskAlreadyFinal
+            | AppError::TaskNotFinal
+            | AppError::TaskAlreadyRetried
+            | AppError::NothingToRetry
             | AppError::InvalidIdempotencyKey
             | AppError::IdempotencyKeyReused
             | AppError::IdempotencyInProgress

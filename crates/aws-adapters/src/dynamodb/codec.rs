@@ -101,6 +101,12 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     if let Some(t) = task.cancel_requested_at {
         item.insert("cancel_requested_at".into(), s(rfc3339(t)));
     }
+    if let Some(id) = task.retry_of {
+        item.insert("retry_of".into(), s(id.to_string()));
+    }
+    if let Some(id) = task.retried_by {
+        item.insert("retried_by".into(), s(id.to_string()));
+    }
     if let Some(trace) = &task.trace {
         // The X-Ray header (`Root=<trace id>;Parent=…;Sampled=…`): from a task to its trace.
         item.insert("trace".into(), s(trace.xray_header()));
@@ -153,6 +159,8 @@ pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
             .and_then(|v| OffsetDateTime::from_unix_timestamp(v).ok()),
         // Absent on records written before tracing; never a reason to refuse a task.
         trace: text("trace").and_then(Trace::from_xray_header),
+        retry_of: text("retry_of").and_then(|v| v.parse().ok()),
+        retried_by: text("retried_by").and_then(|v| v.parse().ok()),
     })
 }
 
@@ -181,6 +189,9 @@ pub(crate) fn outcome_to_item(
         let input = serde_json::to_string(input).map_err(StoreError::permanent)?;
         item.insert("input".into(), s(input));
     }
+    if let Some(key) = &o.bos_key {
+        item.insert("bos_key".into(), s(key.clone()));
+    }
     Ok(item)
 }
 
@@ -194,6 +205,7 @@ pub(crate) fn outcome_from_item(item: &Item) -> Result<ItemOutcome, StoreError> 
         Some(input) => Some(serde_json::from_str(input).map_err(|_| corrupt("input"))?),
         None => None,
     };
+    outcome.bos_key = item.get("bos_key").and_then(|v| v.as_s().ok()).cloned();
     Ok(outcome)
 }
 
@@ -215,6 +227,8 @@ mod tests {
         t.expires_at = Some(OffsetDateTime::UNIX_EPOCH + Duration::from_secs(86_400));
         assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
         t.trace = Some(Trace::new_root());
+        t.retry_of = Some(TaskId::new_random());
+        t.retried_by = Some(TaskId::new_random());
         assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
     }
 

@@ -137,6 +137,7 @@ pub async fn fail_chunk(
                 external_id,
                 result: OutcomeResult::Failed { error },
                 input: Some(i.beneficiary.clone()),
+                bos_key: Some(msg.bos_key(i)),
             }
         })
         .collect();

@@ -12,6 +12,7 @@ pub mod notify;
 pub mod process_chunk;
 pub mod read_task;
 pub mod record_outcomes;
+pub mod retry_task;
 pub mod schedule;
 pub mod submit_task;
 pub mod webhook_endpoints;

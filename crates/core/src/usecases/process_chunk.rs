@@ -145,6 +145,7 @@ async fn process_in_trace(
                 external_id: i.beneficiary.external_id().map(str::to_owned),
                 result: OutcomeResult::Cancelled,
                 input: None,
+                bos_key: None,
             })
             .collect();
         let concluded = record_and_finish(store, settings, msg, outcomes, MetricSet::new()).await?;
@@ -235,7 +236,7 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
     if Instant::now() >= deadline {
         return Attempt::Pending("not started before the deadline".into(), None);
     }
-    let key = format!("{}:{}", msg.task_id, item.index);
+    let key = msg.bos_key(item);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
     let started = Instant::now();
     let answer = run_item(task_type, run.backend, &item.beneficiary, &key, deadline).await;
@@ -266,13 +267,14 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
             return Attempt::Pending(e.code().to_owned(), Some(ms));
         }
     };
-    let input = matches!(result, OutcomeResult::Failed { .. }).then(|| item.beneficiary.clone());
+    let failed = matches!(result, OutcomeResult::Failed { .. });
     Attempt::Done(
         Box::new(ItemOutcome {
             index: item.index,
             external_id,
             result,
-            input,
+            input: failed.then(|| item.beneficiary.clone()),
+            bos_key: failed.then_some(key),
         }),
         ms,
     )

@@ -3,7 +3,7 @@
 //! will be processed, or an error and no task at all.
 
 use crate::beneficiary::Beneficiary;
-use crate::chunk;
+use crate::chunk::{self, ChunkItem};
 use crate::config::Settings;
 use crate::csv_input;
 use crate::error::{AppError, Chain};
@@ -143,11 +143,35 @@ pub async fn submit(
     now: OffsetDateTime,
 ) -> Result<Task, AppError> {
     let items = parse_batch(batch, settings)?;
-    let mut task = Task::new(task_type, owner, items.len() as u32, now);
+    let task = Task::new(task_type, owner, items.len() as u32, now);
+    let items = items
+        .into_iter()
+        .enumerate()
+        .map(|(index, beneficiary)| ChunkItem {
+            index: index as u32,
+            beneficiary,
+            bos_key: None,
+        })
+        .collect();
+    create_and_queue(store, scheduler, settings, task, items, now).await
+}
+
+/// Stores a new task in the current trace and hands its items to the scheduler. Either the
+/// task is stored and every chunk of it will be worked on, or nothing of it is left and the
+/// caller gets `queue_unavailable`. Shared by a submission and a retry.
+pub(crate) async fn create_and_queue(
+    store: &dyn TaskStore,
+    scheduler: Scheduler<'_>,
+    settings: &Settings,
+    mut task: Task,
+    items: Vec<ChunkItem>,
+    now: OffsetDateTime,
+) -> Result<Task, AppError> {
     task.trace = crate::trace::current();
     store.insert_task(&task).await?;
     let owner_key = task.owner.storage_key();
-    let mut chunks = chunk::split(task.id, task_type, &owner_key, items, settings.chunk_size);
+    let task_type = task.task_type;
+    let mut chunks = chunk::split_items(task.id, task_type, &owner_key, items, settings.chunk_size);
     for chunk in &mut chunks {
         chunk.trace.clone_from(&task.trace);
     }
@@ -174,6 +198,7 @@ pub async fn submit(
         return Err(AppError::QueueUnavailable);
     }
     tracing::info!(task_id = %task.id, items = task.total, chunks = chunks.len(),
+        retry_of = task.retry_of.map(tracing::field::display),
         trace_id = task.trace.as_ref().map(|t| tracing::field::display(t.trace_id())),
         "task queued");
     crate::metrics::MetricSet::new()
