@@ -217,13 +217,13 @@ async fn the_csv_error_report_is_fixed_and_posted_back() {
     assert_eq!(
         lines,
         vec![
-            "index,external_id,name,country,currency,iban,bic,email,field,code,message",
+            "index,name,country,currency,iban,bic,email,external_id,field,code,message",
             &format!(
-                "1,dup-2,\"Turing, Alan\",GB,GBP,{},,,iban,duplicate_beneficiary,A beneficiary with this IBAN already exists.",
+                "1,\"Turing, Alan\",GB,GBP,{},,,dup-2,iban,duplicate_beneficiary,A beneficiary with this IBAN already exists.",
                 bos_simulator::EXISTING_IBAN
             ),
             &format!(
-                "2,down-3,Grace,DE,EUR,{poison},,,,upstream_unavailable,The back office is unavailable."
+                "2,Grace,DE,EUR,{poison},,,down-3,,upstream_unavailable,The back office is unavailable."
             ),
         ]
     );

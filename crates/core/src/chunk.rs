@@ -137,7 +137,12 @@ pub fn split(
     items: Vec<Beneficiary>,
     chunk_size: usize,
 ) -> Vec<ChunkMessage> {
-    let items = items
+    split_items(task_id, task_type, owner, numbered(items), chunk_size)
+}
+
+/// A submission's items, each indexed by its position in the client's array.
+pub fn numbered(items: Vec<Beneficiary>) -> Vec<ChunkItem> {
+    items
         .into_iter()
         .enumerate()
         .map(|(index, beneficiary)| ChunkItem {
@@ -145,8 +150,7 @@ pub fn split(
             beneficiary,
             bos_key: None,
         })
-        .collect();
-    split_items(task_id, task_type, owner, items, chunk_size)
+        .collect()
 }
 
 /// Splits items that already have their index (a retry keeps the original task's) into chunk

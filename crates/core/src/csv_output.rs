@@ -2,7 +2,7 @@
 //! as a CSV file with its own header row, so every page opens in a spreadsheet on its own.
 //!
 //! - The error report has one row per failed item: `index`, the original input fields
-//!   (`external_id` among them), then `field`, `code` and `message`. Its header is one the
+//!   (`name` … `external_id`, as the JSON body names them), then `field`, `code` and `message`. Its header is one the
 //!   importer accepts (`csv_input` ignores the report's own columns), so an operator can fix the
 //!   rows and post the file back as it is.
 //! - The result has one row per item: `index`, `external_id`, `status`, the task type's result
@@ -13,7 +13,7 @@
 //! or a carriage return) is written with a leading `'`, as OWASP advises against CSV injection:
 //! the file holds what clients typed, and it is opened by people with access to money.
 
-use crate::beneficiary::Beneficiary;
+use crate::beneficiary::{Beneficiary, FIELDS};
 use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::task::TaskType;
 use serde_json::Value;
@@ -22,23 +22,12 @@ use serde_json::Value;
 /// back as an import.
 pub const REPORT_COLUMNS: [&str; 4] = ["index", "field", "code", "message"];
 
-/// The input fields, in the order the error report gives them.
-const INPUT_COLUMNS: [&str; 7] = [
-    "external_id",
-    "name",
-    "country",
-    "currency",
-    "iban",
-    "bic",
-    "email",
-];
-
 /// The failed items among `outcomes`, as an error report page.
 pub fn errors(outcomes: &[ItemOutcome]) -> String {
     let mut rows = vec![header(
         ["index"]
             .into_iter()
-            .chain(INPUT_COLUMNS)
+            .chain(FIELDS)
             .chain(["field", "code", "message"]),
     )];
     for o in outcomes {
@@ -111,19 +100,20 @@ fn result_columns(task_type: TaskType) -> &'static [(&'static str, &'static str,
 fn input_cells(input: Option<&Beneficiary>, external_id: Option<&str>) -> Vec<String> {
     let owned = |v: Option<&str>| v.unwrap_or_default().to_owned();
     match input {
+        // In the order of `FIELDS`, the report's header.
         Some(b) => vec![
-            owned(b.external_id().or(external_id)),
             b.name().to_owned(),
             b.country().to_owned(),
             b.currency().to_owned(),
             b.iban().to_owned(),
             owned(b.bic()),
             owned(b.email()),
+            owned(b.external_id().or(external_id)),
         ],
         // An outcome recorded before inputs were kept: only what it has.
         None => {
-            let mut cells = vec![String::new(); INPUT_COLUMNS.len()];
-            cells[0] = owned(external_id);
+            let mut cells = vec![String::new(); FIELDS.len()];
+            cells[FIELDS.len() - 1] = owned(external_id);
             cells
         }
     }
@@ -190,8 +180,8 @@ mod tests {
         let report = errors(&[failed(4, "Müller, Jörg", "duplicate_beneficiary")]);
         assert_eq!(
             report,
-            "index,external_id,name,country,currency,iban,bic,email,field,code,message\r\n\
-             4,e-4,\"Müller, Jörg\",DE,EUR,DE89370400440532013000,,,iban,duplicate_beneficiary,\"Went wrong, really.\"\r\n"
+            "index,name,country,currency,iban,bic,email,external_id,field,code,message\r\n\
+             4,\"Müller, Jörg\",DE,EUR,DE89370400440532013000,,,e-4,iban,duplicate_beneficiary,\"Went wrong, really.\"\r\n"
         );
         let rows = csv_input::parse(report.as_bytes(), 10).unwrap();
         assert_eq!(

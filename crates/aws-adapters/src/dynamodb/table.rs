@@ -7,6 +7,7 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use std::time::Duration;
@@ -193,6 +194,21 @@ impl Table {
     /// changed since it was read), any other failure an error.
     pub(crate) async fn put_if(&self, put: PutItemFluentBuilder) -> Result<bool, StoreError> {
         match put.table_name(&self.name).send().await {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// Sends a conditional update: `false` when its condition failed, any other failure an
+    /// error.
+    pub(crate) async fn update_if(
+        &self,
+        update: UpdateItemFluentBuilder,
+    ) -> Result<bool, StoreError> {
+        match update.table_name(&self.name).send().await {
             Ok(_) => Ok(true),
             Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
                 Ok(false)

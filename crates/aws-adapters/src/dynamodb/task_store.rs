@@ -224,47 +224,29 @@ impl TaskStore for DynamoTaskStore {
 
     #[tracing::instrument(skip_all, fields(task_id = %id))]
     async fn mark_retried(&self, id: TaskId, by: TaskId) -> Result<bool, StoreError> {
-        let result = self
+        let update = self
             .client()
             .update_item()
-            .table_name(&self.table.name)
             .set_key(Some(task_key(id)))
             .update_expression("SET #retried_by = :by")
             .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#retried_by)")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#retried_by", "retried_by")
-            .expression_attribute_values(":by", s(by.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
+            .expression_attribute_values(":by", s(by.to_string()));
+        self.table.update_if(update).await
     }
 
     async fn unmark_retried(&self, id: TaskId, by: TaskId) -> Result<(), StoreError> {
-        let result = self
+        let update = self
             .client()
             .update_item()
-            .table_name(&self.table.name)
             .set_key(Some(task_key(id)))
             .update_expression("REMOVE #retried_by")
             .condition_expression("#retried_by = :by")
             .expression_attribute_names("#retried_by", "retried_by")
-            .expression_attribute_values(":by", s(by.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // Someone else's mark, or none: nothing of ours to undo.
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(())
-            }
-            Err(e) => Err(store_error(e)),
-        }
+            .expression_attribute_values(":by", s(by.to_string()));
+        // `false`: someone else's mark, or none; nothing of ours to undo.
+        self.table.update_if(update).await.map(|_| ())
     }
 
     async fn request_cancel(

@@ -119,18 +119,9 @@ pub struct OutcomeQuery<'a> {
     pub limit: usize,
 }
 
-/// One page of a task's outcomes as stored (with failed items' inputs), for the CSV answers.
+/// One page of a task's outcomes as stored (failed items with their inputs, which the CSV
+/// answers use), and the next page's token.
 pub async fn outcomes_page(
-    store: &dyn TaskStore,
-    tokens: &PageTokens,
-    q: &OutcomeQuery<'_>,
-    filter: OutcomeFilter,
-    now: OffsetDateTime,
-) -> Result<(Vec<ItemOutcome>, Option<String>), AppError> {
-    page(store, tokens, q, filter, now).await
-}
-
-async fn page(
     store: &dyn TaskStore,
     tokens: &PageTokens,
     q: &OutcomeQuery<'_>,
@@ -158,7 +149,8 @@ pub async fn errors_page(
     q: &OutcomeQuery<'_>,
     now: OffsetDateTime,
 ) -> Result<ErrorsPage, AppError> {
-    let (items, next_page_token) = page(store, tokens, q, OutcomeFilter::FailedOnly, now).await?;
+    let (items, next_page_token) =
+        outcomes_page(store, tokens, q, OutcomeFilter::FailedOnly, now).await?;
     let errors = items
         .into_iter()
         .filter_map(|o| match o.result {
@@ -178,7 +170,8 @@ pub async fn result_page(
     q: &OutcomeQuery<'_>,
     now: OffsetDateTime,
 ) -> Result<ResultPage, AppError> {
-    let (results, next_page_token) = page(store, tokens, q, OutcomeFilter::All, now).await?;
+    let (results, next_page_token) =
+        outcomes_page(store, tokens, q, OutcomeFilter::All, now).await?;
     Ok(ResultPage {
         results,
         next_page_token,

@@ -144,16 +144,15 @@ pub async fn submit(
 ) -> Result<Task, AppError> {
     let items = parse_batch(batch, settings)?;
     let task = Task::new(task_type, owner, items.len() as u32, now);
-    let items = items
-        .into_iter()
-        .enumerate()
-        .map(|(index, beneficiary)| ChunkItem {
-            index: index as u32,
-            beneficiary,
-            bos_key: None,
-        })
-        .collect();
-    create_and_queue(store, scheduler, settings, task, items, now).await
+    create_and_queue(
+        store,
+        scheduler,
+        settings,
+        task,
+        chunk::numbered(items),
+        now,
+    )
+    .await
 }
 
 /// Stores a new task in the current trace and hands its items to the scheduler. Either the
