@@ -19,6 +19,8 @@ CFN_LINT_VERSION=1.58.0
 CARGO_LAMBDA_VERSION=1.9.2
 SCHEMATHESIS_VERSION=4.32.5
 DDB_SIMULATOR_VERSION=2.9.30
+CHECKOV_VERSION=3.3.30
+CHECKOV_VENV=$CACHE/checkov-venv
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -42,6 +44,16 @@ ensure_python_tools() {
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" \
     "cfn-lint==$CFN_LINT_VERSION" "cargo-lambda==$CARGO_LAMBDA_VERSION" \
     "schemathesis==$SCHEMATHESIS_VERSION"
+  touch "$stamp"
+}
+
+# checkov has its own venv: its pins (boto3, networkx, …) must not move moto's or cfn-lint's.
+ensure_checkov() {
+  local stamp=$CHECKOV_VENV/.installed-$CHECKOV_VERSION
+  [ -f "$stamp" ] && return
+  log "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
+  python3 -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
   touch "$stamp"
 }
 
