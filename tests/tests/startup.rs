@@ -64,3 +64,58 @@ fn a_toy_secret_is_refused_too() {
     assert!(!out.status.success());
     assert!(said.contains("shorter than 16 bytes"), "{said}");
 }
+
+/// Runs `binary` reading its pseudonym key from Secrets Manager (moto) under `secret_id`.
+async fn start_reading_secret(binary: &str, secret_id: &str) -> (bool, String) {
+    let moto = std::env::var("SQS_ENDPOINT").expect("scripts/test sets SQS_ENDPOINT");
+    let out = tokio::process::Command::new(functions_dir().join(binary))
+        .env_clear()
+        .env("TABLE_NAME", "t")
+        .env("WORK_QUEUE_URL", "http://127.0.0.1:9/000000000000/q.fifo")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "local")
+        .env("AWS_SECRET_ACCESS_KEY", "local")
+        .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
+        .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("LOG_PSEUDONYM_KEY_SECRET_ID", secret_id)
+        .output()
+        .await
+        .expect("the function binary runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), said)
+}
+
+#[tokio::test]
+async fn a_secret_is_read_from_secrets_manager_at_cold_start_and_fails_closed() {
+    let moto = std::env::var("SQS_ENDPOINT").expect("scripts/test sets SQS_ENDPOINT");
+    let secrets = local_gateway::secrets_client(&moto).await;
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let (good, toy) = (format!("startup/{run}/good"), format!("startup/{run}/toy"));
+    let stored = std::collections::BTreeMap::from([
+        (good.clone(), "a-pseudonym-key-long-enough".to_owned()),
+        (toy.clone(), "short".to_owned()),
+    ]);
+    local_gateway::resources::store_secrets(&secrets, &stored)
+        .await
+        .unwrap();
+
+    // A readable secret: the consumer gets past its secrets and fails only at its first poll
+    // of the Runtime API (nothing listens there)
+    let (_, said) = start_reading_secret("consumer", &good).await;
+    assert!(!said.contains("LOG_PSEUDONYM_KEY"), "{said}");
+
+    // A secret that does not exist, or is a toy: refused at start, naming it
+    let (ok, said) = start_reading_secret("consumer", &format!("startup/{run}/absent")).await;
+    assert!(!ok);
+    assert!(
+        said.contains("could not be read from Secrets Manager"),
+        "{said}"
+    );
+    let (ok, said) = start_reading_secret("consumer", &toy).await;
+    assert!(!ok);
+    assert!(said.contains("shorter than 16 bytes"), "{said}");
+}

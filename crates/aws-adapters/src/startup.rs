@@ -59,11 +59,32 @@ pub fn required_env(name: &str) -> Result<String, String> {
 /// The fewest bytes a secret may have: anything shorter is a placeholder, not a key.
 pub const MIN_SECRET_BYTES: usize = 16;
 
-/// A required secret from the environment (resolved from Secrets Manager at deploy time), or a
-/// clear start-up error: a function never runs with a missing, empty or toy secret. Only the
-/// local stack supplies development values, and it does so explicitly.
-pub fn required_secret(name: &str) -> Result<Vec<u8>, String> {
-    let value = required_env(name)?;
+/// A secret a function refuses to start without, read once at cold start and kept for the
+/// life of the process: from Secrets Manager when `{name}_SECRET_ID` names the secret (what
+/// the template sets, so the value never sits in the function's configuration), else from
+/// `{name}` itself (`cargo lambda invoke`, the startup tests). Fails closed: missing, empty,
+/// unreadable or shorter than [`MIN_SECRET_BYTES`] is a start-up error. A rotated secret takes
+/// effect at the next cold start.
+pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, String> {
+    let id_var = format!("{name}_SECRET_ID");
+    let value = match std::env::var(&id_var).ok().filter(|v| !v.is_empty()) {
+        Some(id) => aws_sdk_secretsmanager::Client::new(aws)
+            .get_secret_value()
+            .secret_id(&id)
+            .send()
+            .await
+            .map_err(|e| {
+                // The error names the secret and the service's answer, never a value.
+                let e = aws_sdk_secretsmanager::error::DisplayErrorContext(e);
+                format!("secret {name} could not be read from Secrets Manager ({id_var}): {e}")
+            })?
+            .secret_string
+            .unwrap_or_default(),
+        None => std::env::var(name).unwrap_or_default(),
+    };
+    if value.is_empty() {
+        return Err(format!("secret {name} is not set ({id_var} or {name})"));
+    }
     if value.len() < MIN_SECRET_BYTES {
         return Err(format!(
             "secret {name} is shorter than {MIN_SECRET_BYTES} bytes"
@@ -73,8 +94,8 @@ pub fn required_secret(name: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Keys the owner pseudonym of every log line (`LOG_PSEUDONYM_KEY`); fails closed.
-pub fn init_pseudonym_key() -> Result<(), String> {
-    let key = required_secret("LOG_PSEUDONYM_KEY")?;
+pub async fn init_pseudonym_key(aws: &SdkConfig) -> Result<(), String> {
+    let key = required_secret(aws, "LOG_PSEUDONYM_KEY").await?;
     tasks_core::identity::set_pseudonym_key(&key);
     Ok(())
 }
@@ -92,8 +113,8 @@ pub struct QueueFunction {
 /// AWS configuration, and the store on `TABLE_NAME`.
 pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), String> {
     init_tracing();
-    init_pseudonym_key()?;
     let aws = aws_config().await;
+    init_pseudonym_key(&aws).await?;
     let store = crate::DynamoTaskStore::from_config(&aws, required_env("TABLE_NAME")?);
     Ok((aws, store))
 }
@@ -128,8 +149,12 @@ pub fn invocation_trace(context: &lambda_runtime::Context) -> Option<Trace> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn secrets_fail_closed() {
-        assert!(required_secret("SURELY_UNSET_SECRET_FOR_THIS_TEST").is_err());
+    #[tokio::test]
+    async fn secrets_fail_closed() {
+        let aws = aws_config::SdkConfig::builder().build();
+        let err = required_secret(&aws, "SURELY_UNSET_SECRET_FOR_THIS_TEST")
+            .await
+            .unwrap_err();
+        assert!(err.contains("is not set"), "{err}");
     }
 }

@@ -14,9 +14,15 @@ use tasks_core::paging::PageTokens;
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     init_tracing();
-    init_pseudonym_key()?;
     let settings = Settings::from_env()?;
     let aws = aws_config().await;
+    // Both secrets at once: each is one Secrets Manager call at cold start.
+    let (pseudonyms, page_token_key) = tokio::join!(
+        init_pseudonym_key(&aws),
+        required_secret(&aws, "PAGE_TOKEN_SECRET")
+    );
+    pseudonyms?;
+    let page_token_key = page_token_key?;
     let table = required_env("TABLE_NAME")?;
     let store = DynamoTaskStore::from_config(&aws, table);
     let lanes = Arc::new(store.lanes());
@@ -29,7 +35,7 @@ async fn main() -> Result<(), Error> {
         Arc::new(BosClient::new(BosConfig::from_env()?)?),
         Arc::new(delivery_queue),
         settings,
-        PageTokens::new(&required_secret("PAGE_TOKEN_SECRET")?),
+        PageTokens::new(&page_token_key),
     ));
     lambda_http::run(service_fn(move |req: Request| {
         let app = Arc::clone(&app);

@@ -1,6 +1,8 @@
 //! Cold start: time from exec to the process's first Runtime API poll, against a minimal fake
 //! Runtime API, for each function and for a hello-world `lambda_runtime` binary built in the
-//! same run; and the release binaries' sizes.
+//! same run; and the release binaries' sizes. Functions read their secrets from Secrets
+//! Manager (moto) as deployed; the same start with the secrets in the environment shows what
+//! that read adds.
 
 use crate::report::{median, Report};
 use axum::extract::State;
@@ -35,12 +37,29 @@ async fn fake_runtime_api() -> Result<(String, mpsc::UnboundedReceiver<Instant>)
     Ok((addr, rx))
 }
 
-async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
+/// Where a started function finds its secrets.
+#[derive(Clone, Copy)]
+enum Secrets<'a> {
+    /// In its environment (the values themselves).
+    Environment,
+    /// In Secrets Manager at this endpoint (moto), named by `…_SECRET_ID`, as deployed.
+    Manager(&'a str),
+}
+
+const PAGE_TOKEN_SECRET_NAME: &str = "bench/page-token-secret";
+const LOG_PSEUDONYM_SECRET_NAME: &str = "bench/log-pseudonym-key";
+
+async fn cold_start_ms(
+    binary: &PathBuf,
+    runs: usize,
+    secrets: Secrets<'_>,
+) -> Result<f64, BoxError> {
     let (addr, mut polls) = fake_runtime_api().await?;
     let mut times = vec![];
     for _ in 0..runs {
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(binary)
+        let mut command = tokio::process::Command::new(binary);
+        command
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", &addr)
             .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
@@ -53,9 +72,6 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
             .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
             .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
             .env("BOS_URL", "http://127.0.0.1:9")
-            // The secrets every deployed function refuses to start without.
-            .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
-            .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key")
             // As template.yaml sets it (with this machine's bundle path).
             .env(
                 "SSL_CERT_FILE",
@@ -63,8 +79,18 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
             )
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()?;
+            .kill_on_drop(true);
+        // The secrets every function refuses to start without.
+        match secrets {
+            Secrets::Environment => command
+                .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
+                .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key"),
+            Secrets::Manager(endpoint) => command
+                .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
+                .env("PAGE_TOKEN_SECRET_SECRET_ID", PAGE_TOKEN_SECRET_NAME)
+                .env("LOG_PSEUDONYM_KEY_SECRET_ID", LOG_PSEUDONYM_SECRET_NAME),
+        };
+        let mut child = command.spawn()?;
         let polled = tokio::time::timeout(Duration::from_secs(10), polls.recv())
             .await
             .map_err(|_| format!("{} never polled the Runtime API", binary.display()))?
@@ -78,7 +104,22 @@ async fn cold_start_ms(binary: &PathBuf, runs: usize) -> Result<f64, BoxError> {
 pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> {
     let dir =
         PathBuf::from(std::env::var("FUNCTIONS_DIR").unwrap_or_else(|_| "target/release".into()));
-    let hello = cold_start_ms(&dir.join("hello-lambda"), 21).await?;
+    let moto = crate::end_to_end::env("SQS_ENDPOINT", "http://127.0.0.1:5000");
+    local_gateway::resources::store_secrets(
+        &local_gateway::secrets_client(&moto).await,
+        &std::collections::BTreeMap::from([
+            (
+                PAGE_TOKEN_SECRET_NAME.to_owned(),
+                "bench-page-token-secret".to_owned(),
+            ),
+            (
+                LOG_PSEUDONYM_SECRET_NAME.to_owned(),
+                "bench-log-pseudonym-key".to_owned(),
+            ),
+        ]),
+    )
+    .await?;
+    let hello = cold_start_ms(&dir.join("hello-lambda"), 21, Secrets::Environment).await?;
     let size = |name: &str| {
         std::fs::metadata(dir.join(name))
             .map(|m| m.len() as f64 / 1024.0 / 1024.0)
@@ -88,9 +129,10 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
         "cold start, hello-world lambda_runtime (exec → first poll, median of 21)",
         format!("{hello:.1} ms; binary {:.1} MB", size("hello-lambda")),
     );
-    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with SSL_CERT_FILE set as template.yaml sets it and local stand-ins for what the template resolves at deploy time (URLs, and the secrets PAGE_TOKEN_SECRET and LOG_PSEUDONYM_KEY, which the functions refuse to start without): it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last three.");
+    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with SSL_CERT_FILE set as template.yaml sets it and local stand-ins for what the template gives at deploy time (URLs): it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), reading the secrets the functions refuse to start without from Secrets Manager (moto on loopback: in AWS add the round trip to Secrets Manager in the region, typically tens of milliseconds, paid once per cold start), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last four. The secrets' row compares the same start with the secrets given in the environment, as before they moved to Secrets Manager.");
     for f in ["api", "consumer", "dead-letter"] {
-        let ms = cold_start_ms(&dir.join(f), 21).await?;
+        let ms = cold_start_ms(&dir.join(f), 21, Secrets::Manager(&moto)).await?;
+        let env_ms = cold_start_ms(&dir.join(f), 21, Secrets::Environment).await?;
         report.check(
             format!("cold start, {f} (exec → first poll, median of 21)"),
             format!(
@@ -100,6 +142,10 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
             ),
             "≤ 2× hello-world",
             ms <= 2.0 * hello,
+        );
+        report.info(
+            format!("  of which reading its secrets from Secrets Manager ({f}, against the environment)"),
+            format!("{:+.1} ms ({env_ms:.1} ms with the secrets in the environment)", ms - env_ms),
         );
     }
     Ok(())

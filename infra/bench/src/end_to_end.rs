@@ -198,7 +198,33 @@ pub async fn requests(report: &mut Report) -> Result<(), BoxError> {
             sqs_counts.by_operation, sqs_counts.receives_with_messages, sqs_counts.empty_receives
         ),
     );
+    kms_requests(report, sqs_counts.billed_requests());
     Ok(())
+}
+
+/// KMS requests our own key costs: modelled, since nothing plays KMS behind DynamoDB Local
+/// and moto. SQS asks KMS once per queue and principal (role) per data-key reuse period, for
+/// a data key to send with (`GenerateDataKey`) or read with (`Decrypt`); DynamoDB asks once per
+/// table and caller per 5 minutes of table-key cache. Neither grows with messages or items.
+fn kms_requests(report: &mut Report, sqs_requests: u64) {
+    // (role, queue) pairs: api → work, delivery; consumer ↔ work; dead-letter ← DLQ, → work;
+    // notifier → delivery; webhook sender ← delivery.
+    const SQS_ROLE_QUEUE_PAIRS: u64 = 7;
+    // Every function's role reads or writes the table.
+    const TABLE_CALLERS: u64 = 5;
+    const REUSE_SECS: u64 = 300; // template.yaml: KmsDataKeyReusePeriodSeconds
+    const USD_PER_10K: f64 = 0.03;
+    let per_window = SQS_ROLE_QUEUE_PAIRS + TABLE_CALLERS;
+    report.info(
+        format!(
+            "KMS requests for the customer-managed key (modelled: SQS data keys reused {REUSE_SECS} s per queue and role, DynamoDB table key cached 5 min per caller)"
+        ),
+        format!(
+            "at most {per_window} per 5-minute window whatever the volume: a lone {ITEMS}-item task in a quiet window pays all {per_window} (${:.5});              at 100,000 items per window, {:.2} per {ITEMS} items. Its SQS requests ({sqs_requests} per {ITEMS} items) each reuse a cached data key",
+            per_window as f64 * USD_PER_10K / 10_000.0,
+            per_window as f64 * ITEMS as f64 / 100_000.0,
+        ),
+    );
 }
 
 fn peak_rss_kb(pid: u32) -> Option<u64> {

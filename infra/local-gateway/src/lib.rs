@@ -150,6 +150,27 @@ pub async fn emulator_clients(
     (ddb, sqs)
 }
 
+/// A Secrets Manager client for moto (which plays every service on one endpoint).
+pub async fn secrets_client(moto: &str) -> aws_sdk_secretsmanager::Client {
+    let creds = aws_sdk_secretsmanager::config::Credentials::new(
+        "local",
+        "local",
+        None,
+        None,
+        "local-gateway",
+    );
+    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&base)
+            .endpoint_url(moto)
+            .build(),
+    )
+}
+
 /// A DynamoDB Streams client for DynamoDB Local (which serves streams on its own endpoint).
 pub async fn streams_client(dynamodb: &str) -> aws_sdk_dynamodbstreams::Client {
     let creds = aws_sdk_dynamodbstreams::config::Credentials::new(
@@ -184,6 +205,11 @@ impl LocalStack {
             &config.secrets,
         )
         .await?;
+        resources::store_secrets(
+            &secrets_client(&config.sqs_endpoint).await,
+            &provisioned.secrets,
+        )
+        .await?;
 
         let mut pools = Vec::new();
         let mut tasks = Vec::new();
@@ -206,6 +232,11 @@ impl LocalStack {
                 ),
                 (
                     "AWS_ENDPOINT_URL_SQS".to_owned(),
+                    config.sqs_endpoint.clone(),
+                ),
+                // moto plays Secrets Manager too, on the same port.
+                (
+                    "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
                     config.sqs_endpoint.clone(),
                 ),
             ]);

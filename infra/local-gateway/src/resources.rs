@@ -232,6 +232,43 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
     }
 }
 
+/// Stores the local secrets in Secrets Manager (moto), where the functions read them at cold
+/// start as they do in AWS. Stacks share the emulator and the development values, so a secret
+/// that exists already gets this value again.
+pub async fn store_secrets(
+    client: &aws_sdk_secretsmanager::Client,
+    secrets: &BTreeMap<String, String>,
+) -> Result<(), BoxError> {
+    for (name, value) in secrets {
+        let created = client
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await;
+        match created {
+            Ok(_) => {}
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|se| se.is_resource_exists_exception()) =>
+            {
+                client
+                    .put_secret_value()
+                    .secret_id(name)
+                    .secret_string(value)
+                    .send()
+                    .await?;
+            }
+            Err(e) => {
+                return Err(aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+                    .to_string()
+                    .into())
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `!Sub`: `${AWS::…}` pseudo parameters, `${Name}` as `!Ref`, `${Name.Attr}` as `!GetAtt`;
 /// then Secrets Manager dynamic references from the local secrets.
 fn substitute(text: &str, p: &Provisioned) -> Result<String, BoxError> {

@@ -399,9 +399,12 @@ mod tests {
             api.environment["TABLE_NAME"],
             Expr::Ref("TasksTable".into())
         );
-        assert!(
-            matches!(&api.environment["PAGE_TOKEN_SECRET"], Expr::Sub(t) if t.contains("{{resolve:secretsmanager:"))
+        // Secrets are named, never given: the function reads them at cold start.
+        assert_eq!(
+            api.environment["PAGE_TOKEN_SECRET_SECRET_ID"],
+            Expr::Ref("PageTokenSecretName".into())
         );
+        assert!(!api.environment.contains_key("PAGE_TOKEN_SECRET"));
         assert_eq!(api.log_format.as_deref(), Some("JSON"));
         let consumer = t.functions.iter().find(|f| f.binary == "consumer").unwrap();
         assert_eq!(consumer.sqs_sources[0].queue_logical_id, "WorkQueue");
