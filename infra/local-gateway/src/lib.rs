@@ -125,18 +125,23 @@ pub fn local_ca_bundle() -> Option<String> {
     .map(str::to_owned)
 }
 
-/// SDK clients for the emulators: fixed fake credentials, never a real account.
+/// The SDK configuration for the emulators: fixed fake credentials, never a real account.
+async fn emulator_config() -> aws_config::SdkConfig {
+    let creds =
+        aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "local-gateway");
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .load()
+        .await
+}
+
+/// SDK clients for the emulators.
 pub async fn emulator_clients(
     dynamodb: &str,
     sqs: &str,
 ) -> (aws_sdk_dynamodb::Client, aws_sdk_sqs::Client) {
-    let creds =
-        aws_sdk_dynamodb::config::Credentials::new("local", "local", None, None, "local-gateway");
-    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .load()
-        .await;
+    let base = emulator_config().await;
     let ddb = aws_sdk_dynamodb::Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&base)
             .endpoint_url(dynamodb)
@@ -152,18 +157,7 @@ pub async fn emulator_clients(
 
 /// A Secrets Manager client for moto (which plays every service on one endpoint).
 pub async fn secrets_client(moto: &str) -> aws_sdk_secretsmanager::Client {
-    let creds = aws_sdk_secretsmanager::config::Credentials::new(
-        "local",
-        "local",
-        None,
-        None,
-        "local-gateway",
-    );
-    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .load()
-        .await;
+    let base = emulator_config().await;
     aws_sdk_secretsmanager::Client::from_conf(
         aws_sdk_secretsmanager::config::Builder::from(&base)
             .endpoint_url(moto)
@@ -173,18 +167,7 @@ pub async fn secrets_client(moto: &str) -> aws_sdk_secretsmanager::Client {
 
 /// A DynamoDB Streams client for DynamoDB Local (which serves streams on its own endpoint).
 pub async fn streams_client(dynamodb: &str) -> aws_sdk_dynamodbstreams::Client {
-    let creds = aws_sdk_dynamodbstreams::config::Credentials::new(
-        "local",
-        "local",
-        None,
-        None,
-        "local-gateway",
-    );
-    let base = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .load()
-        .await;
+    let base = emulator_config().await;
     aws_sdk_dynamodbstreams::Client::from_conf(
         aws_sdk_dynamodbstreams::config::Builder::from(&base)
             .endpoint_url(dynamodb)
