@@ -220,7 +220,7 @@ fn kms_requests(report: &mut Report, sqs_requests: u64) {
             "KMS requests for the customer-managed key (modelled: SQS data keys reused {REUSE_SECS} s per queue and role, DynamoDB table key cached 5 min per caller)"
         ),
         format!(
-            "at most {per_window} per 5-minute window whatever the volume: a lone {ITEMS}-item task in a quiet window pays all {per_window} (${:.5});              at 100,000 items per window, {:.2} per {ITEMS} items. Its SQS requests ({sqs_requests} per {ITEMS} items) each reuse a cached data key",
+            "at most {per_window} per 5-minute window whatever the volume: a lone {ITEMS}-item task in a quiet window pays all {per_window} (${:.5}); at 100,000 items per window, {:.2} per {ITEMS} items. Its SQS requests ({sqs_requests} per {ITEMS} items) each reuse a cached data key",
             per_window as f64 * USD_PER_10K / 10_000.0,
             per_window as f64 * ITEMS as f64 / 100_000.0,
         ),
