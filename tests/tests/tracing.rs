@@ -139,6 +139,9 @@ async fn every_bos_call_carries_the_posts_trace_across_a_crash_and_a_redelivery(
     );
     for line in &consumed {
         assert_eq!(trace_of(line), Some(trace.trace_id().as_str()), "{line}");
+        if line["fields"]["message"] == "message done" {
+            assert_eq!(line["fields"]["task_id"], id.as_str(), "{line}");
+        }
     }
 }
 

@@ -60,6 +60,7 @@ impl Consumer {
             )
             .await?;
             tracing::info!(
+                task_id = report.task_id.map(tracing::field::display),
                 recorded = report.recorded,
                 skipped = report.skipped,
                 finished = ?report.finished.map(|s| s.as_str()),

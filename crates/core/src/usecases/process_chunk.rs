@@ -34,6 +34,9 @@ pub struct ChunkReport {
     /// Items that already had one.
     pub skipped: usize,
     pub finished: Option<TaskStatus>,
+    /// The task whose chunk this was (a lane start works on whichever chunk is next), for the
+    /// caller's log line.
+    pub task_id: Option<crate::task::TaskId>,
 }
 
 /// Why the message must be redelivered. Every variant means "retry may help"; a chunk that
@@ -94,7 +97,11 @@ pub async fn process_chunk(
     if let Some(t) = &trace {
         tracing::Span::current().record("trace_id", t.trace_id());
     }
-    trace::within(trace, process_in_trace(run, msg, attempts)).await
+    let report = trace::within(trace, process_in_trace(run, msg, attempts)).await?;
+    Ok(ChunkReport {
+        task_id: Some(msg.task_id),
+        ..report
+    })
 }
 
 async fn process_in_trace(
@@ -153,6 +160,7 @@ async fn process_in_trace(
             recorded: concluded.tally.total(),
             skipped,
             finished: concluded.finished,
+            ..ChunkReport::default()
         });
     }
 
@@ -204,6 +212,7 @@ async fn process_in_trace(
         recorded: concluded.tally.total(),
         skipped,
         finished: concluded.finished,
+        ..ChunkReport::default()
     })
 }
 
@@ -588,6 +597,13 @@ mod tests {
             later(),
         )
         .await;
-        assert_eq!(r.unwrap(), ChunkReport::default());
+        assert_eq!(
+            r.unwrap(),
+            ChunkReport {
+                task_id: Some(chunks[0].task_id),
+                ..ChunkReport::default()
+            },
+            "nothing recorded, nothing skipped"
+        );
     }
 }
