@@ -151,6 +151,14 @@ impl Answer {
         }
     }
 
+    /// `202` with a task just created (submitted or a retry), where to poll it, and when.
+    fn accepted(task: &tasks_core::task::Task) -> Self {
+        let view = task.view();
+        Self::json(http::StatusCode::ACCEPTED, &view)
+            .header("location", &view.links.self_)
+            .header("retry-after", RETRY_AFTER_SECS)
+    }
+
     fn csv(body: String) -> Self {
         Self {
             status: http::StatusCode::OK.as_u16(),
@@ -335,10 +343,7 @@ impl App {
                 )
                 .await?;
                 tracing::Span::current().record("task_id", tracing::field::display(task.id));
-                let view = task.view();
-                Ok(Answer::json(http::StatusCode::ACCEPTED, &view)
-                    .header("location", &view.links.self_)
-                    .header("retry-after", RETRY_AFTER_SECS))
+                Ok(Answer::accepted(&task))
             }
             Route::ListTasks(task_type) => {
                 let query = read_task::TaskListQuery {
@@ -368,10 +373,7 @@ impl App {
                 };
                 let task =
                     retry_task::retry(store, scheduler, &self.settings, &request, now).await?;
-                let view = task.view();
-                Ok(Answer::json(http::StatusCode::ACCEPTED, &view)
-                    .header("location", &view.links.self_)
-                    .header("retry-after", RETRY_AFTER_SECS))
+                Ok(Answer::accepted(&task))
             }
             Route::Task(task_type, id, TaskRoute::Cancel) => {
                 let task = cancel_task::cancel_task(store, owner, task_type, id, now).await?;

@@ -2,12 +2,12 @@
 //! `POST /tasks/beneficiaries-import` with in-memory adapters (no I/O), with the AWS requests
 //! the real adapters would make.
 
+use crate::end_to_end::BoxError;
 use crate::report::{median, Report};
 use api::App;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
-use tasks_core::config::Settings;
 use tasks_core::memory::{
     MemoryBackend, MemoryDeliveryQueue, MemoryLanes, MemoryQueue, MemoryStore,
 };
@@ -38,9 +38,9 @@ pub fn items(n: usize, first: u64) -> Value {
     )
 }
 
-pub fn validation(report: &mut Report) {
+pub fn validation(report: &mut Report) -> Result<(), BoxError> {
     let body = serde_json::to_vec(&items(10_000, 1)).unwrap_or_default();
-    let settings = Settings::default();
+    let settings = crate::shipped::api_settings()?;
     let mut per_item = vec![];
     for _ in 0..15 {
         let started = Instant::now();
@@ -54,6 +54,7 @@ pub fn validation(report: &mut Report) {
         "≤ 2 µs",
         us <= 2.0,
     );
+    Ok(())
 }
 
 fn request(body: &[u8]) -> lambda_http::Request {
@@ -70,7 +71,8 @@ fn request(body: &[u8]) -> lambda_http::Request {
     lambda_http::request::from_str(&event.to_string()).expect("event")
 }
 
-pub async fn handler(report: &mut Report) {
+pub async fn handler(report: &mut Report) -> Result<(), BoxError> {
+    let shipped = crate::shipped::api_settings()?;
     for n in [1_000usize, 10_000] {
         let body = serde_json::to_vec(&items(n, 1)).unwrap_or_default();
         let mut times = vec![];
@@ -79,7 +81,7 @@ pub async fn handler(report: &mut Report) {
             let store = Arc::new(MemoryStore::default());
             let queue = Arc::new(MemoryQueue::default());
             let lanes = Arc::new(MemoryLanes::default());
-            let settings = Settings::default();
+            let settings = shipped.clone();
             let app = App::new(
                 store.clone(),
                 lanes.clone(),
@@ -106,4 +108,5 @@ pub async fn handler(report: &mut Report) {
             report.info(what, value);
         }
     }
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod end_to_end;
 mod in_process;
 mod report;
 mod scheduling;
+mod shipped;
 mod webhooks;
 
 use report::Report;
@@ -22,8 +23,8 @@ fn wanted(section: &str) -> bool {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut report = Report::new();
     if wanted("in_process") {
-        in_process::validation(&mut report);
-        in_process::handler(&mut report).await;
+        in_process::validation(&mut report)?;
+        in_process::handler(&mut report).await?;
     }
     if wanted("scheduling") {
         scheduling::all(&mut report).await?;

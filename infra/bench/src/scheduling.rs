@@ -11,9 +11,7 @@ use crate::end_to_end::{bos, config, env, post_as, wait_final, BoxError};
 use crate::report::{median, Report};
 use aws_adapters::{DynamoLanes, SqsWorkQueue};
 use bos_simulator::{Knobs, Simulator};
-use local_gateway::template::Template;
 use local_gateway::LocalStack;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tasks_core::chunk::{split, WorkMessage};
 use tasks_core::ports::{LaneStore, WorkQueue};
@@ -31,8 +29,7 @@ struct Shipped {
 }
 
 fn shipped() -> Result<Shipped, BoxError> {
-    let root = PathBuf::from(env("PROJECT_ROOT", "."));
-    let t = Template::load(&root.join("template.yaml"))?;
+    let t = crate::shipped::template()?;
     let param = |name: &str| -> Result<u64, BoxError> {
         Ok(t.parameters
             .get(name)
@@ -45,10 +42,7 @@ fn shipped() -> Result<Shipped, BoxError> {
             .find(|f| f.binary == binary)
             .ok_or_else(|| format!("template has no {binary} function"))
     };
-    let chunk_size = match function("api")?.environment.get("CHUNK_SIZE") {
-        Some(local_gateway::template::Expr::Literal(v)) => v.parse()?,
-        _ => tasks_core::chunk::MAX_CHUNK_SIZE,
-    };
+    let chunk_size = crate::shipped::api_settings()?.chunk_size;
     Ok(Shipped {
         cap: param("BosMaxConcurrentCalls")?,
         consumers: param("ConsumerMaxConcurrency")?,
