@@ -71,7 +71,6 @@ ensure_dynamodb_local() {
 
 ensure_tools() {
   ensure_java
-  ensure_jq
   ensure_python_tools
   ensure_dynamodb_local
 }
