@@ -1,0 +1,65 @@
+//! Work in progress (issue 11): the WebSocket API's `$connect` authorizer. WebSocket APIs take
+//! no JWT authorizer, so this Lambda REQUEST authorizer makes the HTTP API's checks itself:
+//! the token's signature against the issuer's published keys (JWKS), its issuer, one of the
+//! accepted audiences, and its expiry. The subject it returns becomes the connection's owner;
+//! nothing the client sends besides the token names it.
+//!
+//! Not wired yet: no template resource, no local gateway support, no JWKS fetch.
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
+use serde::Deserialize;
+
+/// Why a token was refused. Never shown to the client (a refused `$connect` is a plain 401);
+/// for the function's log only.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Bearer` token in the request.
+    Missing,
+    /// Not a JWT, or a header without a key id.
+    Malformed,
+    /// Signed by a key the issuer does not publish.
+    UnknownKey,
+    /// Bad signature, wrong issuer or audience, expired, not yet valid, no subject.
+    Invalid,
+}
+
+/// The HTTP API's JWT rules, with the issuer's current keys.
+pub struct Verifier {
+    keys: JwkSet,
+    validation: Validation,
+}
+
+#[derive(Deserialize)]
+struct Claims {
+    sub: String,
+}
+
+impl Verifier {
+    /// `issuer` and `audiences` as the template gives the HTTP API's authorizer.
+    pub fn new(keys: JwkSet, issuer: &str, audiences: &[String]) -> Self {
+        let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Self { keys, validation }
+    }
+
+    /// The token's subject, if the token passes every check.
+    pub fn subject(&self, authorization: Option<&str>) -> Result<String, Refusal> {
+        let token = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(Refusal::Missing)?;
+        let header = decode_header(token).map_err(|_| Refusal::Malformed)?;
+        let kid = header.kid.ok_or(Refusal::Malformed)?;
+        let jwk = self.keys.find(&kid).ok_or(Refusal::UnknownKey)?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|_| Refusal::UnknownKey)?;
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(|_| Refusal::Invalid)?;
+        if data.claims.sub.is_empty() {
+            return Err(Refusal::Invalid);
+        }
+        Ok(data.claims.sub)
+    }
+}
