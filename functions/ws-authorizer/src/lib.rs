@@ -63,3 +63,52 @@ impl Verifier {
         Ok(data.claims.sub)
     }
 }
+
+/// Development bearer tokens (`dev-token-alice=alice,…`), accepted only when the local gateway
+/// gives them (`LOCAL_DEV_TOKENS`); the template never does, so a deployed authorizer knows
+/// none.
+#[derive(Debug, Default)]
+pub struct DevTokens(std::collections::HashMap<String, String>);
+
+impl DevTokens {
+    pub fn parse(spec: &str) -> Self {
+        Self(
+            spec.split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(t, s)| (t.trim().to_owned(), s.trim().to_owned()))
+                .filter(|(t, s)| !t.is_empty() && !s.is_empty())
+                .collect(),
+        )
+    }
+
+    fn subject(&self, authorization: Option<&str>) -> Option<String> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.0.get(token).cloned()
+    }
+}
+
+/// The authorizer's answer for API Gateway: allow the connection as `subject`, or deny it.
+pub fn decide(
+    verifier: &Verifier,
+    dev: &DevTokens,
+    authorization: Option<&str>,
+    method_arn: &str,
+) -> (Result<String, Refusal>, serde_json::Value) {
+    let subject = dev
+        .subject(authorization)
+        .map_or_else(|| verifier.subject(authorization), Ok);
+    let (effect, principal) = match &subject {
+        Ok(s) => ("Allow", s.as_str()),
+        Err(_) => ("Deny", "anonymous"),
+    };
+    let answer = serde_json::json!({
+        "principalId": principal,
+        "policyDocument": {
+            "Version": "2012-10-17",
+            "Statement": [{"Action": "execute-api:Invoke", "Effect": effect, "Resource": method_arn}],
+        },
+        // What the route functions see as requestContext.authorizer: the owner, nothing else.
+        "context": if subject.is_ok() { serde_json::json!({"sub": principal}) } else { serde_json::json!({}) },
+    });
+    (subject, answer)
+}

@@ -87,3 +87,26 @@ fn a_tampered_or_missing_token_is_refused() {
     assert_eq!(v.subject(Some("Bearer not-a-jwt")), Err(Refusal::Malformed));
     assert_eq!(v.subject(Some("dev-token-alice")), Err(Refusal::Missing));
 }
+
+#[test]
+fn the_answer_allows_the_subject_or_denies_and_dev_tokens_work_only_when_given() {
+    let arn = "arn:aws:execute-api:us-east-1:000000000000:api/stage/$connect";
+    let none = ws_authorizer::DevTokens::default();
+    let dev = ws_authorizer::DevTokens::parse("dev-token-alice=alice, dev-token-bob=bob");
+    let header = format!("Bearer {}", token(good(), "test-1"));
+
+    let (subject, answer) = ws_authorizer::decide(&verifier(), &none, Some(&header), arn);
+    assert_eq!(subject, Ok("alice".to_owned()));
+    assert_eq!(answer["policyDocument"]["Statement"][0]["Effect"], "Allow");
+    assert_eq!(answer["policyDocument"]["Statement"][0]["Resource"], arn);
+    assert_eq!(answer["context"]["sub"], "alice");
+
+    let (subject, answer) =
+        ws_authorizer::decide(&verifier(), &none, Some("Bearer dev-token-bob"), arn);
+    assert!(subject.is_err(), "no dev tokens unless given");
+    assert_eq!(answer["policyDocument"]["Statement"][0]["Effect"], "Deny");
+    assert_eq!(answer["context"], json!({}));
+
+    let (subject, _) = ws_authorizer::decide(&verifier(), &dev, Some("Bearer dev-token-bob"), arn);
+    assert_eq!(subject, Ok("bob".to_owned()));
+}
