@@ -11,6 +11,8 @@ pub mod sqs_batch;
 pub mod sqs_delivery_queue;
 pub mod sqs_queue;
 pub mod startup;
+#[cfg(feature = "websocket-push")]
+pub mod ws_push;
 
 pub use dynamodb::{DynamoLanes, DynamoTaskStore};
 pub use sqs_delivery_queue::SqsDeliveryQueue;

@@ -24,6 +24,7 @@ pub mod failpoint;
 pub(crate) mod fixtures;
 pub mod iban_registry;
 pub mod identity;
+pub mod live_progress;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod metrics;

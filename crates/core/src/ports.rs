@@ -5,6 +5,7 @@
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::identity::Owner;
+use crate::live_progress::ConnectionId;
 use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upstream::BackendError;
@@ -404,4 +405,67 @@ pub trait WebhookPoster: Send + Sync {
     /// `webhook_delivery::MAX_ANSWER_BYTES` of the answer: the status if the receiver
     /// answered, else why not (`timeout`, `connection_failed`).
     async fn post(&self, post: WebhookPost<'_>) -> Result<u16, &'static str>;
+}
+
+/// What [`ConnectionStore::subscribe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// The connection watches the task (now, or already did).
+    Yes,
+    /// The connection watches [`crate::live_progress::MAX_SUBSCRIPTIONS`] tasks already.
+    TooMany,
+    /// The connection is not (or no longer) known.
+    NoConnection,
+}
+
+/// Live progress connections and which tasks they watch.
+#[async_trait]
+pub trait ConnectionStore: Send + Sync {
+    /// Records a new connection of `owner`'s, kept until `expires_at` at most.
+    async fn put_connection(
+        &self,
+        id: &ConnectionId,
+        owner: &Owner,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// The tasks the connection watches; `None` if the connection is unknown.
+    async fn watched_tasks(&self, id: &ConnectionId) -> Result<Option<Vec<TaskId>>, StoreError>;
+
+    /// Forgets the connection and every subscription it had.
+    async fn delete_connection(&self, id: &ConnectionId) -> Result<(), StoreError>;
+
+    /// Makes the connection watch `task` (idempotent), up to the per-connection cap.
+    async fn subscribe(
+        &self,
+        id: &ConnectionId,
+        task: TaskId,
+        expires_at: OffsetDateTime,
+    ) -> Result<Subscribed, StoreError>;
+
+    /// Ends one subscription (idempotent).
+    async fn unsubscribe(&self, id: &ConnectionId, task: TaskId) -> Result<(), StoreError>;
+
+    /// The connections watching `task`.
+    async fn subscribers(&self, task: TaskId) -> Result<Vec<ConnectionId>, StoreError>;
+
+    /// Ends the subscription if it still exists: `true` for exactly one caller, who then
+    /// sends its `final` frame.
+    async fn claim_final(&self, id: &ConnectionId, task: TaskId) -> Result<bool, StoreError>;
+}
+
+/// Why a frame was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    /// The connection is closed (API Gateway's `GoneException`).
+    #[error("the connection is gone")]
+    Gone,
+    #[error("posting to the connection failed")]
+    Failed(#[source] Cause),
+}
+
+/// Sends frames to WebSocket connections (API Gateway's `@connections` API in AWS).
+#[async_trait]
+pub trait FramePusher: Send + Sync {
+    async fn push(&self, id: &ConnectionId, frame: &str) -> Result<(), PushError>;
 }

@@ -1,10 +1,10 @@
-//! Work in progress (issue 11): the WebSocket API's `$connect` authorizer. WebSocket APIs take
+//! The WebSocket API's `$connect` authorizer. WebSocket APIs take
 //! no JWT authorizer, so this Lambda REQUEST authorizer makes the HTTP API's checks itself:
 //! the token's signature against the issuer's published keys (JWKS), its issuer, one of the
 //! accepted audiences, and its expiry. The subject it returns becomes the connection's owner;
 //! nothing the client sends besides the token names it.
-//!
-//! Not wired yet: no template resource, no local gateway support, no JWKS fetch.
+
+pub mod keys;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, DecodingKey, Validation};
@@ -26,7 +26,7 @@ pub enum Refusal {
 
 /// The HTTP API's JWT rules, with the issuer's current keys.
 pub struct Verifier {
-    keys: JwkSet,
+    keys: std::sync::Arc<JwkSet>,
     validation: Validation,
 }
 
@@ -37,12 +37,19 @@ struct Claims {
 
 impl Verifier {
     /// `issuer` and `audiences` as the template gives the HTTP API's authorizer.
-    pub fn new(keys: JwkSet, issuer: &str, audiences: &[String]) -> Self {
+    pub fn new(
+        keys: impl Into<std::sync::Arc<JwkSet>>,
+        issuer: &str,
+        audiences: &[String],
+    ) -> Self {
         let mut validation = Validation::new(jsonwebtoken::Algorithm::RS256);
         validation.set_issuer(&[issuer]);
         validation.set_audience(audiences);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        Self { keys, validation }
+        Self {
+            keys: keys.into(),
+            validation,
+        }
     }
 
     /// The token's subject, if the token passes every check.

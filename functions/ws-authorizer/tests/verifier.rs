@@ -9,7 +9,8 @@ use ws_authorizer::{Refusal, Verifier};
 const ISSUER: &str = "https://issuer.example";
 
 fn verifier() -> Verifier {
-    let jwks = serde_json::from_str(include_str!("fixtures/test-only-jwks.json")).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet =
+        serde_json::from_str(include_str!("fixtures/test-only-jwks.json")).unwrap();
     Verifier::new(jwks, ISSUER, &["background-tasks-api".to_owned()])
 }
 

@@ -14,6 +14,7 @@ pub mod resources;
 pub mod runtime_api;
 pub mod stream_source;
 pub mod template;
+pub mod ws_gateway;
 
 use function::{FunctionConfig, FunctionPool};
 use resources::{provision, resolve, Provisioned};
@@ -111,7 +112,11 @@ pub struct LocalStack {
     tasks: Vec<JoinHandle<()>>,
     /// Stream readers run on threads of their own (see `stream_source::spawn`).
     readers: Vec<stream_source::Reader>,
+    websockets: Vec<Arc<ws_gateway::WsGateway>>,
 }
+
+/// Where the local gateway publishes the local identity provider's keys (none).
+pub const LOCAL_JWKS_PATH: &str = "/.local-identity/jwks.json";
 
 /// This machine's CA bundle, where distributions usually keep it.
 pub fn local_ca_bundle() -> Option<String> {
@@ -178,16 +183,41 @@ pub async fn streams_client(dynamodb: &str) -> aws_sdk_dynamodbstreams::Client {
 impl LocalStack {
     pub async fn start(config: StackConfig) -> Result<Self, BoxError> {
         let template = Template::load(&config.template)?;
+        // Bound first: the functions' environment names this address (the WebSocket API's
+        // management endpoint, the issuer's keys).
+        let listener = tokio::net::TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
         let (ddb, sqs) = emulator_clients(&config.dynamodb_endpoint, &config.sqs_endpoint).await;
-        let provisioned = provision(
+        let mut parameters = config.parameters.clone();
+        // The local identity provider publishes no keys: only development tokens sign in.
+        parameters
+            .entry("JwtJwksUrl".to_owned())
+            .or_insert_with(|| format!("http://{addr}{LOCAL_JWKS_PATH}"));
+        let mut provisioned = provision(
             &template,
             &config.prefix,
             &ddb,
             &sqs,
-            &config.parameters,
+            &parameters,
             &config.secrets,
         )
         .await?;
+        for api in &template.websocket_apis {
+            provisioned
+                .websocket_apis
+                .insert(api.logical_id.clone(), format!("http://{addr}"));
+        }
+        let authorizers: Vec<&str> = template
+            .websocket_apis
+            .iter()
+            .flat_map(|api| api.routes.iter().filter_map(|r| r.authorizer.as_deref()))
+            .collect();
+        let dev_tokens = config
+            .tokens
+            .iter()
+            .map(|(token, subject)| format!("{token}={subject}"))
+            .collect::<Vec<_>>()
+            .join(",");
         resources::store_secrets(
             &secrets_client(&config.sqs_endpoint).await,
             &provisioned.secrets,
@@ -199,6 +229,7 @@ impl LocalStack {
         let mut readers = Vec::new();
         let mut api = None;
         let mut routes = Vec::new();
+        let mut by_logical_id: HashMap<String, Arc<FunctionPool>> = HashMap::new();
         for f in &template.functions {
             let mut environment = BTreeMap::new();
             for (k, expr) in &f.environment {
@@ -240,6 +271,11 @@ impl LocalStack {
                 environment.insert("AWS_LAMBDA_LOG_LEVEL".to_owned(), level.clone());
             }
             environment.extend(config.extra_env.clone());
+            // As the HTTP API's local authorizer does, the WebSocket authorizer accepts the
+            // development tokens; only the local gateway ever gives them.
+            if authorizers.contains(&f.logical_id.as_str()) {
+                environment.insert("LOCAL_DEV_TOKENS".to_owned(), dev_tokens.clone());
+            }
             // As in AWS, an SQS source's MaximumConcurrency caps its function's invocations:
             // that many processes, and that many pollers feeding them.
             let mut concurrency = config.concurrency.max(1);
@@ -310,6 +346,7 @@ impl LocalStack {
                         batch_size: source.batch_size,
                         report_batch_item_failures: source.report_batch_item_failures,
                         filters: source.filters.clone(),
+                        batching_window: source.batching_window,
                     },
                 )?);
             }
@@ -317,19 +354,43 @@ impl LocalStack {
                 routes.extend(f.http_routes.iter().cloned());
                 api = Some(Arc::clone(&pool));
             }
+            by_logical_id.insert(f.logical_id.clone(), Arc::clone(&pool));
             pools.push(pool);
         }
         let api = api.ok_or("the template has no function with HttpApi events")?;
+        let mut router = axum::Router::new().route(
+            LOCAL_JWKS_PATH,
+            axum::routing::get(|| async { axum::Json(serde_json::json!({"keys": []})) }),
+        );
+        let mut websockets = Vec::new();
+        for spec in &template.websocket_apis {
+            let pool_of = |id: &str| {
+                by_logical_id
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| format!("{}: unknown function {id}", spec.logical_id))
+            };
+            let mut routes = HashMap::new();
+            let mut authorizer = None;
+            for route in &spec.routes {
+                routes.insert(route.key.clone(), pool_of(&route.function)?);
+                if let Some(id) = &route.authorizer {
+                    authorizer = Some(pool_of(id)?);
+                }
+            }
+            let ws = Arc::new(ws_gateway::WsGateway::new(spec.clone(), routes, authorizer));
+            router = router.merge(ws_gateway::router(Arc::clone(&ws)));
+            websockets.push(ws);
+        }
         let gateway = Arc::new(http_gateway::Gateway {
             api,
             routes,
             tokens: config.tokens.clone(),
             static_files: config.static_files.clone(),
         });
-        let listener = tokio::net::TcpListener::bind(config.listen).await?;
-        let addr = listener.local_addr()?;
+        let router = router.merge(http_gateway::router(gateway));
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, http_gateway::router(gateway)).await {
+            if let Err(e) = axum::serve(listener, router).await {
                 tracing::error!(error = %e, "gateway stopped");
             }
         }));
@@ -339,7 +400,19 @@ impl LocalStack {
             pools,
             tasks,
             readers,
+            websockets,
         })
+    }
+
+    /// The WebSocket APIs played, in template order.
+    pub fn websockets(&self) -> &[Arc<ws_gateway::WsGateway>] {
+        &self.websockets
+    }
+
+    /// `ws://…/{stage}` of the template's first WebSocket API.
+    pub fn websocket_url(&self) -> Option<String> {
+        let api = &self.websockets.first()?.api;
+        Some(format!("ws://{}/{}", self.addr, api.stage))
     }
 
     /// Function name (`{prefix}-{LogicalId}`) → ids of its running processes.

@@ -61,7 +61,7 @@ async fn main() -> Result<(), local_gateway::BoxError> {
     }
 
     let stack = LocalStack::start(config).await?;
-    tracing::info!(url = %stack.url(), table = ?stack.provisioned.tables, "local gateway ready");
+    tracing::info!(url = %stack.url(), websocket = ?stack.websocket_url(), table = ?stack.provisioned.tables, "local gateway ready");
     tokio::signal::ctrl_c().await?;
     stack.stop();
     Ok(())

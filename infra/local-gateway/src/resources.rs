@@ -30,6 +30,9 @@ pub struct Provisioned {
     pub secrets: BTreeMap<String, String>,
     /// Stands in for `AWS::StackName`.
     pub stack_name: String,
+    /// WebSocket API logical id → the local gateway's base URL (`http://127.0.0.1:3000`),
+    /// which stands in for `https://{api id}.execute-api.{region}.amazonaws.com`.
+    pub websocket_apis: HashMap<String, String>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -229,6 +232,11 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
             Err(format!("cannot resolve !GetAtt {id}.{att}").into())
         }
         Expr::Sub(text) => substitute(text, p),
+        Expr::Join(separator, parts) => Ok(parts
+            .iter()
+            .map(|part| resolve(part, p))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(separator)),
     }
 }
 
@@ -272,6 +280,13 @@ pub async fn store_secrets(
 /// `!Sub`: `${AWS::…}` pseudo parameters, `${Name}` as `!Ref`, `${Name.Attr}` as `!GetAtt`;
 /// then Secrets Manager dynamic references from the local secrets.
 fn substitute(text: &str, p: &Provisioned) -> Result<String, BoxError> {
+    // A WebSocket API's execute-api address is the local gateway's.
+    for (id, base) in &p.websocket_apis {
+        let host = format!("https://${{{id}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}");
+        if let Some(path) = text.strip_prefix(&host) {
+            return Ok(format!("{base}{}", substitute(path, p)?));
+        }
+    }
     let mut out = String::new();
     let mut rest = text;
     while let Some(start) = rest.find("${") {

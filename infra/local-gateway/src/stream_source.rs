@@ -23,6 +23,9 @@ pub struct StreamConfig {
     pub batch_size: u32,
     pub report_batch_item_failures: bool,
     pub filters: Vec<Value>,
+    /// Lambda's `MaximumBatchingWindowInSeconds`: records are gathered this long (or until a
+    /// batch is full) before the function is invoked.
+    pub batching_window: Duration,
 }
 
 /// Where one shard is read from: the next iterator, and the last record seen, to ask for a
@@ -77,6 +80,10 @@ async fn run(
 ) {
     let mut shards: HashMap<String, Shard> = HashMap::new();
     let mut rounds = 0u32;
+    // Records gathered in the current batching window, and when it opened.
+    let mut pending: Vec<Value> = Vec::new();
+    let mut window_opened: Option<std::time::Instant> = None;
+    let batch_size = config.batch_size.clamp(1, 1000) as usize;
     while !stop.load(Ordering::Relaxed) {
         // Every 20 rounds (2 s when idle), look for new shards.
         if rounds == 0 {
@@ -126,8 +133,17 @@ async fn run(
                 .collect();
             if !records.is_empty() {
                 got_any = true;
-                deliver(&function, &config, records).await;
+                window_opened.get_or_insert_with(std::time::Instant::now);
+                pending.extend(records);
             }
+        }
+        let window_over = window_opened.is_some_and(|at| at.elapsed() >= config.batching_window);
+        if window_over || pending.len() >= batch_size {
+            while !pending.is_empty() {
+                let rest = pending.split_off(pending.len().min(batch_size));
+                deliver(&function, &config, std::mem::replace(&mut pending, rest)).await;
+            }
+            window_opened = None;
         }
         if !got_any {
             tokio::time::sleep(Duration::from_millis(100)).await;

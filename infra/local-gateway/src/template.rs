@@ -29,6 +29,8 @@ pub enum Expr {
     GetAtt(String, String),
     /// `!Sub` text with `${Name}` / `${Name.Attribute}` placeholders.
     Sub(String),
+    /// `!Join [separator, [parts]]`; a part that is a list parameter's `!Ref` is its text.
+    Join(String, Vec<Expr>),
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +97,8 @@ pub struct StreamSource {
     pub report_batch_item_failures: bool,
     /// `FilterCriteria.Filters[].Pattern`, parsed: a record is delivered if any matches.
     pub filters: Vec<serde_json::Value>,
+    /// `MaximumBatchingWindowInSeconds`: how long records are gathered before an invocation.
+    pub batching_window: std::time::Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,12 +107,138 @@ pub struct HttpRoute {
     pub path: String,
 }
 
+/// An API Gateway WebSocket API (`AWS::ApiGatewayV2::Api`, `ProtocolType: WEBSOCKET`) with
+/// its stage and routes, each route resolved to the function its integration invokes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketApiSpec {
+    pub logical_id: String,
+    /// The stage's `StageName`: the URL path (`/{stage}`) and the `@connections` prefix.
+    pub stage: String,
+    /// `RouteSelectionExpression`; `$request.body.{field}` is the one form understood.
+    pub route_selection: String,
+    pub routes: Vec<WebSocketRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebSocketRoute {
+    /// `$connect`, `$disconnect`, `$default` or a value of the selection field.
+    pub key: String,
+    /// Logical id of the function the route's integration invokes.
+    pub function: String,
+    /// Logical id of the REQUEST authorizer's function (`$connect` only, in API Gateway).
+    pub authorizer: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Template {
     pub parameters: BTreeMap<String, String>,
     pub tables: Vec<TableSpec>,
     pub queues: Vec<QueueSpec>,
     pub functions: Vec<FunctionSpec>,
+    pub websocket_apis: Vec<WebSocketApiSpec>,
+}
+
+/// The function a Lambda integration or authorizer URI names: `${Name.Arn}` in its `!Sub`.
+fn function_in_uri(id: &str, uri: &Value) -> Result<String, TemplateError> {
+    let text = match expr(uri)? {
+        Expr::Sub(text) => text,
+        other => return Err(shape(format!("{id}: expected a !Sub URI, got {other:?}"))),
+    };
+    text.split("${")
+        .skip(1)
+        .find_map(|rest| rest.split_once(".Arn}").map(|(name, _)| name.to_owned()))
+        .ok_or_else(|| shape(format!("{id}: no ${{Function.Arn}} in {text}")))
+}
+
+/// The logical id a `!Ref` names.
+fn ref_of(id: &str, v: &Value) -> Result<String, TemplateError> {
+    match expr(v)? {
+        Expr::Ref(name) => Ok(name),
+        other => Err(shape(format!("{id}: expected a !Ref, got {other:?}"))),
+    }
+}
+
+/// The WebSocket APIs among `resources`, each with its stage and routes.
+fn websocket_apis(
+    resources: &serde_norway::Mapping,
+) -> Result<Vec<WebSocketApiSpec>, TemplateError> {
+    let of_type = |t: &'static str| {
+        resources
+            .iter()
+            .filter(move |(_, r)| r["Type"].as_str() == Some(t))
+            .map(|(k, r)| Ok::<_, TemplateError>((str_of(k)?.to_owned(), &r["Properties"])))
+    };
+    let mut authorizers = BTreeMap::new();
+    for entry in of_type("AWS::ApiGatewayV2::Authorizer") {
+        let (id, p): (String, &Value) = entry?;
+        authorizers.insert(id.clone(), function_in_uri(&id, &p["AuthorizerUri"])?);
+    }
+    let mut integrations = BTreeMap::new();
+    for entry in of_type("AWS::ApiGatewayV2::Integration") {
+        let (id, p): (String, &Value) = entry?;
+        integrations.insert(id.clone(), function_in_uri(&id, &p["IntegrationUri"])?);
+    }
+    let mut apis = Vec::new();
+    for entry in of_type("AWS::ApiGatewayV2::Api") {
+        let (id, p): (String, &Value) = entry?;
+        if p["ProtocolType"].as_str() != Some("WEBSOCKET") {
+            continue;
+        }
+        let mut stage = None;
+        for entry in of_type("AWS::ApiGatewayV2::Stage") {
+            let (sid, sp): (String, &Value) = entry?;
+            if ref_of(&sid, &sp["ApiId"])? == id {
+                stage = Some(str_of(&sp["StageName"])?.to_owned());
+            }
+        }
+        let mut routes = Vec::new();
+        for entry in of_type("AWS::ApiGatewayV2::Route") {
+            let (rid, rp): (String, &Value) = entry?;
+            if ref_of(&rid, &rp["ApiId"])? != id {
+                continue;
+            }
+            let target = match expr(&rp["Target"])? {
+                Expr::Sub(t) => t,
+                other => {
+                    return Err(shape(format!(
+                        "{rid}: Target must be a !Sub, got {other:?}"
+                    )))
+                }
+            };
+            let integration = target
+                .strip_prefix("integrations/${")
+                .and_then(|t| t.strip_suffix('}'))
+                .ok_or_else(|| shape(format!("{rid}: Target must be integrations/${{Id}}")))?;
+            let function = integrations
+                .get(integration)
+                .ok_or_else(|| shape(format!("{rid}: unknown integration {integration}")))?
+                .clone();
+            let authorizer = match rp.get("AuthorizerId") {
+                None => None,
+                Some(a) => {
+                    let name = ref_of(&rid, a)?;
+                    Some(
+                        authorizers
+                            .get(&name)
+                            .ok_or_else(|| shape(format!("{rid}: unknown authorizer {name}")))?
+                            .clone(),
+                    )
+                }
+            };
+            routes.push(WebSocketRoute {
+                key: str_of(&rp["RouteKey"])?.to_owned(),
+                function,
+                authorizer,
+            });
+        }
+        apis.push(WebSocketApiSpec {
+            logical_id: id.clone(),
+            stage: stage.ok_or_else(|| shape(format!("{id}: no Stage")))?,
+            route_selection: str_of(&p["RouteSelectionExpression"])?.to_owned(),
+            routes,
+        });
+    }
+    Ok(apis)
 }
 
 fn expr(v: &Value) -> Result<Expr, TemplateError> {
@@ -118,6 +248,7 @@ fn expr(v: &Value) -> Result<Expr, TemplateError> {
         Value::Bool(b) => Ok(Expr::Literal(b.to_string())),
         Value::Tagged(t) if t.tag == "Ref" => Ok(Expr::Ref(str_of(&t.value)?.to_owned())),
         Value::Tagged(t) if t.tag == "Sub" => Ok(Expr::Sub(str_of(&t.value)?.to_owned())),
+        Value::Tagged(t) if t.tag == "Join" => join(&t.value),
         Value::Tagged(t) if t.tag == "GetAtt" => {
             let s = str_of(&t.value)?;
             let (res, att) = s
@@ -128,6 +259,9 @@ fn expr(v: &Value) -> Result<Expr, TemplateError> {
         Value::Mapping(m) if m.len() == 1 => {
             if let Some(r) = m.get("Ref") {
                 return Ok(Expr::Ref(str_of(r)?.to_owned()));
+            }
+            if let Some(args) = m.get("Fn::Join") {
+                return join(args);
             }
             if let Some(text) = m.get("Fn::Sub") {
                 return Ok(Expr::Sub(str_of(text)?.to_owned()));
@@ -144,6 +278,17 @@ fn expr(v: &Value) -> Result<Expr, TemplateError> {
         }
         other => Err(shape(format!("unsupported value {other:?}"))),
     }
+}
+
+fn join(args: &Value) -> Result<Expr, TemplateError> {
+    let Some([separator, parts]) = args.as_sequence().map(Vec::as_slice) else {
+        return Err(shape(format!("bad Join {args:?}")));
+    };
+    let parts = match parts.as_sequence() {
+        Some(list) => list.iter().map(expr).collect::<Result<_, _>>()?,
+        None => vec![expr(parts)?],
+    };
+    Ok(Expr::Join(str_of(separator)?.to_owned(), parts))
 }
 
 fn str_of(v: &Value) -> Result<&str, TemplateError> {
@@ -246,9 +391,9 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
                 Some("SQS") => {
                     let queue_logical_id = match expr(&props["Queue"])? {
                         Expr::GetAtt(res, _) | Expr::Ref(res) => res,
-                        Expr::Literal(l) | Expr::Sub(l) => {
+                        other => {
                             return Err(shape(format!(
-                                "{id}: SQS queue must reference a resource, got {l}"
+                                "{id}: SQS queue must reference a resource, got {other:?}"
                             )))
                         }
                     };
@@ -299,6 +444,11 @@ fn function(id: &str, resource: &Value, globals: &Value) -> Result<FunctionSpec,
                                     .any(|t| t.as_str() == Some("ReportBatchItemFailures"))
                             }),
                         filters,
+                        batching_window: std::time::Duration::from_secs(
+                            props["MaximumBatchingWindowInSeconds"]
+                                .as_u64()
+                                .unwrap_or(0),
+                        ),
                     });
                 }
                 Some("HttpApi") => http_routes.push(HttpRoute {
@@ -369,6 +519,7 @@ impl Template {
             tables,
             queues,
             functions,
+            websocket_apis: websocket_apis(resources)?,
         })
     }
 }
@@ -413,5 +564,20 @@ mod tests {
             Some(Expr::Ref("ConsumerMaxConcurrency".into()))
         );
         assert!(consumer.sqs_sources[0].report_batch_item_failures);
+        let live = &t.websocket_apis[0];
+        assert_eq!(live.stage, "live");
+        assert_eq!(live.route_selection, "$request.body.action");
+        let connect = live.routes.iter().find(|r| r.key == "$connect").unwrap();
+        assert_eq!(connect.function, "WsConnectionsFunction");
+        assert_eq!(connect.authorizer.as_deref(), Some("WsAuthorizerFunction"));
+        let authorizer = t
+            .functions
+            .iter()
+            .find(|f| f.binary == "ws-authorizer")
+            .unwrap();
+        assert_eq!(
+            authorizer.environment["JWT_AUDIENCE"],
+            Expr::Join(",".into(), vec![Expr::Ref("JwtAudience".into())])
+        );
     }
 }

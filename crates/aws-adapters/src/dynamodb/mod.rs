@@ -5,12 +5,14 @@
 //! - `task_store` and `idempotency_store`: the two ports on that schema;
 //! - `lanes`: the scheduler's lane store, with its own keys, on the same table;
 //! - `webhook_store` and `delivery_store`: webhook endpoints and their deliveries, with their
-//!   own keys, on the same table.
+//!   own keys, on the same table;
+//! - `connection_store`: live progress connections and their subscriptions, likewise.
 //!
 //! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
 //! common words (`status`).
 
 mod codec;
+mod connection_store;
 mod delivery_store;
 mod idempotency_store;
 pub mod lanes;

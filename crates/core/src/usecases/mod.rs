@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod deliver;
 pub mod deliveries;
 pub mod idempotency;
+pub mod live_progress;
 pub mod notify;
 pub mod process_chunk;
 pub mod read_task;
