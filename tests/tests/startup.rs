@@ -24,6 +24,10 @@ fn start_without(binary: &str, missing: &str) -> String {
         .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("PAGE_TOKEN_SECRET", "a-page-token-secret-long-enough")
         .env("LOG_PSEUDONYM_KEY", "a-pseudonym-key-long-enough")
+        .env("WEBSOCKET_API_ENDPOINT", "http://127.0.0.1:9/live")
+        .env("JWT_ISSUER", "https://issuer.example")
+        .env("JWT_AUDIENCE", "background-tasks-api")
+        .env("JWKS_URL", "http://127.0.0.1:9/jwks.json")
         .env_remove(missing);
     let out = command.output().expect("the function binary runs");
     assert!(!out.status.success(), "{binary} started without {missing}");
@@ -42,9 +46,17 @@ fn functions_refuse_to_start_without_their_secrets() {
         "dead-letter",
         "notifier",
         "webhook-sender",
+        "ws-connections",
+        "progress-pusher",
     ] {
         let said = start_without(binary, "LOG_PSEUDONYM_KEY");
         assert!(said.contains("LOG_PSEUDONYM_KEY"), "{binary}: {said}");
+    }
+    // The WebSocket authorizer logs no caller, so it needs no pseudonym key; without the
+    // issuer's settings it accepts nobody, and so does not start.
+    for missing in ["JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL"] {
+        let said = start_without("ws-authorizer", missing);
+        assert!(said.contains(missing), "{missing}: {said}");
     }
     let said = start_without("api", "PAGE_TOKEN_SECRET");
     assert!(said.contains("PAGE_TOKEN_SECRET"), "{said}");

@@ -50,6 +50,8 @@ impl fmt::Display for ConnectionId {
 pub enum ClientMessage {
     Subscribe(TaskId),
     Unsubscribe(TaskId),
+    /// Keeps an otherwise quiet connection open (API Gateway closes one idle for 10 minutes).
+    Ping,
 }
 
 #[derive(Deserialize)]
@@ -76,6 +78,9 @@ impl ClientMessage {
                 "A message is a JSON object with \"action\" and \"task_id\".",
             )
         })?;
+        if raw.action.as_deref() == Some("ping") {
+            return Ok(Self::Ping);
+        }
         let task_id = raw
             .task_id
             .as_deref()
@@ -93,7 +98,7 @@ impl ClientMessage {
             _ => Err(Frame::error(
                 Some(task_id),
                 "unknown_action",
-                "\"action\" must be \"subscribe\" or \"unsubscribe\".",
+                "\"action\" must be \"subscribe\", \"unsubscribe\" or \"ping\".",
             )),
         }
     }
@@ -112,6 +117,8 @@ pub enum Frame {
     Final { task: Box<TaskView> },
     /// The subscription is gone; no more frames about this task.
     Unsubscribed { task_id: TaskId },
+    /// The answer to `ping`.
+    Pong,
     /// A message that could not be served. `task_id` only when it was a valid id.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]

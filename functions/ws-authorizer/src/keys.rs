@@ -14,6 +14,7 @@ pub const REFETCH_AFTER: Duration = Duration::from_secs(60);
 pub struct IssuerKeys {
     url: String,
     client: reqwest::Client,
+    refetch_after: Duration,
     state: Mutex<State>,
 }
 
@@ -25,9 +26,15 @@ struct State {
 
 impl IssuerKeys {
     pub fn new(url: String) -> Self {
+        Self::refetching_after(url, REFETCH_AFTER)
+    }
+
+    /// As [`IssuerKeys::new`], with another shortest time between fetches.
+    pub fn refetching_after(url: String, refetch_after: Duration) -> Self {
         Self {
             url,
             client: reqwest::Client::new(),
+            refetch_after,
             state: Mutex::new(State::default()),
         }
     }
@@ -41,12 +48,12 @@ impl IssuerKeys {
         state.keys.clone()
     }
 
-    /// Fetches again if the last fetch is over [`REFETCH_AFTER`] old; the keys either way.
+    /// Fetches again if the last fetch is old enough (a minute by default); the keys either way.
     pub async fn refresh(&self) -> Option<Arc<JwkSet>> {
         let mut state = self.state.lock().await;
         if state
             .fetched_at
-            .is_none_or(|at| at.elapsed() >= REFETCH_AFTER)
+            .is_none_or(|at| at.elapsed() >= self.refetch_after)
         {
             self.fetch_into(&mut state).await;
         }

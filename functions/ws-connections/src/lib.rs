@@ -104,3 +104,102 @@ impl Routes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tasks_core::memory::{MemoryPusher, MemoryStore};
+
+    struct World {
+        store: Arc<MemoryStore>,
+        pusher: Arc<MemoryPusher>,
+        routes: Routes,
+    }
+
+    fn world() -> World {
+        let store = Arc::new(MemoryStore::default());
+        let pusher = Arc::new(MemoryPusher::default());
+        let routes = Routes {
+            tasks: store.clone(),
+            connections: store.clone(),
+            pusher: pusher.clone(),
+        };
+        World {
+            store,
+            pusher,
+            routes,
+        }
+    }
+
+    /// An event as API Gateway sends it, with the authorizer's `sub` if given.
+    fn event(
+        route: &str,
+        sub: Option<&str>,
+        body: Option<&str>,
+    ) -> LambdaEvent<ApiGatewayWebsocketProxyRequest> {
+        let mut context = serde_json::json!({"routeKey": route, "connectionId": "c-1",
+            "connectedAt": 0, "requestTimeEpoch": 0});
+        if let Some(sub) = sub {
+            context["authorizer"] = serde_json::json!({"sub": sub, "principalId": sub});
+        }
+        let request = serde_json::json!({"requestContext": context, "body": body});
+        LambdaEvent::new(
+            serde_json::from_value(request).unwrap(),
+            lambda_runtime::Context::default(),
+        )
+    }
+
+    fn connection() -> ConnectionId {
+        ConnectionId::parse("c-1").unwrap()
+    }
+
+    #[tokio::test]
+    async fn connect_records_the_authorizers_subject_and_disconnect_forgets_it() {
+        let w = world();
+        let answer = w
+            .routes
+            .handle(event("$connect", Some("alice"), None))
+            .await;
+        assert_eq!(answer.status_code, 200);
+        assert_eq!(
+            w.store.watched_tasks(&connection()).await.unwrap(),
+            Some(vec![])
+        );
+        let answer = w.routes.handle(event("$disconnect", None, None)).await;
+        assert_eq!(answer.status_code, 200);
+        assert_eq!(w.store.watched_tasks(&connection()).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn without_an_authorizer_subject_nothing_is_served() {
+        let w = world();
+        let body = r#"{"action":"ping"}"#;
+        for route in ["$connect", "$default"] {
+            let answer = w.routes.handle(event(route, None, Some(body))).await;
+            assert_eq!(answer.status_code, 403);
+        }
+        assert_eq!(w.store.watched_tasks(&connection()).await.unwrap(), None);
+        assert!(w.pusher.frames(&connection()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn messages_are_answered_on_the_connection() {
+        let w = world();
+        w.routes
+            .handle(event("$connect", Some("alice"), None))
+            .await;
+        let body = r#"{"action":"ping"}"#;
+        let answer = w
+            .routes
+            .handle(event("$default", Some("alice"), Some(body)))
+            .await;
+        assert_eq!(answer.status_code, 200);
+        let body = r#"{"action":"subscribe","task_id":"nope"}"#;
+        w.routes
+            .handle(event("$default", Some("alice"), Some(body)))
+            .await;
+        let frames = w.pusher.frames(&connection());
+        assert_eq!(frames[0]["type"], "pong");
+        assert_eq!(frames[1]["error"]["code"], "invalid_task_id");
+    }
+}

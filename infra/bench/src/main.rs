@@ -6,6 +6,7 @@ mod coldstart;
 mod counting_proxy;
 mod end_to_end;
 mod in_process;
+mod live_progress;
 mod report;
 mod scheduling;
 mod shipped;
@@ -14,7 +15,8 @@ mod webhooks;
 use report::Report;
 
 /// Whether a section runs: all of them unless `BENCH_ONLY` names some (comma-separated:
-/// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`, `webhooks`).
+/// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`, `webhooks`,
+/// `live_progress`).
 fn wanted(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -37,6 +39,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if wanted("webhooks") {
         webhooks::latency(&mut report).await?;
+    }
+    if wanted("live_progress") {
+        live_progress::latency_and_cost(&mut report).await?;
     }
     if wanted("cold_start") {
         coldstart::cold_starts_and_sizes(&mut report).await?;

@@ -57,6 +57,7 @@ pub async fn on_message(
             ports.connections.unsubscribe(id, task).await?;
             send(ports, id, &Frame::Unsubscribed { task_id: task }).await
         }
+        Ok(ClientMessage::Ping) => send(ports, id, &Frame::Pong).await,
     }
 }
 
