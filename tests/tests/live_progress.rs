@@ -59,21 +59,26 @@ async fn next_frame(socket: &mut Socket) -> Value {
     }
 }
 
-fn subscribe(task_id: &str) -> Value {
-    json!({"action": "subscribe", "task_id": task_id})
-}
-
-#[tokio::test]
-async fn a_watched_import_streams_progress_then_exactly_one_final_frame() {
-    // BOS answers in 20 ms, so 1,000 items take seconds: long enough for changes to stream.
-    let app = spawn_app_with(AppOptions {
+/// A stack whose BOS answers in 20 ms, so that 1,000 items take seconds: long enough for
+/// changes to stream, and for a connection to drop while its task runs.
+async fn spawn_slow_app() -> TestApp {
+    spawn_app_with(AppOptions {
         knobs: bos_simulator::Knobs {
             latency_ms: 20,
             ..Default::default()
         },
         ..Default::default()
     })
-    .await;
+    .await
+}
+
+fn subscribe(task_id: &str) -> Value {
+    json!({"action": "subscribe", "task_id": task_id})
+}
+
+#[tokio::test]
+async fn a_watched_import_streams_progress_then_exactly_one_final_frame() {
+    let app = spawn_slow_app().await;
     let mut socket = connect(&app, ALICE).await;
     let answer = app.import(ALICE, &beneficiaries(1_000)).await;
     assert_eq!(answer.status, 202, "{}", answer.body);
@@ -99,7 +104,6 @@ async fn a_watched_import_streams_progress_then_exactly_one_final_frame() {
     assert_eq!(after, json!({"type": "unsubscribed", "task_id": task_id}));
 
     let kinds: Vec<&str> = frames.iter().map(|f| f["type"].as_str().unwrap()).collect();
-    eprintln!("frames: {kinds:?}");
     assert_eq!(kinds[0], "snapshot", "{kinds:?}");
     assert_eq!(kinds.last(), Some(&"final"));
     assert_eq!(kinds.iter().filter(|k| **k == "final").count(), 1);
@@ -187,14 +191,7 @@ async fn another_callers_task_gets_the_same_error_as_an_unknown_one() {
 
 #[tokio::test]
 async fn a_dropped_connection_is_cleaned_up() {
-    let app = spawn_app_with(AppOptions {
-        knobs: bos_simulator::Knobs {
-            latency_ms: 20,
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_slow_app().await;
     let answer = app.import(ALICE, &beneficiaries(300)).await;
     let task_id = answer.body["task_id"].as_str().unwrap().to_owned();
     let mut socket = connect(&app, ALICE).await;

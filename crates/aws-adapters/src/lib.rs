@@ -11,6 +11,7 @@ pub mod sqs_batch;
 pub mod sqs_delivery_queue;
 pub mod sqs_queue;
 pub mod startup;
+pub mod table_stream;
 #[cfg(feature = "websocket-push")]
 pub mod ws_push;
 

@@ -65,3 +65,15 @@ impl FramePusher for ApiGatewayPusher {
         }
     }
 }
+
+/// What both live progress functions do at cold start: [`crate::startup::start_with_store`],
+/// and the pusher on `WEBSOCKET_API_ENDPOINT`.
+pub async fn start_live(
+) -> Result<(std::sync::Arc<crate::DynamoTaskStore>, ApiGatewayPusher), String> {
+    let (aws, store) = crate::startup::start_with_store().await?;
+    let endpoint = crate::startup::required_env("WEBSOCKET_API_ENDPOINT")?;
+    Ok((
+        std::sync::Arc::new(store),
+        ApiGatewayPusher::from_config(&aws, &endpoint),
+    ))
+}

@@ -5,13 +5,13 @@
 //! deliveries exist and are marked queued).
 
 use aws_adapters::startup::invocation_trace;
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_adapters::table_stream::task_of;
+use aws_lambda_events::event::dynamodb::Event;
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 use tasks_core::error::Chain;
 use tasks_core::ports::{DeliveryQueue, DeliveryStore, TaskStore, WebhookStore};
-use tasks_core::task::TaskId;
 use tasks_core::usecases::notify::{notify, NotifyPorts};
 use time::OffsetDateTime;
 
@@ -20,19 +20,6 @@ pub struct Notifier {
     pub endpoints: Arc<dyn WebhookStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub queue: Arc<dyn DeliveryQueue>,
-}
-
-/// The task a stream record is about: its key is `TASK#{id}` / `TASK`; anything else (an item
-/// outcome, a lane record) is not a task's state.
-pub fn task_of(record: &EventRecord) -> Option<TaskId> {
-    let text = |name: &str| match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    if text("sk") != Some("TASK") {
-        return None;
-    }
-    text("pk")?.strip_prefix("TASK#")?.parse().ok()
 }
 
 impl Notifier {

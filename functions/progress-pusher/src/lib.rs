@@ -6,6 +6,7 @@
 //! again, which clients tolerate (a frame carries the whole task), and a `final` frame never is.
 
 use aws_adapters::startup::invocation_trace;
+use aws_adapters::table_stream::task_of;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use lambda_runtime::LambdaEvent;
@@ -19,18 +20,6 @@ pub struct Pusher {
     pub tasks: Arc<dyn TaskStore>,
     pub connections: Arc<dyn ConnectionStore>,
     pub pusher: Arc<dyn FramePusher>,
-}
-
-/// The task a stream record is about: its key is `TASK#{id}` / `TASK`.
-pub fn task_of(record: &EventRecord) -> Option<TaskId> {
-    let text = |name: &str| match record.change.keys.get(name) {
-        Some(serde_dynamo::AttributeValue::S(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    if text("sk") != Some("TASK") {
-        return None;
-    }
-    text("pk")?.strip_prefix("TASK#")?.parse().ok()
 }
 
 impl Pusher {

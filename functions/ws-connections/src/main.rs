@@ -1,7 +1,6 @@
 //! Lambda entry point of the WebSocket route function.
 
-use aws_adapters::startup::{required_env, start_with_store};
-use aws_adapters::ws_push::ApiGatewayPusher;
+use aws_adapters::ws_push::start_live;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
@@ -9,15 +8,11 @@ use ws_connections::Routes;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (aws, store) = start_with_store().await?;
-    let store = Arc::new(store);
+    let (store, frames) = start_live().await?;
     let routes = Arc::new(Routes {
         tasks: store.clone(),
         connections: store,
-        pusher: Arc::new(ApiGatewayPusher::from_config(
-            &aws,
-            &required_env("WEBSOCKET_API_ENDPOINT")?,
-        )),
+        pusher: Arc::new(frames),
     });
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {

@@ -250,6 +250,20 @@ mod tests {
             self.store.put(task.clone());
             task
         }
+        /// A connection of alice's.
+        async fn connected(&self, name: &str) -> ConnectionId {
+            let id = conn(name);
+            connect(&self.ports(), &id, &alice(), OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+            id
+        }
+        async fn subscribe(&self, c: &ConnectionId, task: TaskId) {
+            let body = format!(r#"{{"action":"subscribe","task_id":"{task}"}}"#);
+            on_message(&self.ports(), c, &alice(), &body, OffsetDateTime::now_utc())
+                .await
+                .unwrap();
+        }
         fn types(&self, id: &ConnectionId) -> Vec<String> {
             self.pusher
                 .frames(id)
@@ -267,10 +281,6 @@ mod tests {
         Owner::from_subject("alice").unwrap()
     }
 
-    fn subscribe_body(id: TaskId) -> String {
-        format!(r#"{{"action":"subscribe","task_id":"{id}"}}"#)
-    }
-
     /// Moves the stored task on by `succeeded` items, finishing it when all are done.
     fn advance(world: &World, id: TaskId, succeeded: u32) {
         let mut task = world.store.get(id).unwrap();
@@ -285,13 +295,9 @@ mod tests {
     #[tokio::test]
     async fn subscribe_sends_a_snapshot_then_changes_then_one_final() {
         let w = World::new();
-        let c = conn("c1");
-        let now = OffsetDateTime::now_utc();
-        connect(&w.ports(), &c, &alice(), now).await.unwrap();
+        let c = w.connected("c1").await;
         let task = w.task_of("alice", 2);
-        on_message(&w.ports(), &c, &alice(), &subscribe_body(task.id), now)
-            .await
-            .unwrap();
+        w.subscribe(&c, task.id).await;
         advance(&w, task.id, 1);
         push_changes(&w.ports(), &[task.id]).await.unwrap();
         advance(&w, task.id, 1);
@@ -311,15 +317,11 @@ mod tests {
     #[tokio::test]
     async fn other_callers_and_unknown_tasks_get_the_same_error() {
         let w = World::new();
-        let c = conn("c1");
-        let now = OffsetDateTime::now_utc();
-        connect(&w.ports(), &c, &alice(), now).await.unwrap();
+        let c = w.connected("c1").await;
         let bobs = w.task_of("bob", 1);
         let unknown = TaskId::new_random();
         for id in [bobs.id, unknown] {
-            on_message(&w.ports(), &c, &alice(), &subscribe_body(id), now)
-                .await
-                .unwrap();
+            w.subscribe(&c, id).await;
         }
         let frames = w.pusher.frames(&c);
         assert_eq!(frames.len(), 2);
@@ -335,14 +337,10 @@ mod tests {
     #[tokio::test]
     async fn a_finished_task_gets_snapshot_and_final_and_no_subscription() {
         let w = World::new();
-        let c = conn("c1");
-        let now = OffsetDateTime::now_utc();
-        connect(&w.ports(), &c, &alice(), now).await.unwrap();
+        let c = w.connected("c1").await;
         let task = w.task_of("alice", 1);
         advance(&w, task.id, 1);
-        on_message(&w.ports(), &c, &alice(), &subscribe_body(task.id), now)
-            .await
-            .unwrap();
+        w.subscribe(&c, task.id).await;
         assert_eq!(w.types(&c), ["snapshot", "final"]);
         assert!(w.store.subscribers(task.id).await.unwrap().is_empty());
     }
@@ -350,14 +348,11 @@ mod tests {
     #[tokio::test]
     async fn unsubscribe_stops_frames_and_gone_connections_are_forgotten() {
         let w = World::new();
-        let (c1, c2) = (conn("c1"), conn("c2"));
+        let (c1, c2) = (w.connected("c1").await, w.connected("c2").await);
         let now = OffsetDateTime::now_utc();
         let task = w.task_of("alice", 3);
         for c in [&c1, &c2] {
-            connect(&w.ports(), c, &alice(), now).await.unwrap();
-            on_message(&w.ports(), c, &alice(), &subscribe_body(task.id), now)
-                .await
-                .unwrap();
+            w.subscribe(c, task.id).await;
         }
         let unsub = format!(r#"{{"action":"unsubscribe","task_id":"{}"}}"#, task.id);
         on_message(&w.ports(), &c1, &alice(), &unsub, now)
@@ -374,14 +369,10 @@ mod tests {
     #[tokio::test]
     async fn a_connection_watches_a_bounded_number_of_tasks() {
         let w = World::new();
-        let c = conn("c1");
-        let now = OffsetDateTime::now_utc();
-        connect(&w.ports(), &c, &alice(), now).await.unwrap();
+        let c = w.connected("c1").await;
         for _ in 0..=crate::live_progress::MAX_SUBSCRIPTIONS {
             let task = w.task_of("alice", 1);
-            on_message(&w.ports(), &c, &alice(), &subscribe_body(task.id), now)
-                .await
-                .unwrap();
+            w.subscribe(&c, task.id).await;
         }
         let frames = w.pusher.frames(&c);
         let last = frames.last().unwrap();
