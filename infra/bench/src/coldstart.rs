@@ -72,6 +72,10 @@ async fn cold_start_ms(
             .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
             .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
             .env("BOS_URL", "http://127.0.0.1:9")
+            .env("WEBSOCKET_API_ENDPOINT", "http://127.0.0.1:9/live")
+            .env("JWT_ISSUER", "https://issuer.example")
+            .env("JWT_AUDIENCE", "background-tasks-api")
+            .env("JWKS_URL", "http://127.0.0.1:9/jwks.json")
             // As template.yaml sets it (with this machine's bundle path).
             .env(
                 "SSL_CERT_FILE",
@@ -146,6 +150,19 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
         report.info(
             format!("  of which reading its secrets from Secrets Manager ({f}, against the environment)"),
             format!("{:+.1} ms ({env_ms:.1} ms with the secrets in the environment)", ms - env_ms),
+        );
+    }
+    // Live progress: the authorizer runs on every $connect, the route function on every
+    // message. The authorizer reads no secret and fetches the issuer's keys on first use.
+    for f in ["ws-authorizer", "ws-connections"] {
+        let ms = cold_start_ms(&dir.join(f), 21, Secrets::Manager(&moto)).await?;
+        report.info(
+            format!("cold start, {f} (exec → first poll, median of 21)"),
+            format!(
+                "{ms:.1} ms ({:.1}× hello-world); binary {:.1} MB",
+                ms / hello,
+                size(f)
+            ),
         );
     }
     Ok(())
