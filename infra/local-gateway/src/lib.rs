@@ -230,6 +230,8 @@ impl LocalStack {
         let mut api = None;
         let mut routes = Vec::new();
         let mut by_logical_id: HashMap<String, Arc<FunctionPool>> = HashMap::new();
+        // Stream ARN → the functions it feeds: one reader per stream serves them all.
+        let mut stream_consumers: BTreeMap<String, Vec<stream_source::Consumer>> = BTreeMap::new();
         for f in &template.functions {
             let mut environment = BTreeMap::new();
             for (k, expr) in &f.environment {
@@ -337,18 +339,18 @@ impl LocalStack {
                         )
                     })?
                     .clone();
-                // One reader per stream, as Lambda runs one batch per shard at a time.
-                readers.push(stream_source::spawn(
-                    config.dynamodb_endpoint.clone(),
-                    Arc::clone(&pool),
-                    stream_source::StreamConfig {
-                        stream_arn,
-                        batch_size: source.batch_size,
-                        report_batch_item_failures: source.report_batch_item_failures,
-                        filters: source.filters.clone(),
-                        batching_window: source.batching_window,
-                    },
-                )?);
+                stream_consumers
+                    .entry(stream_arn)
+                    .or_default()
+                    .push(stream_source::Consumer {
+                        function: Arc::clone(&pool),
+                        config: stream_source::StreamConfig {
+                            batch_size: source.batch_size,
+                            report_batch_item_failures: source.report_batch_item_failures,
+                            filters: source.filters.clone(),
+                            batching_window: source.batching_window,
+                        },
+                    });
             }
             if !f.http_routes.is_empty() {
                 routes.extend(f.http_routes.iter().cloned());
@@ -356,6 +358,13 @@ impl LocalStack {
             }
             by_logical_id.insert(f.logical_id.clone(), Arc::clone(&pool));
             pools.push(pool);
+        }
+        for (stream_arn, consumers) in stream_consumers {
+            readers.push(stream_source::spawn(
+                config.dynamodb_endpoint.clone(),
+                stream_arn,
+                consumers,
+            )?);
         }
         let api = api.ok_or("the template has no function with HttpApi events")?;
         let mut router = axum::Router::new().route(

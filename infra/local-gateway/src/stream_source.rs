@@ -1,9 +1,15 @@
-//! Plays Lambda's DynamoDB Streams event source from DynamoDB Local's own stream: reads every
+//! Plays Lambda's DynamoDB Streams event sources from DynamoDB Local's own stream: reads every
 //! shard from its start (the stack's table is new) and on after the last record read, turns records into the event Lambda sends
 //! (`{"Records": [{"eventID", "eventName", "dynamodb": {"Keys", "NewImage", "OldImage",
-//! "SequenceNumber", …}}]}`), keeps those the template's `FilterCriteria` let through, and
-//! invokes the function. A batch the function fails (an error, or `batchItemFailures`) is sent
+//! "SequenceNumber", …}}]}`), keeps those each source's `FilterCriteria` let through, and
+//! invokes its function. A batch the function fails (an error, or `batchItemFailures`) is sent
 //! again from the first failed record, as Lambda does, up to [`RETRIES`] times.
+//!
+//! One reader serves every source on a table's stream (in AWS each event source mapping polls
+//! on its own, outside the table's request path; here a second reader would double DynamoDB
+//! Local's work on a shared machine). Each source still gets its own batches, batching window
+//! and one invocation at a time: records gather while its previous batch runs, as they do in
+//! Lambda.
 
 use crate::function::FunctionPool;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
@@ -13,13 +19,12 @@ use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Times a failing batch is sent again before its records are given up (and logged).
 pub const RETRIES: usize = 10;
 
 pub struct StreamConfig {
-    pub stream_arn: String,
     pub batch_size: u32,
     pub report_batch_item_failures: bool,
     pub filters: Vec<Value>,
@@ -34,6 +39,12 @@ pub struct StreamConfig {
 struct Shard {
     iterator: Option<String>,
     last: Option<String>,
+}
+
+/// One function fed by the stream: its pool and its source's settings.
+pub struct Consumer {
+    pub function: Arc<FunctionPool>,
+    pub config: StreamConfig,
 }
 
 /// A stream reader running on its own thread; [`Reader::stop`] ends it.
@@ -52,8 +63,8 @@ impl Reader {
 /// which runs on the caller's runtime (a test's single thread, say).
 pub fn spawn(
     dynamodb_endpoint: String,
-    function: Arc<FunctionPool>,
-    config: StreamConfig,
+    stream_arn: String,
+    consumers: Vec<Consumer>,
 ) -> std::io::Result<Reader> {
     let stop = Arc::new(AtomicBool::new(false));
     let stopped = Arc::clone(&stop);
@@ -65,36 +76,81 @@ pub fn spawn(
         .spawn(move || {
             runtime.block_on(async move {
                 let streams = crate::streams_client(&dynamodb_endpoint).await;
-                run(streams, function, config, stopped).await;
+                run(streams, stream_arn, consumers, stopped).await;
             })
         })?;
     Ok(Reader { stop })
 }
 
+/// One consumer's side of the reader: the records gathered for it, since when, and whether
+/// its function is busy with a batch (Lambda runs one batch per shard at a time).
+struct Feed {
+    consumer: Arc<Consumer>,
+    pending: Vec<Value>,
+    window_opened: Option<Instant>,
+    busy: Arc<AtomicBool>,
+}
+
+impl Feed {
+    fn batch_size(&self) -> usize {
+        self.consumer.config.batch_size.clamp(1, 1000) as usize
+    }
+
+    /// Hands a batch to the function if it is free and the batch is due: full, or its
+    /// window is over.
+    fn dispatch(&mut self) {
+        let due = self.pending.len() >= self.batch_size()
+            || self
+                .window_opened
+                .is_some_and(|at| at.elapsed() >= self.consumer.config.batching_window);
+        if !due || self.pending.is_empty() || self.busy.load(Ordering::Acquire) {
+            return;
+        }
+        let batch: Vec<Value> = self
+            .pending
+            .drain(..self.pending.len().min(self.batch_size()))
+            .collect();
+        if self.pending.is_empty() {
+            self.window_opened = None;
+        }
+        self.busy.store(true, Ordering::Release);
+        let (consumer, busy) = (Arc::clone(&self.consumer), Arc::clone(&self.busy));
+        tokio::spawn(async move {
+            deliver(&consumer.function, &consumer.config, batch).await;
+            busy.store(false, Ordering::Release);
+        });
+    }
+}
+
 /// Runs until `stop` is set.
 async fn run(
     streams: aws_sdk_dynamodbstreams::Client,
-    function: Arc<FunctionPool>,
-    config: StreamConfig,
+    stream_arn: String,
+    consumers: Vec<Consumer>,
     stop: Arc<AtomicBool>,
 ) {
+    let mut feeds: Vec<Feed> = consumers
+        .into_iter()
+        .map(|consumer| Feed {
+            consumer: Arc::new(consumer),
+            pending: Vec::new(),
+            window_opened: None,
+            busy: Arc::new(AtomicBool::new(false)),
+        })
+        .collect();
+    let read_limit = feeds.iter().map(Feed::batch_size).max().unwrap_or(100) as i32;
     let mut shards: HashMap<String, Shard> = HashMap::new();
     let mut rounds = 0u32;
-    // Records gathered in the current batching window, and when it opened.
-    let mut pending: Vec<Value> = Vec::new();
-    let mut window_opened: Option<std::time::Instant> = None;
-    let batch_size = config.batch_size.clamp(1, 1000) as usize;
     while !stop.load(Ordering::Relaxed) {
         // Every 20 rounds (2 s when idle), look for new shards.
         if rounds == 0 {
-            discover(&streams, &config.stream_arn, &mut shards).await;
+            discover(&streams, &stream_arn, &mut shards).await;
         }
         rounds = (rounds + 1) % 20;
         let mut got_any = false;
         for (id, shard) in shards.iter_mut() {
             if shard.iterator.is_none() {
-                shard.iterator =
-                    iterator(&streams, &config.stream_arn, id, shard.last.as_deref()).await;
+                shard.iterator = iterator(&streams, &stream_arn, id, shard.last.as_deref()).await;
             }
             let Some(current) = shard.iterator.clone() else {
                 continue;
@@ -102,7 +158,7 @@ async fn run(
             let out = streams
                 .get_records()
                 .shard_iterator(current)
-                .limit(config.batch_size.clamp(1, 1000) as i32)
+                .limit(read_limit)
                 .send()
                 .await;
             let out = match out {
@@ -126,27 +182,29 @@ async fn run(
             let records: Vec<Value> = out
                 .records()
                 .iter()
-                .map(|r| record(r, &config.stream_arn))
-                .filter(|r| {
-                    config.filters.is_empty() || config.filters.iter().any(|f| matches(f, r))
-                })
+                .map(|r| record(r, &stream_arn))
                 .collect();
-            if !records.is_empty() {
-                got_any = true;
-                window_opened.get_or_insert_with(std::time::Instant::now);
-                pending.extend(records);
+            for feed in &mut feeds {
+                let filters = &feed.consumer.config.filters;
+                let passed = records
+                    .iter()
+                    .filter(|r| filters.is_empty() || filters.iter().any(|f| matches(f, r)));
+                let before = feed.pending.len();
+                feed.pending.extend(passed.cloned());
+                if feed.pending.len() > before {
+                    got_any = true;
+                    feed.window_opened.get_or_insert_with(Instant::now);
+                }
             }
         }
-        let window_over = window_opened.is_some_and(|at| at.elapsed() >= config.batching_window);
-        if window_over || pending.len() >= batch_size {
-            while !pending.is_empty() {
-                let rest = pending.split_off(pending.len().min(batch_size));
-                deliver(&function, &config, std::mem::replace(&mut pending, rest)).await;
-            }
-            window_opened = None;
+        for feed in &mut feeds {
+            feed.dispatch();
         }
         if !got_any {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Sooner when a batch waits on a busy function or its window.
+            let waiting = feeds.iter().any(|f| !f.pending.is_empty());
+            let pause = if waiting { 20 } else { 100 };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
 }
