@@ -96,6 +96,18 @@ impl Feed {
         self.consumer.config.batch_size.clamp(1, 1000) as usize
     }
 
+    /// How soon the gathered records may be handed over: when the window ends, or, if that
+    /// has passed and the function is busy, soon (its batch may be done).
+    fn due_in(&self) -> Duration {
+        let left = self.window_opened.map_or(Duration::ZERO, |at| {
+            self.consumer
+                .config
+                .batching_window
+                .saturating_sub(at.elapsed())
+        });
+        left.max(Duration::from_millis(20))
+    }
+
     /// Hands a batch to the function if it is free and the batch is due: full, or its
     /// window is over.
     fn dispatch(&mut self) {
@@ -201,10 +213,14 @@ async fn run(
             feed.dispatch();
         }
         if !got_any {
-            // Sooner when a batch waits on a busy function or its window.
-            let waiting = feeds.iter().any(|f| !f.pending.is_empty());
-            let pause = if waiting { 20 } else { 100 };
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+            // Nothing new: wait for new records (100 ms, as when idle), or less if a batch
+            // falls due before then (its window ends, or its busy function may be done).
+            let pause = feeds
+                .iter()
+                .filter(|f| !f.pending.is_empty())
+                .map(Feed::due_in)
+                .fold(Duration::from_millis(100), Duration::min);
+            tokio::time::sleep(pause).await;
         }
     }
 }
