@@ -55,12 +55,22 @@ async fn cold_start_ms(
     secrets: Secrets<'_>,
 ) -> Result<f64, BoxError> {
     let (addr, mut polls) = fake_runtime_api().await?;
+    let name = binary
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let shipped = crate::shipped::settings_of(&crate::shipped::template()?, name);
     let mut times = vec![];
     for _ in 0..runs {
         let started = Instant::now();
         let mut command = tokio::process::Command::new(binary);
         command
             .env_clear()
+            // The function's own settings as template.yaml ships them (e.g. the authorizer's
+            // issuer, audiences and key-set URL, at their parameters' defaults: its keys are
+            // fetched on first use, so no cold start reaches that URL). What follows replaces
+            // what names a deployed stack's resources (BOS, queues, secrets, the CA bundle).
+            .envs(&shipped)
             .env("AWS_LAMBDA_RUNTIME_API", &addr)
             .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
@@ -73,9 +83,6 @@ async fn cold_start_ms(
             .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
             .env("BOS_URL", "http://127.0.0.1:9")
             .env("WEBSOCKET_API_ENDPOINT", "http://127.0.0.1:9/live")
-            .env("JWT_ISSUER", "https://issuer.example")
-            .env("JWT_AUDIENCE", "background-tasks-api")
-            .env("JWKS_URL", "http://127.0.0.1:9/jwks.json")
             // As template.yaml sets it (with this machine's bundle path).
             .env(
                 "SSL_CERT_FILE",
@@ -133,7 +140,7 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
         "cold start, hello-world lambda_runtime (exec → first poll, median of 21)",
         format!("{hello:.1} ms; binary {:.1} MB", size("hello-lambda")),
     );
-    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with SSL_CERT_FILE set as template.yaml sets it and local stand-ins for what the template gives at deploy time (URLs): it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), reading the secrets the functions refuse to start without from Secrets Manager (moto on loopback: in AWS add the round trip to Secrets Manager in the region, typically tens of milliseconds, paid once per cold start), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last four. The secrets' row compares the same start with the secrets given in the environment, as before they moved to Secrets Manager.");
+    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with each function's settings as template.yaml ships them (parameters at their defaults, e.g. the WebSocket authorizer's JWT issuer and audiences), SSL_CERT_FILE as the template sets it (this machine's bundle), and local stand-ins for what a deployed stack gives (the URLs of BOS, the queues and the WebSocket API): it covers exec, the tokio runtime, the AWS SDK configuration and client construction (which loads the CA bundle), reading the secrets the functions refuse to start without from Secrets Manager (moto on loopback: in AWS add the round trip to Secrets Manager in the region, typically tens of milliseconds, paid once per cold start), and the BOS HTTP client's TLS set-up. The hello-world baseline does none of the last four. The secrets' row compares the same start with the secrets given in the environment, as before they moved to Secrets Manager.");
     for f in ["api", "consumer", "dead-letter"] {
         let ms = cold_start_ms(&dir.join(f), 21, Secrets::Manager(&moto)).await?;
         let env_ms = cold_start_ms(&dir.join(f), 21, Secrets::Environment).await?;
