@@ -11,7 +11,7 @@
 
 use crate::error::AppError;
 use crate::identity::Owner;
-use crate::live_progress::{ClientMessage, ConnectionId, Frame, CONNECTION_TTL};
+use crate::live_progress::{ClientMessage, ConnectionId, Frame, CONNECTION_TTL, MAX_SUBSCRIPTIONS};
 use crate::ports::{ConnectionStore, FramePusher, PushError, StoreError, Subscribed, TaskStore};
 use crate::task::{Task, TaskId};
 use time::OffsetDateTime;
@@ -81,21 +81,15 @@ async fn subscribe(
         )
         .await;
     };
+    // Checked before the snapshot, so that a refused subscribe gets its error alone; the
+    // store's write enforces the cap too, against concurrent subscribes.
     let watched = ports
         .connections
         .watched_tasks(id)
         .await?
         .unwrap_or_default();
-    if !watched.contains(&task_id) && watched.len() >= crate::live_progress::MAX_SUBSCRIPTIONS {
-        let frame = Frame::error(
-            Some(task_id),
-            "too_many_subscriptions",
-            format!(
-                "A connection may watch at most {} tasks at once; unsubscribe from one first.",
-                crate::live_progress::MAX_SUBSCRIPTIONS
-            ),
-        );
-        return send(ports, id, &frame).await;
+    if !watched.contains(&task_id) && watched.len() >= MAX_SUBSCRIPTIONS {
+        return send(ports, id, &too_many(task_id)).await;
     }
     send(ports, id, &Frame::snapshot(&task)).await?;
     if task.status.is_final() {
@@ -108,11 +102,14 @@ async fn subscribe(
         .await?
     {
         Subscribed::Yes => {}
-        Subscribed::TooMany | Subscribed::NoConnection => {
+        Subscribed::TooMany => return send(ports, id, &too_many(task_id)).await,
+        Subscribed::NoConnection => {
+            // Its record expired, or its $connect was never recorded: a new connection is the
+            // way back.
             let frame = Frame::error(
                 Some(task_id),
-                "too_many_subscriptions",
-                "This connection cannot watch more tasks; unsubscribe from one first.",
+                "internal_error",
+                "This connection is no longer known; reconnect and subscribe again.",
             );
             return send(ports, id, &frame).await;
         }
@@ -125,6 +122,16 @@ async fn subscribe(
         }
     }
     Ok(())
+}
+
+fn too_many(task_id: TaskId) -> Frame {
+    Frame::error(
+        Some(task_id),
+        "too_many_subscriptions",
+        format!(
+            "A connection may watch at most {MAX_SUBSCRIPTIONS} tasks at once; unsubscribe from one first."
+        ),
+    )
 }
 
 async fn owned_task(
@@ -370,7 +377,7 @@ mod tests {
     async fn a_connection_watches_a_bounded_number_of_tasks() {
         let w = World::new();
         let c = w.connected("c1").await;
-        for _ in 0..=crate::live_progress::MAX_SUBSCRIPTIONS {
+        for _ in 0..=MAX_SUBSCRIPTIONS {
             let task = w.task_of("alice", 1);
             w.subscribe(&c, task.id).await;
         }
@@ -379,7 +386,7 @@ mod tests {
         assert_eq!(last["error"]["code"], "too_many_subscriptions");
         assert_eq!(
             w.store.watched_tasks(&c).await.unwrap().unwrap().len(),
-            crate::live_progress::MAX_SUBSCRIPTIONS
+            MAX_SUBSCRIPTIONS
         );
     }
 }
