@@ -93,7 +93,10 @@ async fn cold_start_ms(
             .kill_on_drop(true);
         // The secrets every function refuses to start without.
         match secrets {
+            // Without the template's secret names, or those would be read instead.
             Secrets::Environment => command
+                .env_remove("PAGE_TOKEN_SECRET_SECRET_ID")
+                .env_remove("LOG_PSEUDONYM_KEY_SECRET_ID")
                 .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
                 .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key"),
             Secrets::Manager(endpoint) => command
