@@ -397,13 +397,14 @@ async fn logs_carry_no_beneficiary_pii() {
     })
     .await
     .expect("the webhook was attempted");
-
-    let logs = app.function_logs();
+    // The sender logs its line after it records the attempt: wait for the line, not the record.
+    let logs = eventually(|| async {
+        let logs = app.function_logs();
+        logs.contains("webhook attempt recorded").then_some(logs)
+    })
+    .await
+    .expect("the sender's logs were captured too");
     assert!(logs.contains(&task_id), "the logs were captured");
-    assert!(
-        logs.contains("webhook attempt recorded"),
-        "the sender's logs too"
-    );
     for secret in [
         webhook_secret.as_str(),
         "whsec_",
