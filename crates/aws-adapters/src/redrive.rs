@@ -6,15 +6,26 @@
 //! would be swallowed by SQS's five-minute deduplication window, and a fresh id per DLQ message
 //! keeps a redrive that is itself retried from sending it twice.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::error::BoxError;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use aws_sdk_sqs::Client;
+
+/// The SQS call a redrive stopped at, and why; messages moved before it stay moved.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("could not receive from the dead-letter queue")]
+    Receive(#[source] BoxError),
+    #[error("could not send a message back to the work queue")]
+    Send(#[source] BoxError),
+    #[error("could not delete a moved message from the dead-letter queue")]
+    Delete(#[source] BoxError),
+}
 
 pub async fn redrive(
     sqs: &Client,
     dead_letter_queue: &str,
     work_queue: &str,
-) -> Result<usize, String> {
+) -> Result<usize, RedriveError> {
     let mut moved = 0;
     loop {
         let received = sqs
@@ -25,7 +36,7 @@ pub async fn redrive(
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .send()
             .await
-            .map_err(|e| DisplayErrorContext(e).to_string())?;
+            .map_err(|e| RedriveError::Receive(e.into()))?;
         let messages = received.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(moved);
@@ -48,13 +59,13 @@ pub async fn redrive(
                 .message_deduplication_id(format!("redrive:{id}"))
                 .send()
                 .await
-                .map_err(|e| DisplayErrorContext(e).to_string())?;
+                .map_err(|e| RedriveError::Send(e.into()))?;
             sqs.delete_message()
                 .queue_url(dead_letter_queue)
                 .receipt_handle(handle)
                 .send()
                 .await
-                .map_err(|e| DisplayErrorContext(e).to_string())?;
+                .map_err(|e| RedriveError::Delete(e.into()))?;
             moved += 1;
         }
     }

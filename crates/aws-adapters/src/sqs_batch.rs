@@ -85,11 +85,11 @@ where
             let message = match decode::<M>(record) {
                 Ok(message) => message,
                 Err(why) if undecodable == Undecodable::Drop => {
-                    tracing::error!(message_id = id, why, "undecodable message dropped");
+                    tracing::error!(message_id = id, %why, "undecodable message dropped");
                     continue;
                 }
                 Err(why) => {
-                    tracing::error!(message_id = id, why, "undecodable message failed");
+                    tracing::error!(message_id = id, %why, "undecodable message failed");
                     failed.push(id);
                     continue;
                 }
@@ -129,17 +129,26 @@ where
     response
 }
 
-/// The message, or where its body stopped making sense (never the body itself: it may carry
-/// beneficiaries).
-fn decode<M: DeserializeOwned>(record: &SqsMessage) -> Result<M, String> {
-    let body = record.body.as_deref().ok_or("message has no body")?;
-    serde_json::from_str(body).map_err(|e| {
-        format!(
-            "line {} column {}: {:?}",
-            e.line(),
-            e.column(),
-            e.classify()
-        )
+/// Why a body is not a message of this queue: where it stopped making sense, never the body
+/// itself (it may carry beneficiaries), which serde's own message could quote.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("message has no body")]
+    Missing,
+    #[error("line {line} column {column}: {category:?}")]
+    Json {
+        line: usize,
+        column: usize,
+        category: serde_json::error::Category,
+    },
+}
+
+fn decode<M: DeserializeOwned>(record: &SqsMessage) -> Result<M, BodyError> {
+    let body = record.body.as_deref().ok_or(BodyError::Missing)?;
+    serde_json::from_str(body).map_err(|e| BodyError::Json {
+        line: e.line(),
+        column: e.column(),
+        category: e.classify(),
     })
 }
 

@@ -2,7 +2,10 @@
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_sdk_secretsmanager::error::SdkError;
+use aws_sdk_secretsmanager::operation::get_secret_value::GetSecretValueError;
 use std::time::Duration;
+use tasks_core::error::Chain;
 use tasks_core::trace::Trace;
 use tracing_subscriber::EnvFilter;
 
@@ -48,12 +51,37 @@ pub async fn aws_config() -> SdkConfig {
         .await
 }
 
+/// Why a function refuses to start. Its `Debug` is the cause chain, since that is what the
+/// process prints when `main` returns it.
+#[derive(thiserror::Error)]
+pub enum StartupError {
+    #[error("environment variable {0} is not set")]
+    MissingEnv(String),
+    /// Names the secret and carries the service's answer, never a value.
+    #[error("secret {name} could not be read from Secrets Manager ({name}_SECRET_ID)")]
+    SecretUnreadable {
+        name: String,
+        #[source]
+        source: Box<SdkError<GetSecretValueError>>,
+    },
+    #[error("secret {0} is not set ({0}_SECRET_ID or {0})")]
+    SecretMissing(String),
+    #[error("secret {0} is shorter than {MIN_SECRET_BYTES} bytes")]
+    SecretTooShort(String),
+}
+
+impl std::fmt::Debug for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", Chain(self))
+    }
+}
+
 /// A required environment variable, or a clear start-up error.
-pub fn required_env(name: &str) -> Result<String, String> {
+pub fn required_env(name: &str) -> Result<String, StartupError> {
     std::env::var(name)
         .ok()
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| format!("environment variable {name} is not set"))
+        .ok_or_else(|| StartupError::MissingEnv(name.to_owned()))
 }
 
 /// The fewest bytes a secret may have: anything shorter is a placeholder, not a key.
@@ -65,7 +93,7 @@ pub const MIN_SECRET_BYTES: usize = 16;
 /// `{name}` itself (`cargo lambda invoke`, the startup tests). Fails closed: missing, empty,
 /// unreadable or shorter than [`MIN_SECRET_BYTES`] is a start-up error. A rotated secret takes
 /// effect at the next cold start.
-pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, String> {
+pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, StartupError> {
     let id_var = format!("{name}_SECRET_ID");
     let value = match std::env::var(&id_var).ok().filter(|v| !v.is_empty()) {
         Some(id) => aws_sdk_secretsmanager::Client::new(aws)
@@ -73,28 +101,25 @@ pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, Str
             .secret_id(&id)
             .send()
             .await
-            .map_err(|e| {
-                // The error names the secret and the service's answer, never a value.
-                let e = aws_sdk_secretsmanager::error::DisplayErrorContext(e);
-                format!("secret {name} could not be read from Secrets Manager ({id_var}): {e}")
+            .map_err(|e| StartupError::SecretUnreadable {
+                name: name.to_owned(),
+                source: Box::new(e),
             })?
             .secret_string
             .unwrap_or_default(),
         None => std::env::var(name).unwrap_or_default(),
     };
     if value.is_empty() {
-        return Err(format!("secret {name} is not set ({id_var} or {name})"));
+        return Err(StartupError::SecretMissing(name.to_owned()));
     }
     if value.len() < MIN_SECRET_BYTES {
-        return Err(format!(
-            "secret {name} is shorter than {MIN_SECRET_BYTES} bytes"
-        ));
+        return Err(StartupError::SecretTooShort(name.to_owned()));
     }
     Ok(value.into_bytes())
 }
 
 /// Keys the owner pseudonym of every log line (`LOG_PSEUDONYM_KEY`); fails closed.
-pub async fn init_pseudonym_key(aws: &SdkConfig) -> Result<(), String> {
+pub async fn init_pseudonym_key(aws: &SdkConfig) -> Result<(), StartupError> {
     let key = required_secret(aws, "LOG_PSEUDONYM_KEY").await?;
     tasks_core::identity::set_pseudonym_key(&key);
     Ok(())
@@ -111,7 +136,7 @@ pub struct QueueFunction {
 
 /// What every function but the api does first at cold start: logging, the pseudonym key, the
 /// AWS configuration, and the store on `TABLE_NAME`.
-pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), String> {
+pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), StartupError> {
     init_tracing();
     let aws = aws_config().await;
     init_pseudonym_key(&aws).await?;
@@ -120,7 +145,7 @@ pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), S
 }
 
 impl QueueFunction {
-    pub async fn start() -> Result<Self, String> {
+    pub async fn start() -> Result<Self, StartupError> {
         let (aws, store) = start_with_store().await?;
         let queue = crate::SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
         Ok(Self {
@@ -155,6 +180,6 @@ mod tests {
         let err = required_secret(&aws, "SURELY_UNSET_SECRET_FOR_THIS_TEST")
             .await
             .unwrap_err();
-        assert!(err.contains("is not set"), "{err}");
+        assert!(format!("{err:?}").contains("is not set"), "{err:?}");
     }
 }

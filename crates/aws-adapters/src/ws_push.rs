@@ -69,7 +69,8 @@ impl FramePusher for ApiGatewayPusher {
 /// What both live progress functions do at cold start: [`crate::startup::start_with_store`],
 /// and the pusher on `WEBSOCKET_API_ENDPOINT`.
 pub async fn start_live(
-) -> Result<(std::sync::Arc<crate::DynamoTaskStore>, ApiGatewayPusher), String> {
+) -> Result<(std::sync::Arc<crate::DynamoTaskStore>, ApiGatewayPusher), crate::startup::StartupError>
+{
     let (aws, store) = crate::startup::start_with_store().await?;
     let endpoint = crate::startup::required_env("WEBSOCKET_API_ENDPOINT")?;
     Ok((

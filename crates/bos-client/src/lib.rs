@@ -23,12 +23,49 @@ use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
 use tasks_core::ports::BeneficiaryBackend;
 use tasks_core::trace;
-use tasks_core::upstream::{BackendError, Rejection, RejectionKind};
+use tasks_core::upstream::{BackendError, Cause, Rejection, RejectionKind};
 
 /// The most of one BOS answer that is read: a beneficiary or an error is well under 1 KiB, so
 /// anything near this is not an answer we can trust, and reading it would cost the consumer's
 /// memory (the function has 128 MB).
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
+/// What went wrong beneath an upstream failure, kept as the [`BackendError`]'s source so the
+/// log's cause chain names it; never shown to clients.
+#[derive(Debug, thiserror::Error)]
+pub enum BosFault {
+    #[error("request failed")]
+    Request(#[source] reqwest::Error),
+    #[error("answer cut short")]
+    CutShort(#[source] reqwest::Error),
+    #[error("redirect ({0}) not followed")]
+    Redirect(u16),
+    #[error("status {0} with an unexpected body")]
+    UnexpectedErrorBody(u16),
+    #[error("answer over {MAX_ANSWER_BYTES} bytes")]
+    TooLarge,
+    #[error("success answer is not JSON")]
+    NotJson(#[source] serde_json::Error),
+    #[error("success answer is not a beneficiary")]
+    NotABeneficiary(#[source] serde_json::Error),
+    #[error("success answer echoes another idempotency key")]
+    ForeignKey,
+    #[error("success answer describes another beneficiary")]
+    AnotherBeneficiary,
+    #[error("validation answered 2xx with valid: false")]
+    ValidFalse,
+    #[error("validation answer is not a verdict")]
+    NotAVerdict(#[source] serde_json::Error),
+}
+
+impl BosFault {
+    fn unavailable(self) -> BackendError {
+        BackendError::Unavailable(Cause::new(self))
+    }
+    fn bad(self) -> BackendError {
+        BackendError::BadResponse(Cause::new(self))
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct BosConfig {
@@ -56,28 +93,48 @@ impl BosConfig {
 
     /// Reads `BOS_URL` (required) and the optional `BOS_CONNECT_TIMEOUT_MS`,
     /// `BOS_REQUEST_TIMEOUT_MS` and `BOS_MAX_ATTEMPTS`.
-    pub fn from_env() -> Result<Self, String> {
-        let base = std::env::var("BOS_URL").map_err(|_| "BOS_URL is not set".to_owned())?;
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let base = std::env::var("BOS_URL").map_err(|_| ConfigError::MissingUrl)?;
         let mut c = Self::new(base);
-        let ms = |name: &str| -> Result<Option<u64>, String> {
+        let number = |name: &'static str| -> Result<Option<u64>, ConfigError> {
             match std::env::var(name) {
                 Ok(v) if !v.is_empty() => v
                     .parse()
                     .map(Some)
-                    .map_err(|_| format!("{name} is invalid")),
+                    .map_err(|source| ConfigError::Invalid { name, source }),
                 _ => Ok(None),
             }
         };
-        if let Some(v) = ms("BOS_CONNECT_TIMEOUT_MS")? {
+        if let Some(v) = number("BOS_CONNECT_TIMEOUT_MS")? {
             c.connect_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = ms("BOS_REQUEST_TIMEOUT_MS")? {
+        if let Some(v) = number("BOS_REQUEST_TIMEOUT_MS")? {
             c.request_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = ms("BOS_MAX_ATTEMPTS")? {
+        if let Some(v) = number("BOS_MAX_ATTEMPTS")? {
             c.max_attempts = v.max(1) as usize;
         }
         Ok(c)
+    }
+}
+
+/// Why the client's configuration cannot be read. Its `Debug` is the cause chain, since that is
+/// what a function prints when it refuses to start.
+#[derive(thiserror::Error)]
+pub enum ConfigError {
+    #[error("BOS_URL is not set")]
+    MissingUrl,
+    #[error("{name} is invalid")]
+    Invalid {
+        name: &'static str,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+}
+
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", tasks_core::error::Chain(self))
     }
 }
 
@@ -190,10 +247,7 @@ impl BosClient {
             }
             Err(e) => {
                 return Err(AttemptError::Retry {
-                    error: BackendError::Unavailable(format!(
-                        "request failed: {}",
-                        e.without_url()
-                    )),
+                    error: BosFault::Request(e.without_url()).unavailable(),
                     retry_after: None,
                 })
             }
@@ -211,10 +265,9 @@ impl BosClient {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         if status.is_redirection() {
-            return Err(AttemptError::Stop(BackendError::BadResponse(format!(
-                "redirect ({}) not followed",
-                status.as_u16()
-            ))));
+            return Err(AttemptError::Stop(
+                BosFault::Redirect(status.as_u16()).bad(),
+            ));
         }
         if status.is_success() {
             return read_capped(response).await.map_err(AttemptError::Stop);
@@ -222,7 +275,7 @@ impl BosClient {
 
         if status.as_u16() == 429 || status.is_server_error() {
             return Err(AttemptError::Retry {
-                error: BackendError::Unavailable(format!("status {}", status.as_u16())),
+                error: BackendError::unavailable_status(status.as_u16()),
                 retry_after,
             });
         }
@@ -241,10 +294,9 @@ impl BosClient {
                     field: body.error.field,
                 })))
             }
-            _ => Err(AttemptError::Stop(BackendError::BadResponse(format!(
-                "status {} with an unexpected body",
-                status.as_u16()
-            )))),
+            _ => Err(AttemptError::Stop(
+                BosFault::UnexpectedErrorBody(status.as_u16()).bad(),
+            )),
         }
     }
 }
@@ -288,7 +340,7 @@ impl BosClient {
 
 /// Reads an answer's body, refusing one over [`MAX_ANSWER_BYTES`] without reading the rest.
 async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, BackendError> {
-    let too_large = || BackendError::BadResponse(format!("answer over {MAX_ANSWER_BYTES} bytes"));
+    let too_large = || BosFault::TooLarge.bad();
     if response
         .content_length()
         .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
@@ -306,12 +358,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, Backend
             }
             Ok(None) => return Ok(body),
             Err(e) if e.is_timeout() => return Err(BackendError::Timeout),
-            Err(e) => {
-                return Err(BackendError::Unavailable(format!(
-                    "answer cut short: {}",
-                    e.without_url()
-                )))
-            }
+            Err(e) => return Err(BosFault::CutShort(e.without_url()).unavailable()),
         }
     }
 }
@@ -323,23 +370,22 @@ fn created_from(
     sent: &Beneficiary,
     idempotency_key: &str,
 ) -> Result<CreatedBeneficiary, BackendError> {
-    let bad = |why: &str| BackendError::BadResponse(why.to_owned());
     let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| bad("success answer is not JSON"))?;
+        serde_json::from_slice(body).map_err(|e| BosFault::NotJson(e).bad())?;
     // BOS may echo the key; when it does, it must be ours.
     if let Some(echoed) = value.get("idempotency_key") {
         if echoed.as_str() != Some(idempotency_key) {
-            return Err(bad("success answer echoes another idempotency key"));
+            return Err(BosFault::ForeignKey.bad());
         }
     }
     let created: CreatedBeneficiary =
-        serde_json::from_value(value).map_err(|_| bad("success answer is not a beneficiary"))?;
+        serde_json::from_value(value).map_err(|e| BosFault::NotABeneficiary(e).bad())?;
     let same = created.iban == sent.iban()
         && created.name == sent.name()
         && created.currency == sent.currency()
         && created.country == sent.country();
     if !same || created.id.trim().is_empty() {
-        return Err(bad("success answer describes another beneficiary"));
+        return Err(BosFault::AnotherBeneficiary.bad());
     }
     Ok(created)
 }
@@ -352,12 +398,8 @@ fn verdict_from(body: &[u8]) -> Result<(), BackendError> {
     }
     match serde_json::from_slice::<Verdict>(body) {
         Ok(Verdict { valid: true }) => Ok(()),
-        Ok(Verdict { valid: false }) => Err(BackendError::BadResponse(
-            "validation answered 2xx with valid: false".into(),
-        )),
-        Err(_) => Err(BackendError::BadResponse(
-            "validation answer is not a verdict".into(),
-        )),
+        Ok(Verdict { valid: false }) => Err(BosFault::ValidFalse.bad()),
+        Err(e) => Err(BosFault::NotAVerdict(e).bad()),
     }
 }
 

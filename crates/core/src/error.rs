@@ -185,6 +185,7 @@ impl fmt::Display for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::upstream::Cause;
 
     #[test]
     fn store_errors_never_leak_their_cause_but_the_chain_keeps_it() {
@@ -208,9 +209,14 @@ mod tests {
                 "The back office did not answer in time."
             )
         );
-        let body =
-            AppError::from(BackendError::Unavailable("status 503 from 10.0.0.7".into())).body();
-        assert!(!body.error.message.contains("10.0.0.7"));
+        let error = AppError::from(BackendError::Unavailable(Cause::new(
+            std::io::Error::other("connection refused by 10.0.0.7"),
+        )));
+        assert!(!error.body().error.message.contains("10.0.0.7"));
+        // The client sees a sentence; the log's cause chain keeps what lay beneath.
+        assert!(Chain(&error)
+            .to_string()
+            .ends_with("back office unavailable: connection refused by 10.0.0.7"));
     }
 
     #[test]

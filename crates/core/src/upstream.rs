@@ -4,23 +4,74 @@
 //! HTTP (`error::AppError::Backend`), so both paths speak alike.
 
 use crate::error_body::ErrorDetail;
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
 
-/// How the back office answered, classified for retry decisions.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+/// How the back office answered, classified for retry decisions. Upstream trouble keeps what
+/// lay beneath it (a transport error, a status, an answer we could not read) as its source, for
+/// the log's cause chain; clients see only [`BackendError::code`] and [`BackendError::message`].
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     /// A business answer: retrying cannot change it.
     #[error("rejected: {}", .0.code)]
     Rejected(Rejection),
     /// 5xx, 429 or a connection failure, still failing when retries ran out.
-    #[error("back office unavailable: {0}")]
-    Unavailable(String),
+    #[error("back office unavailable")]
+    Unavailable(#[source] Cause),
     /// No answer within the request time-out, or no time left to ask.
     #[error("back office timed out")]
     Timeout,
     /// An answer we cannot interpret (a redirect, a body that is not the contract's, another
     /// beneficiary than the one sent): worth an alarm. A later delivery asks again.
-    #[error("unexpected back-office answer: {0}")]
-    BadResponse(String),
+    #[error("unexpected back-office answer")]
+    BadResponse(#[source] Cause),
+}
+
+/// The error beneath an upstream failure, kept whole. Shared rather than owned, so that one
+/// answer can be cloned into the outcome of every item it ends.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn Error + Send + Sync>);
+
+impl Cause {
+    pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The cause's own error, for a test or an adapter that must tell causes apart.
+    pub fn downcast_ref<E: Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+impl Error for Cause {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// An HTTP status that says the back office is in trouble (5xx, 429).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("status {0}")]
+pub struct UpstreamStatus(pub u16);
+
+impl BackendError {
+    /// The back office answered `status` (5xx or 429).
+    pub fn unavailable_status(status: u16) -> Self {
+        Self::Unavailable(Cause::new(UpstreamStatus(status)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,14 +146,14 @@ mod tests {
         let cases = [
             (rejected, true, "duplicate_beneficiary", Some("iban")),
             (
-                BackendError::Unavailable("status 503".into()),
+                BackendError::unavailable_status(503),
                 false,
                 "upstream_unavailable",
                 None,
             ),
             (BackendError::Timeout, false, "upstream_timeout", None),
             (
-                BackendError::BadResponse("redirect".into()),
+                BackendError::BadResponse(Cause::new(UpstreamStatus(302))),
                 false,
                 "upstream_error",
                 None,
@@ -115,7 +166,7 @@ mod tests {
                 (detail.code.as_str(), detail.field.as_deref()),
                 (code, field)
             );
-            assert!(!detail.message.contains("503") && !detail.message.contains("redirect"));
+            assert!(!detail.message.contains("503") && !detail.message.contains("302"));
         }
     }
 }

@@ -71,7 +71,26 @@ pub struct Attempt {
 
 impl Attempt {
     pub fn succeeded(&self) -> bool {
-        self.status.is_some_and(|s| (200..300).contains(&s))
+        self.status.map(ReceiverAnswer::of) == Some(ReceiverAnswer::Acknowledged)
+    }
+}
+
+/// What a receiver's HTTP status means for a delivery: the one rule the sender and the log
+/// share. Only a 2xx acknowledges (Standard Webhooks); a redirect is not followed and, like
+/// any 4xx or 5xx, fails the attempt, which the schedule then retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReceiverAnswer {
+    Acknowledged,
+    Refused,
+}
+
+impl ReceiverAnswer {
+    pub fn of(status: u16) -> Self {
+        if (200..300).contains(&status) {
+            Self::Acknowledged
+        } else {
+            Self::Refused
+        }
     }
 }
 
@@ -177,6 +196,21 @@ mod tests {
             status,
             duration_ms: 1,
             error: None,
+        }
+    }
+
+    #[test]
+    fn only_a_2xx_acknowledges() {
+        for (status, answer) in [
+            (200, ReceiverAnswer::Acknowledged),
+            (204, ReceiverAnswer::Acknowledged),
+            (299, ReceiverAnswer::Acknowledged),
+            (199, ReceiverAnswer::Refused),
+            (301, ReceiverAnswer::Refused),
+            (410, ReceiverAnswer::Refused),
+            (503, ReceiverAnswer::Refused),
+        ] {
+            assert_eq!(ReceiverAnswer::of(status), answer, "{status}");
         }
     }
 

@@ -4,15 +4,25 @@
 
 use aws_adapters::redrive::redrive;
 use aws_adapters::startup::aws_config;
+use std::process::ExitCode;
+use tasks_core::error::Chain;
 
 #[tokio::main]
-async fn main() -> Result<(), String> {
+async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dlq, queue] = args.as_slice() else {
-        return Err("usage: redrive-dlq DEAD_LETTER_QUEUE_URL WORK_QUEUE_URL".to_owned());
+        eprintln!("usage: redrive-dlq DEAD_LETTER_QUEUE_URL WORK_QUEUE_URL");
+        return ExitCode::FAILURE;
     };
     let sqs = aws_sdk_sqs::Client::new(&aws_config().await);
-    let moved = redrive(&sqs, dlq, queue).await?;
-    println!("moved {moved} message(s) from {dlq} to {queue}");
-    Ok(())
+    match redrive(&sqs, dlq, queue).await {
+        Ok(moved) => {
+            println!("moved {moved} message(s) from {dlq} to {queue}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("redrive-dlq: {}", Chain(&e));
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -6,7 +6,9 @@
 use crate::config::Settings;
 use crate::ports::{DeliveryStore, StoreError, WebhookPost, WebhookPoster, WebhookStore};
 use crate::webhook::{EndpointStatus, WebhookEndpoint};
-use crate::webhook_delivery::{Attempt, DeliveryMessage, DeliveryStatus, DISABLE_AFTER};
+use crate::webhook_delivery::{
+    Attempt, DeliveryMessage, DeliveryStatus, ReceiverAnswer, DISABLE_AFTER,
+};
 use crate::webhook_event::signature;
 use crate::webhook_url::resolve;
 use std::time::{Duration, Instant};
@@ -134,9 +136,9 @@ async fn attempt(
             ports.poster.post(post).await
         }
     };
-    let (status, error) = match result {
-        Ok(status) if (200..300).contains(&status) => (Some(status), None),
-        Ok(status) => (Some(status), Some("http_status".to_owned())),
+    let (status, error) = match result.map(|status| (status, ReceiverAnswer::of(status))) {
+        Ok((status, ReceiverAnswer::Acknowledged)) => (Some(status), None),
+        Ok((status, ReceiverAnswer::Refused)) => (Some(status), Some("http_status".to_owned())),
         Err(code) => (None, Some(code.to_owned())),
     };
     Attempt {

@@ -14,12 +14,14 @@
 
 use crate::chunk::{ChunkItem, ChunkMessage};
 use crate::config::Settings;
+use crate::error::Chain;
 use crate::metrics::MetricSet;
 use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::ports::{BeneficiaryBackend, StoreError, TaskStore};
 use crate::task::{TaskStatus, TaskType};
 use crate::task_types::run_item;
 use crate::trace;
+use crate::upstream::BackendError;
 use crate::usecases::record_outcomes::record_and_finish;
 use futures::StreamExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,12 +45,31 @@ pub struct ChunkReport {
 /// keeps failing ends in the dead-letter queue.
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
-    #[error("{left} item(s) not processed: {reason}")]
-    Incomplete { left: usize, reason: String },
+    /// Some items were left for the next delivery; `cause` is why the last of them was.
+    #[error("{left} item(s) not processed")]
+    Incomplete {
+        left: usize,
+        #[source]
+        cause: Deferred,
+    },
     #[error("the task store failed")]
     Store(#[from] StoreError),
     #[error("could not hand the lane on")]
     Schedule(#[from] crate::usecases::schedule::ScheduleError),
+}
+
+/// Why an item was left pending for the message's next delivery.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Deferred {
+    #[error("no BOS call slot")]
+    NoSlot,
+    #[error("not started: the back office keeps failing")]
+    UpstreamFailing,
+    #[error("not started before the deadline")]
+    Deadline,
+    /// The back office's answer was not final for the item.
+    #[error("the back office's answer may change on a retry")]
+    Upstream(#[source] BackendError),
 }
 
 /// Whether a failing upstream leaves an item for the message's next delivery, or is the
@@ -77,7 +98,7 @@ pub struct ChunkRun<'a> {
 enum Attempt {
     Done(Box<ItemOutcome>, f64),
     /// Transient failure or no time left: the item stays pending.
-    Pending(String, Option<f64>),
+    Pending(Deferred, Option<f64>),
 }
 
 /// Processes one chunk: skips what is final, calls BOS for the rest, records the outcomes and
@@ -188,7 +209,7 @@ async fn process_in_trace(
     let mut outcomes = Vec::new();
     let mut latencies = Vec::new();
     let mut left = 0;
-    let mut reason = String::new();
+    let mut cause = None;
     for a in results {
         match a {
             Attempt::Done(o, ms) => {
@@ -197,7 +218,7 @@ async fn process_in_trace(
             }
             Attempt::Pending(why, ms) => {
                 left += 1;
-                reason = why;
+                cause = Some(why);
                 latencies.extend(ms);
             }
         }
@@ -205,8 +226,8 @@ async fn process_in_trace(
 
     let metrics = MetricSet::new().millis("BosLatency", latencies);
     let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
-    if left > 0 {
-        return Err(ChunkError::Incomplete { left, reason });
+    if let Some(cause) = cause {
+        return Err(ChunkError::Incomplete { left, cause });
     }
     Ok(ChunkReport {
         recorded: concluded.tally.total(),
@@ -237,13 +258,13 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
         attempts,
     } = *items;
     let Ok(_permit) = run.bos_limit.acquire().await else {
-        return Attempt::Pending("no BOS call slot".into(), None);
+        return Attempt::Pending(Deferred::NoSlot, None);
     };
     if breaker.is_open() {
-        return Attempt::Pending("not started: the back office keeps failing".into(), None);
+        return Attempt::Pending(Deferred::UpstreamFailing, None);
     }
     if Instant::now() >= deadline {
-        return Attempt::Pending("not started before the deadline".into(), None);
+        return Attempt::Pending(Deferred::Deadline, None);
     }
     let key = msg.bos_key(item);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
@@ -263,6 +284,7 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
                 tracing::warn!(
                     index = item.index,
                     code = e.code(),
+                    cause = %Chain(&e),
                     "item settled as failed upstream"
                 );
             }
@@ -272,8 +294,8 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
         }
         Err(e) => {
             breaker.failure();
-            tracing::warn!(index = item.index, code = e.code(), "item left for a retry");
-            return Attempt::Pending(e.code().to_owned(), Some(ms));
+            tracing::warn!(index = item.index, code = e.code(), cause = %Chain(&e), "item left for a retry");
+            return Attempt::Pending(Deferred::Upstream(e), Some(ms));
         }
     };
     let failed = matches!(result, OutcomeResult::Failed { .. });
