@@ -4,6 +4,7 @@
 //! accepted audiences, and its expiry. The subject it returns becomes the connection's owner;
 //! nothing the client sends besides the token names it.
 
+pub mod authorizer;
 pub mod keys;
 
 use jsonwebtoken::jwk::JwkSet;

@@ -118,7 +118,7 @@ async fn cold_start_ms(
 pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> {
     let dir =
         PathBuf::from(std::env::var("FUNCTIONS_DIR").unwrap_or_else(|_| "target/release".into()));
-    let moto = crate::end_to_end::env("SQS_ENDPOINT", "http://127.0.0.1:5000");
+    let moto = crate::workload::env("SQS_ENDPOINT", "http://127.0.0.1:5000");
     local_gateway::resources::store_secrets(
         &local_gateway::secrets_client(&moto).await,
         &std::collections::BTreeMap::from([

@@ -4,8 +4,8 @@
 //! benchmarks share: a BOS simulator, a stack, a POST, a wait.
 
 use crate::counting_proxy::{CountingProxy, Counts};
-use crate::in_process::items;
 use crate::report::Report;
+use crate::workload::{env, items, BoxError};
 use aws_sdk_dynamodb::types::AttributeValue;
 use bos_simulator::{Knobs, Simulator};
 use local_gateway::{LocalStack, StackConfig};
@@ -14,15 +14,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-pub fn env(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
 
 pub async fn bos(knobs: Knobs) -> Result<(Simulator, String), BoxError> {
     let sim = Simulator::new(knobs, &[]);

@@ -2,10 +2,10 @@
 //! `POST /tasks/beneficiaries-import` with in-memory adapters (no I/O), with the AWS requests
 //! the real adapters would make.
 
-use crate::end_to_end::BoxError;
 use crate::report::{median, Report};
+use crate::workload::{items, BoxError};
 use api::App;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 use std::time::Instant;
 use tasks_core::memory::{
@@ -13,8 +13,6 @@ use tasks_core::memory::{
 };
 use tasks_core::paging::PageTokens;
 use tasks_core::usecases::submit_task::parse_items;
-
-use tasks_core::test_ibans::german;
 
 /// `n` parsed beneficiaries, as the api function would hold them after validation.
 pub fn beneficiaries(n: usize) -> Vec<tasks_core::beneficiary::Beneficiary> {
@@ -24,18 +22,6 @@ pub fn beneficiaries(n: usize) -> Vec<tasks_core::beneficiary::Beneficiary> {
         .flatten()
         .filter_map(|v| tasks_core::beneficiary::Beneficiary::parse(v).ok())
         .collect()
-}
-
-pub fn items(n: usize, first: u64) -> Value {
-    Value::Array(
-        (0..n)
-            .map(|i| {
-                json!({"name": format!("Payee number {i}"), "country": "DE", "currency": "EUR",
-                       "iban": german(first + i as u64), "email": format!("payee{i}@example.com"),
-                       "external_id": format!("ext-{i}")})
-            })
-            .collect(),
-    )
 }
 
 pub fn validation(report: &mut Report) -> Result<(), BoxError> {

@@ -5,8 +5,9 @@
 //! - what the progress pusher costs: its processes' CPU time per 1,000 items, with a watcher
 //!   on every task and with nobody watching (it still runs on every task change then).
 
-use crate::end_to_end::{bos, config, env, post, wait_final, BoxError};
+use crate::end_to_end::{bos, config, post, wait_final};
 use crate::report::{median, Report};
+use crate::workload::{env, BoxError};
 use bos_simulator::Knobs;
 use futures::{SinkExt, StreamExt};
 use local_gateway::LocalStack;

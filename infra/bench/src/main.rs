@@ -11,6 +11,7 @@ mod report;
 mod scheduling;
 mod shipped;
 mod webhooks;
+mod workload;
 
 use report::Report;
 

@@ -7,8 +7,9 @@
 //!   and in a storm of 20 tasks from 5 callers;
 //! - what concurrent writes and sends buy the POST.
 
-use crate::end_to_end::{bos, config, env, post_as, wait_final, BoxError};
+use crate::end_to_end::{bos, config, post_as, wait_final};
 use crate::report::{median, Report};
+use crate::workload::{env, BoxError};
 use aws_adapters::{DynamoLanes, SqsWorkQueue};
 use bos_simulator::{Knobs, Simulator};
 use local_gateway::LocalStack;

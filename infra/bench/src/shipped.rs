@@ -3,7 +3,7 @@
 //! deployed function reads them, `Settings::from_lookup` over its environment), and for the
 //! cold-start rows (e.g. the WebSocket authorizer's issuer and audiences).
 
-use crate::end_to_end::{env, BoxError};
+use crate::workload::{env, BoxError};
 use local_gateway::template::{Expr, Template};
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -3,8 +3,9 @@
 //! [`TASKS`] one-item imports, through the whole local pipeline (the table's stream, the
 //! notifier, the delivery queue, the sender), with the release binaries.
 
-use crate::end_to_end::{bos, config, env, post, BoxError};
+use crate::end_to_end::{bos, config, post};
 use crate::report::{median, Report};
+use crate::workload::{env, BoxError};
 use bos_simulator::Knobs;
 use local_gateway::LocalStack;
 use std::sync::{Arc, Mutex};

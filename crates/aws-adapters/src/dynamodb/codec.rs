@@ -10,7 +10,6 @@
 //! The scheduler's items share the `TASK#{id}` partition; their keys are in `lanes`.
 //! `expires_at` (epoch seconds) is the table's TTL attribute.
 
-use super::table::corrupt;
 use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashMap;
 use tasks_core::identity::Owner;
@@ -22,6 +21,11 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
+
+/// A record that does not decode: its attribute is named, its content never (it may be PII).
+pub(crate) fn corrupt(what: &'static str) -> StoreError {
+    StoreError::permanent(format!("corrupt record: {what}"))
+}
 
 /// The sort key of the last possible item outcome: `ITEM#{index, 6 digits}`.
 pub(crate) const LAST_ITEM_SK: &str = "ITEM#999999";

@@ -9,8 +9,9 @@
 //! one query. Both items expire through the table's TTL two hours on, when API Gateway has
 //! closed the connection anyway; `$disconnect` removes them sooner.
 
+use super::codec::corrupt;
 use super::codec::{n, s, Item};
-use super::table::{build_error, corrupt, store_error};
+use super::table::{build_error, store_error};
 use super::DynamoTaskStore;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{

@@ -7,8 +7,8 @@
 //! `status` and `attempt_count` are the conditions of an update, so two senders of one
 //! delivery cannot both record an attempt. Deliveries expire with the retention period.
 
+use super::codec::corrupt;
 use super::codec::{n, s, Item};
-use super::table::corrupt;
 use super::DynamoTaskStore;
 use async_trait::async_trait;
 use std::collections::HashMap;

@@ -1,8 +1,9 @@
 //! [`IdempotencyStore`] on the task table: one record per caller and key, claimed with a
 //! conditional put, answered once, taken over when abandoned (keys and codecs in `codec`).
 
+use super::codec::corrupt;
 use super::codec::{idempotency_key, n, s};
-use super::table::{corrupt, store_error};
+use super::table::store_error;
 use super::DynamoTaskStore;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;

@@ -14,8 +14,9 @@
 //! Each [`LaneStore`] step that changes two items is one `TransactWriteItems`, whose
 //! conditions are the step's "if nobody changed it since I read it".
 
+use super::codec::corrupt;
 use super::codec::{n, s, task_pk, Item};
-use super::table::{build_error, corrupt, store_error, Table};
+use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, PutRequest, TransactWriteItem, Update, WriteRequest,

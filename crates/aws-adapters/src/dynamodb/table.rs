@@ -54,11 +54,6 @@ pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError 
     StoreError::permanent(e)
 }
 
-/// A record that does not decode: its attribute is named, its content never (it may be PII).
-pub(crate) fn corrupt(what: &'static str) -> StoreError {
-    StoreError::permanent(format!("corrupt record: {what}"))
-}
-
 /// How a transaction that did not apply was cancelled: one reason code per action, in order
 /// (`None` where that action was fine).
 pub(crate) struct Cancelled(pub Vec<Option<String>>);

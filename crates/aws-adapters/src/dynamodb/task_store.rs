@@ -1,11 +1,12 @@
 //! [`TaskStore`] on the task table: tasks, their item outcomes and the counters that move
 //! with them (keys and codecs in `codec`).
 
+use super::codec::corrupt;
 use super::codec::{
     self, index_of, is_task, item_key, listing_key, n, outcome_from_item, outcome_to_item, rfc3339,
     s, task_from_item, task_key, task_pk, task_to_item,
 };
-use super::table::{build_error, corrupt, store_error, Table};
+use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};

@@ -8,8 +8,9 @@
 //! The signing secrets are stored with the endpoint, since the sender signs with them; the
 //! table is encrypted at rest, and nothing here logs them.
 
+use super::codec::corrupt;
 use super::codec::{rfc3339, s, Item};
-use super::table::{corrupt, store_error};
+use super::table::store_error;
 use super::DynamoTaskStore;
 use async_trait::async_trait;
 use std::collections::HashMap;
