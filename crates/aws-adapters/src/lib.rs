@@ -10,6 +10,7 @@ pub mod redrive;
 pub mod sqs_batch;
 pub mod sqs_delivery_queue;
 pub mod sqs_queue;
+pub mod sqs_send;
 pub mod startup;
 pub mod table_stream;
 #[cfg(feature = "websocket-push")]

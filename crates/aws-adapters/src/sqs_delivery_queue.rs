@@ -3,8 +3,8 @@
 //! holds a message back for the retry schedule: the sender sets the message's visibility to
 //! the wait and reports it failed, so SQS brings it back then (up to 12 hours).
 
+use crate::sqs_send::{numbered, send_batch, Refused, MAX_ENTRIES};
 use async_trait::async_trait;
-use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use aws_sdk_sqs::Client;
 use std::time::Duration;
 use tasks_core::ports::{DeliveryQueue, QueueError};
@@ -50,31 +50,12 @@ impl SqsDeliveryQueue {
 impl DeliveryQueue for SqsDeliveryQueue {
     #[tracing::instrument(skip_all, fields(messages = messages.len()))]
     async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), QueueError> {
-        for batch in messages.chunks(10) {
-            let mut entries = Vec::with_capacity(batch.len());
-            for (i, m) in batch.iter().enumerate() {
-                let body = serde_json::to_string(m).map_err(QueueError::new)?;
-                let entry = SendMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .message_body(body)
-                    .build()
-                    .map_err(QueueError::new)?;
-                entries.push(entry);
-            }
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(QueueError::new)?;
-            if !out.failed().is_empty() {
+        for batch in messages.chunks(MAX_ENTRIES) {
+            let batch = numbered(batch);
+            let refused = send_batch(&self.client, &self.queue_url, &batch, |_, e| Ok(e)).await?;
+            if !refused.is_empty() {
                 // The stream record comes back, and the notifier queues what is unsent.
-                return Err(QueueError::new(format!(
-                    "{} delivery message(s) refused by SQS",
-                    out.failed().len()
-                )));
+                return Err(QueueError::new(Refused(refused.len())));
             }
         }
         Ok(())

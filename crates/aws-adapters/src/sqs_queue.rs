@@ -4,10 +4,9 @@
 //! harmless; entries SQS refused are resent a few times before the enqueue gives up. Each
 //! message carries its task's trace as `AWSTraceHeader` ([`tasks_core::trace`]).
 
+use crate::sqs_send::{numbered, send_batch, Refused, MAX_ENTRIES};
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{
-    MessageSystemAttributeNameForSends, MessageSystemAttributeValue, SendMessageBatchRequestEntry,
-};
+use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
 use aws_sdk_sqs::Client;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
@@ -16,7 +15,6 @@ use tasks_core::chunk::WorkMessage;
 use tasks_core::ports::{QueueError, WorkQueue};
 use tasks_core::trace::{Trace, Traced};
 
-const BATCH: usize = 10;
 const ATTEMPTS: usize = 4;
 /// `SendMessageBatch` calls of one enqueue in flight at once.
 pub const PARALLEL_BATCHES: usize = 4;
@@ -53,52 +51,32 @@ impl SqsWorkQueue {
         Self::new(Client::new(config), queue_url)
     }
 
+    /// One batch, resending what SQS refused a few times: each message's deduplication id
+    /// makes a resend harmless.
     async fn send_batch(&self, batch: &[WorkMessage]) -> Result<(), QueueError> {
-        let mut pending: Vec<(String, &WorkMessage)> = batch
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (i.to_string(), m))
-            .collect();
+        let mut pending = numbered(batch);
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
-            let mut entries = Vec::with_capacity(pending.len());
-            for (id, m) in &pending {
-                let body = serde_json::to_string(m).map_err(QueueError::new)?;
-                let entry = SendMessageBatchRequestEntry::builder()
-                    .id(id)
-                    .message_body(body)
+            let refused = send_batch(&self.client, &self.queue_url, &pending, |m, entry| {
+                Ok(entry
                     .message_group_id(m.group_id())
                     .message_deduplication_id(m.deduplication_id())
-                    .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?)
-                    .build()
-                    .map_err(QueueError::new)?;
-                entries.push(entry);
-            }
-            let out = self
-                .client
-                .send_message_batch()
-                .queue_url(&self.queue_url)
-                .set_entries(Some(entries))
-                .send()
-                .await
-                .map_err(QueueError::new)?;
-            let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
-            if failed.is_empty() {
+                    .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?))
+            })
+            .await?;
+            if refused.is_empty() {
                 return Ok(());
             }
             tracing::warn!(
-                failed = failed.len(),
+                failed = refused.len(),
                 attempt,
                 "some messages were not accepted; resending"
             );
-            pending.retain(|(id, _)| failed.contains(&id.as_str()));
+            pending.retain(|(id, _)| refused.contains(id));
         }
-        Err(QueueError::new(format!(
-            "{} message(s) refused by SQS",
-            pending.len()
-        )))
+        Err(QueueError::new(Refused(pending.len())))
     }
 }
 
@@ -109,7 +87,7 @@ impl WorkQueue for SqsWorkQueue {
         // No order is owed between messages (each is a group of its own), so batches go out
         // concurrently; any failure fails the enqueue, and a retry is deduplicated.
         let sends: Vec<_> = messages
-            .chunks(BATCH)
+            .chunks(MAX_ENTRIES)
             .map(|batch| self.send_batch(batch))
             .collect();
         futures::stream::iter(sends)

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
 use tasks_core::ports::BeneficiaryBackend;
 use tasks_core::trace;
-use tasks_core::upstream::{BackendError, Cause, Rejection, RejectionKind};
+use tasks_core::upstream::{BackendError, Rejection, RejectionKind, UpstreamCause};
 
 /// The most of one BOS answer that is read: a beneficiary or an error is well under 1 KiB, so
 /// anything near this is not an answer we can trust, and reading it would cost the consumer's
@@ -60,10 +60,10 @@ pub enum BosFault {
 
 impl BosFault {
     fn unavailable(self) -> BackendError {
-        BackendError::Unavailable(Cause::new(self))
+        BackendError::Unavailable(UpstreamCause::new(self))
     }
     fn bad(self) -> BackendError {
-        BackendError::BadResponse(Cause::new(self))
+        BackendError::BadResponse(UpstreamCause::new(self))
     }
 }
 

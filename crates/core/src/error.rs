@@ -185,7 +185,7 @@ impl fmt::Display for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Cause;
+    use crate::upstream::UpstreamCause;
 
     #[test]
     fn store_errors_never_leak_their_cause_but_the_chain_keeps_it() {
@@ -209,7 +209,7 @@ mod tests {
                 "The back office did not answer in time."
             )
         );
-        let error = AppError::from(BackendError::Unavailable(Cause::new(
+        let error = AppError::from(BackendError::Unavailable(UpstreamCause::new(
             std::io::Error::other("connection refused by 10.0.0.7"),
         )));
         assert!(!error.body().error.message.contains("10.0.0.7"));

@@ -59,6 +59,27 @@ impl PageTokens {
             .map(|position| self.encode(scope, &position))
     }
 
+    /// One page of a listing bound to `scope`, the scaffolding every listing shares: the
+    /// client's token (refused if minted for another scope) says after which position `read`
+    /// starts, and the last item's `position` becomes the next page's token when `read` says
+    /// more may follow.
+    pub async fn page<T, E, Fut>(
+        &self,
+        scope: &str,
+        token: Option<&str>,
+        read: impl FnOnce(Option<String>) -> Fut,
+        position: impl Fn(&T) -> String,
+    ) -> Result<(Vec<T>, Option<String>), E>
+    where
+        E: From<InvalidPageToken>,
+        Fut: std::future::Future<Output = Result<(Vec<T>, bool), E>>,
+    {
+        let after = self.after(scope, token)?;
+        let (items, more) = read(after).await?;
+        let next = self.next(scope, more, items.last().map(position));
+        Ok((items, next))
+    }
+
     pub fn decode(&self, scope: &str, token: &str) -> Result<String, InvalidPageToken> {
         let raw = URL_SAFE_NO_PAD
             .decode(token)

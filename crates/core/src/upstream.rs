@@ -18,22 +18,22 @@ pub enum BackendError {
     Rejected(Rejection),
     /// 5xx, 429 or a connection failure, still failing when retries ran out.
     #[error("back office unavailable")]
-    Unavailable(#[source] Cause),
+    Unavailable(#[source] UpstreamCause),
     /// No answer within the request time-out, or no time left to ask.
     #[error("back office timed out")]
     Timeout,
     /// An answer we cannot interpret (a redirect, a body that is not the contract's, another
     /// beneficiary than the one sent): worth an alarm. A later delivery asks again.
     #[error("unexpected back-office answer")]
-    BadResponse(#[source] Cause),
+    BadResponse(#[source] UpstreamCause),
 }
 
 /// The error beneath an upstream failure, kept whole. Shared rather than owned, so that one
 /// answer can be cloned into the outcome of every item it ends.
 #[derive(Clone)]
-pub struct Cause(Arc<dyn Error + Send + Sync>);
+pub struct UpstreamCause(Arc<dyn Error + Send + Sync>);
 
-impl Cause {
+impl UpstreamCause {
     pub fn new(error: impl Error + Send + Sync + 'static) -> Self {
         Self(Arc::new(error))
     }
@@ -44,19 +44,19 @@ impl Cause {
     }
 }
 
-impl fmt::Debug for Cause {
+impl fmt::Debug for UpstreamCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl fmt::Display for Cause {
+impl fmt::Display for UpstreamCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&*self.0, f)
     }
 }
 
-impl Error for Cause {
+impl Error for UpstreamCause {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.0.source()
     }
@@ -70,7 +70,7 @@ pub struct UpstreamStatus(pub u16);
 impl BackendError {
     /// The back office answered `status` (5xx or 429).
     pub fn unavailable_status(status: u16) -> Self {
-        Self::Unavailable(Cause::new(UpstreamStatus(status)))
+        Self::Unavailable(UpstreamCause::new(UpstreamStatus(status)))
     }
 }
 
@@ -153,7 +153,7 @@ mod tests {
             ),
             (BackendError::Timeout, false, "upstream_timeout", None),
             (
-                BackendError::BadResponse(Cause::new(UpstreamStatus(302))),
+                BackendError::BadResponse(UpstreamCause::new(UpstreamStatus(302))),
                 false,
                 "upstream_error",
                 None,

@@ -8,7 +8,7 @@ use tasks_core::error::AppError;
 use tasks_core::ports::StoreError;
 use tasks_core::strict_json;
 use tasks_core::task::TaskType;
-use tasks_core::upstream::{BackendError, Cause, Rejection, RejectionKind, UpstreamStatus};
+use tasks_core::upstream::{BackendError, Rejection, RejectionKind, UpstreamCause, UpstreamStatus};
 
 fn yaml(name: &str) -> Value {
     let path = format!("{}/../../{name}", env!("CARGO_MANIFEST_DIR"));
@@ -109,7 +109,9 @@ fn every_error() -> Vec<ApiError> {
         AppError::Backend(rejection(RejectionKind::Invalid)),
         AppError::Backend(BackendError::unavailable_status(503)),
         AppError::Backend(BackendError::Timeout),
-        AppError::Backend(BackendError::BadResponse(Cause::new(UpstreamStatus(302)))),
+        AppError::Backend(BackendError::BadResponse(UpstreamCause::new(
+            UpstreamStatus(302),
+        ))),
         AppError::WebhookEndpointNotFound,
         AppError::TooManyWebhookEndpoints { max: 1 },
         AppError::WebhookDeliveryNotFound,

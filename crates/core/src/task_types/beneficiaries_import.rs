@@ -3,7 +3,7 @@
 
 use crate::beneficiary::Beneficiary;
 use crate::ports::BeneficiaryBackend;
-use crate::upstream::{BackendError, Cause};
+use crate::upstream::{BackendError, UpstreamCause};
 use serde_json::{Map, Value};
 use std::time::Instant;
 
@@ -16,7 +16,7 @@ pub(super) async fn run_item(
     let created = backend.create(item, idempotency_key, deadline).await?;
     // A struct of strings always serialises; were it ever not to, the item stays pending (the
     // creation is replayed by its idempotency key) rather than being called failed.
-    let value =
-        serde_json::to_value(created).map_err(|e| BackendError::BadResponse(Cause::new(e)))?;
+    let value = serde_json::to_value(created)
+        .map_err(|e| BackendError::BadResponse(UpstreamCause::new(e)))?;
     Ok(Map::from_iter([("beneficiary".to_owned(), value)]))
 }

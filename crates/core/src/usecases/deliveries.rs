@@ -72,11 +72,11 @@ pub async fn log(
 ) -> Result<DeliveryPage, AppError> {
     get(endpoints, q.owner, q.endpoint).await?;
     let scope = format!("deliveries|{}|{}", q.owner.as_str(), q.endpoint);
-    let after = tokens.after(&scope, q.page_token)?;
-    let (page, more) = deliveries
-        .list_deliveries(q.endpoint, after.as_deref(), q.limit)
-        .await?;
-    let next_page_token = tokens.next(&scope, more, page.last().map(position));
+    let read = |after: Option<String>| async move {
+        let listed = deliveries.list_deliveries(q.endpoint, after.as_deref(), q.limit);
+        Ok::<_, AppError>(listed.await?)
+    };
+    let (page, next_page_token) = tokens.page(&scope, q.page_token, read, position).await?;
     Ok(DeliveryPage {
         deliveries: page.iter().map(DeliveryView::from).collect(),
         next_page_token,

@@ -86,11 +86,13 @@ pub async fn list_tasks(
         q.task_type.slug(),
         q.status.unwrap_or("*")
     );
-    let after = tokens.after(&scope, q.page_token)?;
-    let (tasks, more) = store
-        .list_tasks(q.owner, q.task_type, status, after.as_deref(), q.limit, now)
+    let read = |after: Option<String>| async move {
+        let listed = store.list_tasks(q.owner, q.task_type, status, after.as_deref(), q.limit, now);
+        Ok::<_, AppError>(listed.await?)
+    };
+    let (tasks, next_page_token) = tokens
+        .page(&scope, q.page_token, read, Task::list_position)
         .await?;
-    let next_page_token = tokens.next(&scope, more, tasks.last().map(Task::list_position));
     Ok(TaskListPage {
         tasks: tasks.iter().map(Task::view).collect(),
         next_page_token,
@@ -130,16 +132,18 @@ pub async fn outcomes_page(
 ) -> Result<(Vec<ItemOutcome>, Option<String>), AppError> {
     get_task(store, q.owner, q.task_type, q.id, now).await?;
     let scope = format!("{filter:?}|{}|{}", q.owner.as_str(), q.id);
-    let after = tokens
-        .after(&scope, q.page_token)?
-        .map(|position| {
-            position
-                .parse::<u32>()
-                .map_err(|_| AppError::InvalidPageToken)
+    let read = |after: Option<String>| async move {
+        // Positions are item indexes; a token that names another is not one of ours.
+        let after = after
+            .map(|p| p.parse::<u32>().map_err(|_| AppError::InvalidPageToken))
+            .transpose()?;
+        Ok::<_, AppError>(store.list_outcomes(q.id, filter, after, q.limit).await?)
+    };
+    let (items, next) = tokens
+        .page(&scope, q.page_token, read, |o: &ItemOutcome| {
+            o.index.to_string()
         })
-        .transpose()?;
-    let (items, more) = store.list_outcomes(q.id, filter, after, q.limit).await?;
-    let next = tokens.next(&scope, more, items.last().map(|o| o.index.to_string()));
+        .await?;
     Ok((items, next))
 }
 

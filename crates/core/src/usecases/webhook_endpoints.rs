@@ -195,10 +195,12 @@ pub async fn list(
 ) -> Result<EndpointPage, AppError> {
     // Bound to the caller: another caller's token fails its MAC.
     let scope = format!("webhook-endpoints|{}", owner.as_str());
-    let after = tokens.after(&scope, page_token)?;
-    let (endpoints, more) = store.list_endpoints(owner, after.as_deref(), limit).await?;
-    let last = endpoints.last().map(WebhookEndpoint::list_position);
-    let next_page_token = tokens.next(&scope, more, last);
+    let read = |after: Option<String>| async move {
+        Ok::<_, AppError>(store.list_endpoints(owner, after.as_deref(), limit).await?)
+    };
+    let (endpoints, next_page_token) = tokens
+        .page(&scope, page_token, read, WebhookEndpoint::list_position)
+        .await?;
     Ok(EndpointPage {
         webhook_endpoints: endpoints.iter().map(WebhookEndpoint::view).collect(),
         next_page_token,
