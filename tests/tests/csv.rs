@@ -162,15 +162,17 @@ async fn a_broken_csv_is_refused_with_a_code_and_the_line_to_look_at() {
 }
 
 /// A CSV GET: the body and the `Link` header's next URL, if any.
+/// A CSV page: from a `….csv` resource as it is, else asked for with `Accept: text/csv` (the
+/// way callers did before the `.csv` resources).
 async fn get_csv(app: &TestApp, path: &str) -> (u16, String, Option<String>) {
-    let res = app
+    let mut request = app
         .http
         .get(format!("{}{path}", app.base))
-        .bearer_auth(ALICE)
-        .header("accept", "text/csv")
-        .send()
-        .await
-        .expect("GET");
+        .bearer_auth(ALICE);
+    if !path.split('?').next().unwrap_or("").ends_with(".csv") {
+        request = request.header("accept", "text/csv");
+    }
+    let res = request.send().await.expect("GET");
     let status = res.status().as_u16();
     assert_eq!(
         res.headers()
@@ -210,9 +212,12 @@ async fn the_csv_error_report_is_fixed_and_posted_back() {
     assert_eq!(task["status"], "completed_with_errors", "{task}");
 
     // When the operator downloads the errors as CSV
-    let (status, report, next) = get_csv(&app, &format!("{}/{id}/errors", path())).await;
+    let (status, report, next) = get_csv(&app, &format!("{}/{id}/errors.csv", path())).await;
     assert_eq!(status, 200);
     assert_eq!(next, None);
+    // (the same file as `Accept: text/csv` on the JSON resource gives)
+    let negotiated = get_csv(&app, &format!("{}/{id}/errors", path())).await;
+    assert_eq!(negotiated, (200, report.clone(), None));
     let lines: Vec<&str> = report.trim_end().split("\r\n").collect();
     assert_eq!(
         lines,
@@ -256,7 +261,7 @@ async fn csv_results_page_through_link_headers() {
     app.wait_final(ALICE, &id).await;
 
     // Pages of two rows, each a whole CSV with its header, linked until the last
-    let mut next = Some(format!("{}/{id}/result?limit=2", path()));
+    let mut next = Some(format!("{}/{id}/result.csv?limit=2", path()));
     let mut pages = vec![];
     while let Some(url) = next {
         let (status, body, link) = get_csv(&app, &url).await;

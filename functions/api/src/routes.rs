@@ -25,6 +25,8 @@ pub fn table(app: Arc<Services>) -> Router {
         .route("/tasks/{task_type}/{task_id}", get(tasks::get).delete(task_items::cancel))
         .route("/tasks/{task_type}/{task_id}/errors", get(task_items::errors))
         .route("/tasks/{task_type}/{task_id}/result", get(task_items::result))
+        .route("/tasks/{task_type}/{task_id}/errors.csv", get(task_items::errors_csv))
+        .route("/tasks/{task_type}/{task_id}/result.csv", get(task_items::result_csv))
         .route("/tasks/{task_type}/{task_id}/retry", post(task_items::retry))
         .route("/webhook-endpoints", post(hooks::create).get(hooks::list))
         .route("/webhook-endpoints/{endpoint_id}", get(hooks::get).delete(hooks::delete))

@@ -88,6 +88,16 @@ async fn each_path_reaches_its_handler_or_the_right_refusal() {
             "task_not_found",
         ),
         (
+            "GET",
+            format!("/tasks/beneficiaries-import/{ID}/errors.csv"),
+            "task_not_found",
+        ),
+        (
+            "GET",
+            format!("/tasks/beneficiaries-import/{ID}/result.csv"),
+            "task_not_found",
+        ),
+        (
             "POST",
             format!("/tasks/beneficiaries-import/{ID}/retry"),
             "task_not_found",

@@ -52,12 +52,26 @@ enum Outcomes {
     Result,
 }
 
+/// `GET …/errors`: JSON, or CSV for a client that asks for it in `Accept` (as before the
+/// `.csv` resources existed).
 pub async fn errors(app: App, read: OutcomeRead) -> Result<Answer, ApiError> {
-    outcomes(app, read, Outcomes::Errors).await
+    let csv = wants_csv(&read.headers);
+    outcomes(app, read, Outcomes::Errors, csv).await
 }
 
 pub async fn result(app: App, read: OutcomeRead) -> Result<Answer, ApiError> {
-    outcomes(app, read, Outcomes::Result).await
+    let csv = wants_csv(&read.headers);
+    outcomes(app, read, Outcomes::Result, csv).await
+}
+
+/// `GET …/errors.csv`: always the CSV error report, one media type for one operation, so a
+/// client generated from the contract gets a file here and a model at `…/errors`.
+pub async fn errors_csv(app: App, read: OutcomeRead) -> Result<Answer, ApiError> {
+    outcomes(app, read, Outcomes::Errors, true).await
+}
+
+pub async fn result_csv(app: App, read: OutcomeRead) -> Result<Answer, ApiError> {
+    outcomes(app, read, Outcomes::Result, true).await
 }
 
 /// What a read of outcomes takes from its request.
@@ -86,13 +100,18 @@ impl<S: Send + Sync> FromRequestParts<S> for OutcomeRead {
     }
 }
 
-async fn outcomes(State(app): App, read: OutcomeRead, what: Outcomes) -> Result<Answer, ApiError> {
+async fn outcomes(
+    State(app): App,
+    read: OutcomeRead,
+    what: Outcomes,
+    csv: bool,
+) -> Result<Answer, ApiError> {
     let OutcomeRead {
         owner,
         task,
         params,
-        headers,
         uri,
+        ..
     } = read;
     let query = read_task::OutcomeQuery {
         owner: &owner,
@@ -102,7 +121,7 @@ async fn outcomes(State(app): App, read: OutcomeRead, what: Outcomes) -> Result<
         limit: read_task::parse_limit(params.first("limit"), read_task::ITEM_PAGE)?,
     };
     let (store, tokens, now) = (app.store.as_ref(), &app.tokens, OffsetDateTime::now_utc());
-    if !wants_csv(&headers) {
+    if !csv {
         return Ok(match what {
             Outcomes::Errors => {
                 Answer::ok(&read_task::errors_page(store, tokens, &query, now).await?)
