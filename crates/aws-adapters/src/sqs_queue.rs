@@ -96,6 +96,28 @@ impl WorkQueue for SqsWorkQueue {
             .await?;
         Ok(())
     }
+
+    /// The message again in its own group, under a fresh deduplication id: the copy must not
+    /// be taken for a resend of the original within SQS's five-minute window.
+    #[tracing::instrument(skip_all)]
+    async fn requeue(&self, message: &WorkMessage) -> Result<(), QueueError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let fresh = format!("{}:held:{nanos}", message.deduplication_id());
+        let one = numbered(std::slice::from_ref(message));
+        let refused = send_batch(&self.client, &self.queue_url, &one, |m, entry| {
+            Ok(entry
+                .message_group_id(m.group_id())
+                .message_deduplication_id(fresh.clone())
+                .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?))
+        })
+        .await?;
+        if !refused.is_empty() {
+            return Err(QueueError::new(Refused(refused.len())));
+        }
+        Ok(())
+    }
 }
 
 /// The `AWSTraceHeader` system attribute: how AWS documents carrying a trace from a sender

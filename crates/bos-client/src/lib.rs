@@ -12,6 +12,9 @@
 //!   are decoded strictly and checked against what was sent, and a validation succeeds only on
 //!   an explicit `{"valid": true}`. Whatever fails those checks is `BadResponse`
 //!   (`upstream_error`), never a success.
+//! - A [`CallGate`] (the consumer's breaker, `tasks_core::breaker`) hears how every attempt
+//!   went and is asked before every retry, so an outage stops the retries of calls already
+//!   under way, and a `Retry-After` reaches every consumer.
 //! - Every attempt carries the current trace ([`tasks_core::trace`]) as W3C `traceparent` and
 //!   `X-Amzn-Trace-Id`, each attempt a span of its own.
 
@@ -19,8 +22,11 @@ use async_trait::async_trait;
 use backon::{ExponentialBuilder, Retryable};
 use rand::Rng;
 use serde::Deserialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tasks_core::beneficiary::{Beneficiary, CreatedBeneficiary};
+use tasks_core::breaker::{AlwaysOpen, CallGate, Health};
 use tasks_core::ports::BeneficiaryBackend;
 use tasks_core::trace;
 use tasks_core::upstream::{BackendError, Rejection, RejectionKind, UpstreamCause};
@@ -56,6 +62,8 @@ pub enum BosFault {
     ValidFalse,
     #[error("validation answer is not a verdict")]
     NotAVerdict(#[source] serde_json::Error),
+    #[error("retry held: the breaker in front of BOS is open")]
+    Held,
 }
 
 impl BosFault {
@@ -144,6 +152,7 @@ pub struct BosClient {
     create_url: String,
     validate_url: String,
     config: BosConfig,
+    gate: Arc<dyn CallGate>,
 }
 
 /// The two calls BOS offers, which share time-outs, classification and retries.
@@ -203,7 +212,14 @@ impl BosClient {
             create_url: format!("{base}/v1/beneficiaries"),
             validate_url: format!("{base}/v1/beneficiaries/validate"),
             config,
+            gate: Arc::new(AlwaysOpen),
         })
+    }
+
+    /// Reports every attempt to `gate` and asks it before every retry.
+    pub fn with_gate(mut self, gate: Arc<dyn CallGate>) -> Self {
+        self.gate = gate;
+        self
     }
 
     /// One HTTP attempt; `Ok` holds the success body (at most [`MAX_ANSWER_BYTES`]).
@@ -315,9 +331,24 @@ impl BosClient {
             .with_min_delay(self.config.min_backoff)
             .with_max_delay(self.config.max_backoff)
             .with_max_times(self.config.max_attempts.saturating_sub(1));
-        (|| self.attempt(call, beneficiary, idempotency_key, deadline))
+        let tries = AtomicUsize::new(0);
+        let attempt = || async {
+            // The first attempt was admitted by the caller; a retry asks again, since the
+            // breaker may have opened while this call waited.
+            if tries.fetch_add(1, Ordering::Relaxed) > 0 && !self.gate.admit() {
+                return Err(AttemptError::Stop(BosFault::Held.unavailable()));
+            }
+            let answer = self
+                .attempt(call, beneficiary, idempotency_key, deadline)
+                .await;
+            if let Some(health) = health_of(&answer) {
+                self.gate.observe(health);
+            }
+            answer
+        };
+        attempt
             .retry(backoff)
-            .when(|e| matches!(e, AttemptError::Retry { .. }))
+            .when(|e| matches!(e, AttemptError::Retry { .. }) && self.gate.admit())
             .adjust(|e, planned| {
                 let planned = planned?;
                 let jittered = planned.mul_f64(rand::rng().random_range(0.0..=1.0));
@@ -335,6 +366,23 @@ impl BosClient {
             })
             .await
             .map_err(AttemptError::into_backend)
+    }
+}
+
+/// What an attempt said about BOS's health; `None` for one that never reached BOS.
+fn health_of(answer: &Result<Vec<u8>, AttemptError>) -> Option<Health> {
+    match answer {
+        Ok(_) => Some(Health::Answered),
+        Err(AttemptError::Retry { retry_after, .. }) => Some(Health::Failing {
+            retry_after: *retry_after,
+        }),
+        Err(AttemptError::Stop(BackendError::Unavailable(_))) => {
+            Some(Health::Failing { retry_after: None })
+        }
+        // No time was left to ask.
+        Err(AttemptError::Stop(BackendError::Timeout)) => None,
+        // A rejection, or an answer we distrust: BOS is there.
+        Err(AttemptError::Stop(_)) => Some(Health::Answered),
     }
 }
 

@@ -64,7 +64,7 @@ pub fn result(task_type: TaskType, outcomes: &[ItemOutcome]) -> String {
         let (output, error) = match &o.result {
             OutcomeResult::Succeeded { output } => (Some(output), None),
             OutcomeResult::Failed { error } => (None, Some(error)),
-            OutcomeResult::Cancelled => (None, None),
+            OutcomeResult::Cancelled | OutcomeResult::NotAttempted => (None, None),
         };
         cells.extend(columns.iter().map(|(_, object, field)| {
             output

@@ -2,6 +2,7 @@
 //! a memory store together with its chunk messages, and one delivery of a chunk.
 
 use crate::beneficiary::Beneficiary;
+use crate::breaker::Breaker;
 use crate::chunk::{split, ChunkMessage};
 use crate::config::Settings;
 use crate::identity::Owner;
@@ -9,6 +10,7 @@ use crate::memory::MemoryStore;
 use crate::ports::{BeneficiaryBackend, TaskStore};
 use crate::task::{Task, TaskType};
 use crate::usecases::process_chunk::{process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun};
+use crate::usecases::upstream_wait::Upstream;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use time::OffsetDateTime;
@@ -57,7 +59,7 @@ pub fn later() -> Instant {
 
 /// One normal delivery of `msg` with a BOS limit of its own (`settings.bos_concurrency`).
 pub async fn process(
-    store: &dyn TaskStore,
+    store: &MemoryStore,
     backend: &dyn BeneficiaryBackend,
     settings: &Settings,
     msg: &ChunkMessage,
@@ -66,14 +68,29 @@ pub async fn process(
     deliver(store, backend, settings, msg, deadline, Attempts::Retryable).await
 }
 
-/// One delivery of `msg`, normal or settling.
+/// One delivery of `msg`, normal or settling, in a consumer process of its own (a breaker
+/// view nobody else shares).
 pub async fn deliver(
-    store: &dyn TaskStore,
+    store: &MemoryStore,
     backend: &dyn BeneficiaryBackend,
     settings: &Settings,
     msg: &ChunkMessage,
     deadline: Instant,
     attempts: Attempts,
+) -> Result<ChunkReport, ChunkError> {
+    let breaker = Breaker::default();
+    deliver_in(store, backend, settings, msg, deadline, attempts, &breaker).await
+}
+
+/// One delivery of `msg` in a consumer process whose view of the breaker is `breaker`.
+pub async fn deliver_in(
+    store: &MemoryStore,
+    backend: &dyn BeneficiaryBackend,
+    settings: &Settings,
+    msg: &ChunkMessage,
+    deadline: Instant,
+    attempts: Attempts,
+    breaker: &Breaker,
 ) -> Result<ChunkReport, ChunkError> {
     let bos_limit = Semaphore::new(settings.bos_concurrency);
     let run = ChunkRun {
@@ -82,6 +99,7 @@ pub async fn deliver(
         settings,
         bos_limit: &bos_limit,
         deadline,
+        upstream: Upstream { breaker, store },
     };
     process_chunk(&run, msg, attempts).await
 }

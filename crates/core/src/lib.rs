@@ -12,6 +12,7 @@
 //! -p …`) does not have it, which `scripts/test` checks.
 
 pub mod beneficiary;
+pub mod breaker;
 pub mod chunk;
 pub mod config;
 pub mod csv_input;
@@ -37,6 +38,7 @@ pub mod task;
 pub mod task_types;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_ibans;
+pub mod tolerance;
 pub mod trace;
 pub mod upstream;
 pub mod usecases;

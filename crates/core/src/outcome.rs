@@ -36,6 +36,8 @@ pub enum OutcomeResult {
     },
     /// The task was cancelled before this item started.
     Cancelled,
+    /// The task passed its tolerated failures before this item started: BOS was not asked.
+    NotAttempted,
 }
 
 impl OutcomeResult {
@@ -48,6 +50,7 @@ impl OutcomeResult {
             Self::Succeeded { .. } => "succeeded",
             Self::Failed { .. } => "failed",
             Self::Cancelled => "cancelled",
+            Self::NotAttempted => "not_attempted",
         }
     }
 }
@@ -58,11 +61,12 @@ pub struct Tally {
     pub succeeded: u32,
     pub failed: u32,
     pub cancelled: u32,
+    pub not_attempted: u32,
 }
 
 impl Tally {
     pub fn total(&self) -> usize {
-        (self.succeeded + self.failed + self.cancelled) as usize
+        (self.succeeded + self.failed + self.cancelled + self.not_attempted) as usize
     }
 
     pub fn of(outcomes: &[ItemOutcome]) -> Self {
@@ -72,6 +76,7 @@ impl Tally {
                 OutcomeResult::Succeeded { .. } => t.succeeded += 1,
                 OutcomeResult::Failed { .. } => t.failed += 1,
                 OutcomeResult::Cancelled => t.cancelled += 1,
+                OutcomeResult::NotAttempted => t.not_attempted += 1,
             }
         }
         t

@@ -3,6 +3,7 @@
 //! unit tests. Each error says whether trying again can help.
 
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
+use crate::breaker::BreakerRecord;
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::identity::Owner;
 use crate::live_progress::ConnectionId;
@@ -23,6 +24,8 @@ use time::OffsetDateTime;
 pub enum OutcomeFilter {
     All,
     FailedOnly,
+    /// Failed and not-attempted items: what `?include=all_failed` retries.
+    FailedOrNotAttempted,
 }
 
 /// What a failed store or queue call carries for the logs: the SDK's error, or a sentence.
@@ -124,6 +127,15 @@ pub trait TaskStore: Send + Sync {
     /// Undoes [`TaskStore::mark_retried`] for `by` (its task could not be created).
     async fn unmark_retried(&self, id: TaskId, by: TaskId) -> Result<(), StoreError>;
 
+    /// Says whether a chunk of the task waits on the breaker in front of BOS: sets
+    /// `waiting_since` (keeping an earlier one) or clears it. A task that no longer exists is
+    /// left alone.
+    async fn set_waiting(
+        &self,
+        id: TaskId,
+        since: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError>;
+
     /// Marks the task for cancellation if it is not final yet.
     async fn request_cancel(
         &self,
@@ -213,6 +225,22 @@ pub trait WorkQueue: Send + Sync {
     /// Sends every message or fails; a retried send of the same message is deduplicated by
     /// SQS (within its five-minute window).
     async fn enqueue(&self, messages: &[WorkMessage]) -> Result<(), QueueError>;
+
+    /// Sends `message` again as a *new* message (a fresh deduplication id), for one that
+    /// waited on the breaker until its invocation ran out: the copy starts with a fresh
+    /// receive count, so waiting spends nothing of the retry budget (`maxReceiveCount`).
+    async fn requeue(&self, message: &WorkMessage) -> Result<(), QueueError>;
+}
+
+/// Where the breaker in front of BOS keeps its shared state ([`crate::breaker`]).
+#[async_trait]
+pub trait BreakerStore: Send + Sync {
+    /// Strongly consistent read; a breaker never written is closed (the default record).
+    async fn read_breaker(&self) -> Result<BreakerRecord, StoreError>;
+
+    /// Writes `next` if the stored record is still at version `seen` (0: none stored); false
+    /// if another writer came first.
+    async fn write_breaker(&self, seen: u64, next: &BreakerRecord) -> Result<bool, StoreError>;
 }
 
 /// One caller's place in the scheduler: a sequence of chunks (every chunk the caller ever

@@ -2,6 +2,7 @@
 //! clients read.
 
 use crate::identity::Owner;
+use crate::tolerance::Tolerance;
 use crate::trace::Trace;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -136,6 +137,10 @@ pub struct Task {
     pub succeeded: u32,
     pub failed: u32,
     pub cancelled: u32,
+    /// Items never sent to BOS because the task passed its [`Tolerance`].
+    pub not_attempted: u32,
+    /// How many failed items the task tolerates before it stops.
+    pub tolerance: Tolerance,
     pub created_at: OffsetDateTime,
     pub started_at: Option<OffsetDateTime>,
     pub updated_at: OffsetDateTime,
@@ -144,6 +149,9 @@ pub struct Task {
     pub expires_at: Option<OffsetDateTime>,
     /// Set by `DELETE`: items not yet started end `cancelled`.
     pub cancel_requested_at: Option<OffsetDateTime>,
+    /// Set while a chunk of the task is held because BOS's breaker is open
+    /// (`usecases::upstream_wait`), cleared when work resumes.
+    pub waiting_since: Option<OffsetDateTime>,
     /// The trace of the request that created the task, kept so that an operator can go from
     /// a task id to its trace. Internal: the task JSON does not show it.
     pub trace: Option<Trace>,
@@ -164,12 +172,15 @@ impl Task {
             succeeded: 0,
             failed: 0,
             cancelled: 0,
+            not_attempted: 0,
+            tolerance: Tolerance::default(),
             created_at: now,
             started_at: None,
             updated_at: now,
             finished_at: None,
             expires_at: None,
             cancel_requested_at: None,
+            waiting_since: None,
             trace: None,
             retry_of: None,
             retried_by: None,
@@ -177,7 +188,18 @@ impl Task {
     }
 
     pub fn processed(&self) -> u32 {
-        self.succeeded + self.failed + self.cancelled
+        self.succeeded + self.failed + self.cancelled + self.not_attempted
+    }
+
+    /// Whether the task's failed items passed its tolerance: no further item is sent to BOS.
+    pub fn is_stopping(&self) -> bool {
+        self.tolerance.exceeded(self.failed, self.total)
+    }
+
+    /// Why a `failed` task failed.
+    pub fn failure_reason(&self) -> Option<FailureReason> {
+        (self.status == TaskStatus::Failed && self.is_stopping())
+            .then_some(FailureReason::ToleratedFailuresExceeded)
     }
 
     /// The final state this task should move to, once every item has an outcome.
@@ -185,7 +207,9 @@ impl Task {
         if self.status.is_final() || self.processed() < self.total {
             return None;
         }
-        Some(if self.cancelled > 0 {
+        Some(if self.is_stopping() {
+            TaskStatus::Failed
+        } else if self.cancelled > 0 {
             TaskStatus::Cancelled
         } else if self.failed == 0 {
             TaskStatus::Completed
@@ -219,8 +243,13 @@ impl Task {
                 succeeded: self.succeeded,
                 failed: self.failed,
                 cancelled: self.cancelled,
+                not_attempted: self.not_attempted,
                 percent,
+                waiting_for_upstream: self.waiting_since.is_some() && !self.status.is_final(),
             },
+            failure_reason: self.failure_reason(),
+            tolerated_failure_percent: self.tolerance.percent,
+            tolerated_failure_count: self.tolerance.count,
             cancel_requested_at: self.cancel_requested_at,
             retry_of: self.retry_of,
             retried_by: self.retried_by,
@@ -246,6 +275,14 @@ pub struct TaskView {
     pub task_type: TaskType,
     pub status: TaskStatus,
     pub progress: Progress,
+    /// Why the task is `failed`; null otherwise.
+    #[serde(default)]
+    pub failure_reason: Option<FailureReason>,
+    /// The limits the task was created with (null: none).
+    #[serde(default)]
+    pub tolerated_failure_percent: Option<f64>,
+    #[serde(default)]
+    pub tolerated_failure_count: Option<u32>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancel_requested_at: Option<OffsetDateTime>,
     /// The task this one retries the failed items of, if it is a retry.
@@ -270,7 +307,22 @@ pub struct Progress {
     pub succeeded: u32,
     pub failed: u32,
     pub cancelled: u32,
+    /// Items not sent to BOS because the task passed its tolerated failures.
+    #[serde(default)]
+    pub not_attempted: u32,
     pub percent: u32,
+    /// True while BOS is failing and the task's work waits for it to recover (the breaker in
+    /// front of BOS is open): nothing fails meanwhile, it only waits.
+    #[serde(default)]
+    pub waiting_for_upstream: bool,
+}
+
+/// Why a task ended `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// More items failed than the task's `tolerated_failure_percent` or `_count` allow.
+    ToleratedFailuresExceeded,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -374,6 +426,40 @@ mod tests {
         }
         assert_eq!(TaskType::from_slug("nope"), None);
         assert!(serde_json::from_str::<TaskType>("\"nope\"").is_err());
+    }
+
+    #[test]
+    fn passing_the_tolerance_fails_the_task_with_its_reason() {
+        let mut t = import_of(10);
+        t.status = Running;
+        t.tolerance = Tolerance {
+            percent: Some(10.0),
+            count: None,
+        };
+        t.failed = 1;
+        assert!(!t.is_stopping(), "1 of 10 is 10 %, not past it");
+        t.failed = 2;
+        assert!(t.is_stopping());
+        assert_eq!(t.completion_status(), None, "items are still open");
+        t.succeeded = 3;
+        t.not_attempted = 5;
+        assert_eq!(t.completion_status(), Some(Failed));
+        t.status = Failed;
+        let v = serde_json::to_value(t.view()).unwrap();
+        assert_eq!(v["failure_reason"], "tolerated_failures_exceeded");
+        assert_eq!(v["progress"]["not_attempted"], 5);
+        assert_eq!(v["progress"]["processed"], 10);
+        assert_eq!(v["tolerated_failure_percent"], 10.0);
+    }
+
+    #[test]
+    fn waiting_shows_only_while_the_task_is_open() {
+        let mut t = import_of(10);
+        t.status = Running;
+        t.waiting_since = Some(OffsetDateTime::UNIX_EPOCH);
+        assert!(t.view().progress.waiting_for_upstream);
+        t.status = Completed;
+        assert!(!t.view().progress.waiting_for_upstream);
     }
 
     #[test]

@@ -8,12 +8,14 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tasks_core::breaker::Breaker;
 use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
-use tasks_core::ports::{BeneficiaryBackend, LaneStore, TaskStore, WorkQueue};
+use tasks_core::ports::{BeneficiaryBackend, BreakerStore, LaneStore, TaskStore, WorkQueue};
 use tasks_core::trace;
 use tasks_core::usecases::consume::{consume, Ports};
 use tasks_core::usecases::process_chunk::ChunkError;
+use tasks_core::usecases::upstream_wait::Upstream;
 use tokio::sync::Semaphore;
 
 pub struct Consumer {
@@ -21,6 +23,11 @@ pub struct Consumer {
     pub lanes: Arc<dyn LaneStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub backend: Arc<dyn BeneficiaryBackend>,
+    /// Where the breaker in front of BOS keeps its shared state.
+    pub breakers: Arc<dyn BreakerStore>,
+    /// This process's view of the breaker, which `backend` reports to: one per process, so
+    /// every invocation it serves shares what the others saw.
+    pub breaker: Arc<Breaker>,
     pub settings: Settings,
 }
 
@@ -48,6 +55,10 @@ impl Consumer {
             lanes: self.lanes.as_ref(),
             queue: self.queue.as_ref(),
             backend: self.backend.as_ref(),
+            upstream: Upstream {
+                breaker: self.breaker.as_ref(),
+                store: self.breakers.as_ref(),
+            },
         };
         let run = |message: WorkMessage, redelivered| async move {
             let report = consume(

@@ -44,6 +44,8 @@ async fn sample_chunk_is_processed_once_even_when_redelivered() {
     let backend = Arc::new(MemoryBackend::default());
     backend.reject_iban("GB33BUKB20201555555555");
     let consumer = Consumer {
+        breakers: store.clone(),
+        breaker: Default::default(),
         store: store.clone(),
         lanes: Arc::new(MemoryLanes::default()),
         queue: Arc::new(MemoryQueue::default()),
@@ -71,6 +73,8 @@ async fn undecodable_messages_are_reported_failed() {
     let mut event = sample();
     event.records[0].body = Some("{not json".into());
     let consumer = Consumer {
+        breakers: Arc::new(MemoryStore::default()),
+        breaker: Default::default(),
         store: Arc::new(MemoryStore::default()),
         lanes: Arc::new(MemoryLanes::default()),
         queue: Arc::new(MemoryQueue::default()),

@@ -30,6 +30,9 @@ pub struct Knobs {
     pub hang_ms: u64,
     /// IBANs whose calls always fail with 503.
     pub failing_ibans: Vec<String>,
+    /// Calls refused as a business rejection (422 `beneficiary_refused`), nothing created: a
+    /// file BOS refuses row by row.
+    pub refuse_rate: f64,
     /// Misbehaviour an upstream can show, for the client's distrust to be tested against.
     pub misbehave: Misbehaviour,
 }
@@ -89,6 +92,17 @@ pub(crate) async fn before_work(sim: &Simulator, body: &Value) -> Result<Knobs, 
                 .insert("retry-after", HeaderValue::from(knobs.retry_after_secs));
         }
         return Err(res);
+    }
+    if roll(knobs.refuse_rate) {
+        sim.lock().stats.rejections += 1;
+        return Err(answer(
+            422,
+            error(
+                "beneficiary_refused",
+                "The back office refused this beneficiary.",
+                None,
+            ),
+        ));
     }
     Ok(knobs)
 }

@@ -62,6 +62,9 @@ pub struct Stats {
 /// trace headers and idempotency key, never its body.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct SeenCall {
+    /// When the call arrived, in Unix milliseconds.
+    #[serde(default)]
+    pub at_ms: u64,
     pub path: String,
     pub idempotency_key: Option<String>,
     pub traceparent: Option<String>,
@@ -167,6 +170,9 @@ async fn count_in_flight(
                 .map(str::to_owned)
         };
         SeenCall {
+            at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
             path: request.uri().path().to_owned(),
             idempotency_key: header("idempotency-key"),
             traceparent: header("traceparent"),

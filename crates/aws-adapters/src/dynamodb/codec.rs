@@ -4,7 +4,7 @@
 //! | item            | pk              | sk            | also                                    |
 //! |-----------------|-----------------|---------------|-----------------------------------------|
 //! | task            | `TASK#{id}`     | `TASK`        | `gsi1pk = OWNER#{sha256(owner)}#TYPE#{type}`, `gsi1sk = {created_at ns, 20 digits}#{id}` (listing, newest first) |
-//! | item outcome    | `TASK#{id}`     | `ITEM#000042` | `idx`, `outcome` (succeeded/failed/cancelled), `body` (JSON) |
+//! | item outcome    | `TASK#{id}`     | `ITEM#000042` | `idx`, `outcome` (succeeded/failed/cancelled/not_attempted), `body` (JSON) |
 //! | idempotency key | `IDEMP#{scope}` | `IDEMP`       | `fingerprint`, `locked_at_ms`, `response` (JSON, once answered) |
 //!
 //! The scheduler's items share the `TASK#{id}` partition; their keys are in `lanes`.
@@ -16,6 +16,7 @@ use tasks_core::identity::Owner;
 use tasks_core::outcome::ItemOutcome;
 use tasks_core::ports::StoreError;
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use tasks_core::tolerance::Tolerance;
 use tasks_core::trace::Trace;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -91,6 +92,16 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     item.insert("succeeded".into(), n(task.succeeded));
     item.insert("failed".into(), n(task.failed));
     item.insert("cancelled".into(), n(task.cancelled));
+    item.insert("not_attempted".into(), n(task.not_attempted));
+    if let Some(p) = task.tolerance.percent {
+        item.insert("tolerated_failure_percent".into(), n(p));
+    }
+    if let Some(c) = task.tolerance.count {
+        item.insert("tolerated_failure_count".into(), n(c));
+    }
+    if let Some(t) = task.waiting_since {
+        item.insert("waiting_since".into(), s(rfc3339(t)));
+    }
     item.insert("created_at".into(), s(rfc3339(task.created_at)));
     item.insert("updated_at".into(), s(rfc3339(task.updated_at)));
     if let Some(t) = task.started_at {
@@ -151,7 +162,17 @@ pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
         failed: num("failed")?,
         // Absent on records written before cancellation existed.
         cancelled: num("cancelled").unwrap_or(0),
+        // Absent on records written before tolerated failures existed.
+        not_attempted: num("not_attempted").unwrap_or(0),
+        tolerance: Tolerance {
+            percent: item
+                .get("tolerated_failure_percent")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse().ok()),
+            count: num("tolerated_failure_count").ok(),
+        },
         cancel_requested_at: date("cancel_requested_at")?,
+        waiting_since: date("waiting_since")?,
         created_at: date("created_at")?.ok_or_else(|| corrupt("created_at"))?,
         started_at: date("started_at")?,
         updated_at: date("updated_at")?.ok_or_else(|| corrupt("updated_at"))?,

@@ -11,6 +11,7 @@
 //! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
 //! common words (`status`).
 
+mod breaker_store;
 mod codec;
 mod connection_store;
 mod delivery_store;

@@ -192,17 +192,20 @@ impl TaskStore for DynamoTaskStore {
             .table_name(&self.table.name)
             .set_key(Some(task_key(id)))
             .update_expression(
-                "ADD #succeeded :s, #failed :f, #cancelled :c SET #updated_at = :now",
+                "ADD #succeeded :s, #failed :f, #cancelled :c, #not_attempted :na \
+                 SET #updated_at = :now",
             )
             .condition_expression("attribute_exists(#pk)")
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#succeeded", "succeeded")
             .expression_attribute_names("#failed", "failed")
             .expression_attribute_names("#cancelled", "cancelled")
+            .expression_attribute_names("#not_attempted", "not_attempted")
             .expression_attribute_names("#updated_at", "updated_at")
             .expression_attribute_values(":s", n(tally.succeeded))
             .expression_attribute_values(":f", n(tally.failed))
             .expression_attribute_values(":c", n(tally.cancelled))
+            .expression_attribute_values(":na", n(tally.not_attempted))
             .expression_attribute_values(":now", s(rfc3339(now)))
             .build()
             .map_err(build_error)?;
@@ -247,6 +250,29 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_names("#retried_by", "retried_by")
             .expression_attribute_values(":by", s(by.to_string()));
         // `false`: someone else's mark, or none; nothing of ours to undo.
+        self.table.update_if(update).await.map(|_| ())
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, waiting = since.is_some()))]
+    async fn set_waiting(
+        &self,
+        id: TaskId,
+        since: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let update = self
+            .client()
+            .update_item()
+            .set_key(Some(task_key(id)))
+            .condition_expression("attribute_exists(#pk)")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#ws", "waiting_since");
+        let update = match since {
+            Some(at) => update
+                .update_expression("SET #ws = if_not_exists(#ws, :at)")
+                .expression_attribute_values(":at", s(rfc3339(at))),
+            None => update.update_expression("REMOVE #ws"),
+        };
+        // `false`: the task is gone (expired, or removed); nobody waits on it.
         self.table.update_if(update).await.map(|_| ())
     }
 
@@ -332,11 +358,21 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_values(":from", s(codec::item_sk(after.map_or(0, |a| a + 1))))
             .expression_attribute_values(":to", s(codec::LAST_ITEM_SK))
             .consistent_read(true);
-        if filter == OutcomeFilter::FailedOnly {
-            q = q
-                .filter_expression("#outcome = :failed")
-                .expression_attribute_names("#outcome", "outcome")
-                .expression_attribute_values(":failed", s("failed"));
+        match filter {
+            OutcomeFilter::All => {}
+            OutcomeFilter::FailedOnly => {
+                q = q
+                    .filter_expression("#outcome = :failed")
+                    .expression_attribute_names("#outcome", "outcome")
+                    .expression_attribute_values(":failed", s("failed"));
+            }
+            OutcomeFilter::FailedOrNotAttempted => {
+                q = q
+                    .filter_expression("#outcome IN (:failed, :not_attempted)")
+                    .expression_attribute_names("#outcome", "outcome")
+                    .expression_attribute_values(":failed", s("failed"))
+                    .expression_attribute_values(":not_attempted", s("not_attempted"));
+            }
         }
         self.table.query_pages(q, limit, outcome_from_item).await
     }

@@ -3,6 +3,7 @@
 use super::lock;
 use crate::beneficiary::Beneficiary;
 use crate::beneficiary::CreatedBeneficiary;
+use crate::breaker::{CallGate, Health};
 use crate::ports::*;
 use crate::upstream::BackendError;
 use crate::upstream::Rejection;
@@ -28,6 +29,8 @@ pub struct MemoryBackend {
     calls: AtomicUsize,
     /// The trace id each call ran in (`None`: no trace), in call order.
     trace_ids: Mutex<Vec<Option<String>>>,
+    /// Told of every answer, as the BOS client tells the breaker.
+    gate: Mutex<Option<std::sync::Arc<dyn CallGate>>>,
 }
 
 impl MemoryBackend {
@@ -55,10 +58,25 @@ impl MemoryBackend {
     pub fn set_unavailable(&self, v: bool) {
         self.unavailable.store(v, Ordering::SeqCst);
     }
+    /// Tells `gate` what each call's answer says about BOS's health.
+    pub fn set_gate(&self, gate: std::sync::Arc<dyn CallGate>) {
+        *lock(&self.gate) = Some(gate);
+    }
 }
 
 impl MemoryBackend {
     fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
+        let answer = self.answer(b);
+        if let Some(gate) = lock(&self.gate).as_ref() {
+            gate.observe(match &answer {
+                Err(e) if !e.is_permanent() => Health::Failing { retry_after: None },
+                _ => Health::Answered,
+            });
+        }
+        answer
+    }
+
+    fn answer(&self, b: &Beneficiary) -> Result<(), BackendError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         lock(&self.trace_ids).push(crate::trace::current().map(|t| t.trace_id()));
         if self.unavailable.load(Ordering::SeqCst) || lock(&self.flaky_ibans).contains(b.iban()) {

@@ -51,6 +51,27 @@ pub struct MemoryStore {
     /// Live progress connections: owner and watched tasks.
     pub(super) connections: Mutex<BTreeMap<ConnectionId, (Owner, BTreeSet<TaskId>)>>,
     pub(super) writes: AtomicUsize,
+    pub(super) breaker: Mutex<crate::breaker::BreakerRecord>,
+}
+
+#[async_trait::async_trait]
+impl BreakerStore for MemoryStore {
+    async fn read_breaker(&self) -> Result<crate::breaker::BreakerRecord, StoreError> {
+        Ok(lock(&self.breaker).clone())
+    }
+
+    async fn write_breaker(
+        &self,
+        seen: u64,
+        next: &crate::breaker::BreakerRecord,
+    ) -> Result<bool, StoreError> {
+        let mut stored = lock(&self.breaker);
+        if stored.version != seen {
+            return Ok(false);
+        }
+        *stored = next.clone();
+        Ok(true)
+    }
 }
 
 pub(super) struct IdempotencyEntry {

@@ -60,4 +60,14 @@ impl WorkQueue for MemoryQueue {
         }
         Ok(())
     }
+
+    async fn requeue(&self, message: &WorkMessage) -> Result<(), QueueError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(QueueError::new("memory queue is down"));
+        }
+        self.send_calls.fetch_add(1, Ordering::SeqCst);
+        lock(&self.queued).push_back(message.clone());
+        lock(&self.sent).push(message.clone());
+        Ok(())
+    }
 }

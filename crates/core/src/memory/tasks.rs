@@ -2,8 +2,8 @@
 
 use super::{lock, MemoryStore};
 use crate::identity::Owner;
-use crate::outcome::ItemOutcome;
 use crate::outcome::Tally;
+use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::ports::*;
 use crate::task::Task;
 use crate::task::TaskId;
@@ -89,11 +89,24 @@ impl TaskStore for MemoryStore {
         task.succeeded += tally.succeeded;
         task.failed += tally.failed;
         task.cancelled += tally.cancelled;
+        task.not_attempted += tally.not_attempted;
         for o in new {
             outcomes.insert((id, o.index), o.clone());
         }
         task.updated_at = now;
         Ok(Recorded::All)
+    }
+
+    async fn set_waiting(
+        &self,
+        id: TaskId,
+        since: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(task) = lock(&self.tasks).get_mut(&id) {
+            task.waiting_since = since.map(|s| task.waiting_since.unwrap_or(s));
+        }
+        Ok(())
     }
 
     async fn mark_retried(&self, id: TaskId, by: TaskId) -> Result<bool, StoreError> {
@@ -169,7 +182,14 @@ impl TaskStore for MemoryStore {
         let mut matching = outcomes
             .range((id, start)..=(id, u32::MAX))
             .map(|(_, o)| o)
-            .filter(|o| filter == OutcomeFilter::All || !o.result.is_success());
+            .filter(|o| match filter {
+                OutcomeFilter::All => true,
+                OutcomeFilter::FailedOnly => matches!(o.result, OutcomeResult::Failed { .. }),
+                OutcomeFilter::FailedOrNotAttempted => matches!(
+                    o.result,
+                    OutcomeResult::Failed { .. } | OutcomeResult::NotAttempted
+                ),
+            });
         let page: Vec<ItemOutcome> = matching.by_ref().take(limit).cloned().collect();
         let more = matching.next().is_some();
         Ok((page, more))

@@ -3,22 +3,32 @@
 //! worked on, and the hand-off's round trips cost the chunk no time). The message succeeds
 //! only if both did. A lane start carries no chunk of its own: it takes the caller's next one
 //! and works on it in place.
+//!
+//! While the breaker in front of BOS is open, a message waits *before* handing its lane on,
+//! so the caller's lanes pause where they are; if its invocation's time runs out first, it
+//! goes back to the queue as a new message (`usecases::upstream_wait`), its retry budget
+//! untouched.
 
 use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
 use crate::ports::{BeneficiaryBackend, LaneStore, TaskStore, Vehicle, WorkQueue};
-use crate::usecases::process_chunk::{process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun};
+use crate::task::TaskId;
+use crate::usecases::process_chunk::{
+    process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun, Deferred,
+};
 use crate::usecases::schedule::{hand_on, ScheduleError};
+use crate::usecases::upstream_wait::{Upstream, REFRESH_CLOSED};
 use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
-/// The adapters a consumer works with.
+/// The adapters a consumer works with, and its process's view of the breaker.
 pub struct Ports<'a> {
     pub store: &'a dyn TaskStore,
     pub lanes: &'a dyn LaneStore,
     pub queue: &'a dyn WorkQueue,
     pub backend: &'a dyn BeneficiaryBackend,
+    pub upstream: Upstream<'a>,
 }
 
 /// When hand-off records and waiting chunks written now may expire: after their task, like
@@ -72,12 +82,20 @@ pub async fn consume(
         settings,
         bos_limit,
         deadline,
+        upstream: ports.upstream,
     };
+    let until = deadline
+        .checked_sub(settings.deadline_reserve)
+        .unwrap_or_else(Instant::now);
+    if !wait_for_upstream(ports, message, until).await? {
+        return requeue(ports, message).await;
+    }
     let taken;
     let chunk = match message {
         WorkMessage::Settle { settle, .. } => {
             // Its lane was handed on when it died; what is left is its items' outcomes.
-            return process_chunk(&run, settle, Attempts::Final).await;
+            let settled = process_chunk(&run, settle, Attempts::Final).await;
+            return held_back(ports, message, settled).await;
         }
         WorkMessage::Chunk(chunk) => chunk,
         WorkMessage::Start { start } => {
@@ -101,7 +119,60 @@ pub async fn consume(
     // Either failing sends the message back: the work skips what is final, and the hand-off
     // repeats what it recorded.
     handed_on?;
-    worked
+    held_back(ports, message, worked).await
+}
+
+/// The task a message is for: its chunk's, or the one its lane start was sent for.
+fn task_of(message: &WorkMessage) -> TaskId {
+    match message {
+        WorkMessage::Start { start } => start.task_id,
+        WorkMessage::Settle { settle: c, .. } | WorkMessage::Chunk(c) => c.task_id,
+    }
+}
+
+/// Holds the message while the breaker is open (saying so on its task), until work may start
+/// (`true`) or `until` (`false`).
+async fn wait_for_upstream(
+    ports: &Ports<'_>,
+    message: &WorkMessage,
+    until: Instant,
+) -> Result<bool, ChunkError> {
+    ports.upstream.sync(REFRESH_CLOSED).await?;
+    if !ports.upstream.breaker.is_open() {
+        return Ok(true);
+    }
+    let now = OffsetDateTime::now_utc();
+    ports.store.set_waiting(task_of(message), Some(now)).await?;
+    Ok(ports.upstream.open_wait(until).await?)
+}
+
+/// A message whose items the breaker held until its time ran out goes back as a new one;
+/// anything else is the work's own result.
+async fn held_back(
+    ports: &Ports<'_>,
+    message: &WorkMessage,
+    worked: Result<ChunkReport, ChunkError>,
+) -> Result<ChunkReport, ChunkError> {
+    match worked {
+        Err(ChunkError::Incomplete {
+            cause: Deferred::UpstreamDown,
+            ..
+        }) => requeue(ports, message).await,
+        other => other,
+    }
+}
+
+async fn requeue(ports: &Ports<'_>, message: &WorkMessage) -> Result<ChunkReport, ChunkError> {
+    ports
+        .queue
+        .requeue(message)
+        .await
+        .map_err(ScheduleError::from)?;
+    tracing::info!(task_id = %task_of(message), "message held by the bos breaker; sent again");
+    Ok(ChunkReport {
+        task_id: Some(task_of(message)),
+        ..ChunkReport::default()
+    })
 }
 
 #[cfg(test)]
@@ -149,11 +220,16 @@ mod tests {
         )
         .await
         .unwrap();
+        let breaker = crate::breaker::Breaker::default();
         let ports = Ports {
             store: &store,
             lanes: &lanes,
             queue: &queue,
             backend: &backend,
+            upstream: Upstream {
+                breaker: &breaker,
+                store: &store,
+            },
         };
         let limit = Semaphore::new(4);
 

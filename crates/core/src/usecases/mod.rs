@@ -16,4 +16,5 @@ pub mod record_outcomes;
 pub mod retry_task;
 pub mod schedule;
 pub mod submit_task;
+pub mod upstream_wait;
 pub mod webhook_endpoints;

@@ -12,6 +12,7 @@
 //! outcome. A replayed creation is a success; an upstream still failing is the item's error
 //! (`upstream_unavailable`, `upstream_timeout`, `upstream_error`), never a guess.
 
+use crate::breaker::CallGate;
 use crate::chunk::{ChunkItem, ChunkMessage};
 use crate::config::Settings;
 use crate::error::Chain;
@@ -23,8 +24,9 @@ use crate::task_types::run_item;
 use crate::trace;
 use crate::upstream::BackendError;
 use crate::usecases::record_outcomes::record_and_finish;
+use crate::usecases::upstream_wait::{Ready, Upstream};
 use futures::StreamExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
@@ -63,8 +65,10 @@ pub enum ChunkError {
 pub enum Deferred {
     #[error("no BOS call slot")]
     NoSlot,
-    #[error("not started: the back office keeps failing")]
-    UpstreamFailing,
+    /// Held by the breaker in front of BOS until the invocation's time ran out: the message
+    /// goes back as a new one (`consume`), spending nothing.
+    #[error("held: the back office is failing and its breaker is open")]
+    UpstreamDown,
     #[error("not started before the deadline")]
     Deadline,
     /// The back office's answer was not final for the item.
@@ -82,6 +86,49 @@ pub enum Attempts {
     Final,
 }
 
+/// Why a task's items that have not started will not start: what they end as instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unstarted {
+    /// The task passed its tolerated failures: `not_attempted`, BOS is not called.
+    Stopping,
+    /// The caller cancelled it: `cancelled`, BOS is not called.
+    Cancelled,
+}
+
+impl Unstarted {
+    fn of(task: &crate::task::Task) -> Option<Self> {
+        if task.is_stopping() {
+            Some(Self::Stopping)
+        } else if task.cancel_requested_at.is_some() {
+            Some(Self::Cancelled)
+        } else {
+            None
+        }
+    }
+
+    fn outcome(self, msg: &ChunkMessage, item: &ChunkItem) -> ItemOutcome {
+        let external_id = item.beneficiary.external_id().map(str::to_owned);
+        match self {
+            Self::Cancelled => ItemOutcome {
+                index: item.index,
+                external_id,
+                result: OutcomeResult::Cancelled,
+                input: None,
+                bos_key: None,
+            },
+            // Kept whole, with the key an earlier, crashed delivery may have sent, so that a
+            // retry (`?include=all_failed`) can send it and BOS replays rather than creates.
+            Self::Stopping => ItemOutcome {
+                index: item.index,
+                external_id,
+                result: OutcomeResult::NotAttempted,
+                input: Some(item.beneficiary.clone()),
+                bos_key: Some(msg.bos_key(item)),
+            },
+        }
+    }
+}
+
 /// What the chunks of one invocation share.
 pub struct ChunkRun<'a> {
     pub store: &'a dyn TaskStore,
@@ -92,11 +139,14 @@ pub struct ChunkRun<'a> {
     pub bos_limit: &'a Semaphore,
     /// The invocation's deadline; no BOS call starts within `settings.deadline_reserve` of it.
     pub deadline: Instant,
+    /// The breaker in front of BOS, shared with the backend's client.
+    pub upstream: Upstream<'a>,
 }
 
-/// Outcome of one item attempt, with the time its BOS call took (retries included).
+/// Outcome of one item attempt, with the time its BOS call took (retries included), if BOS
+/// was called.
 enum Attempt {
-    Done(Box<ItemOutcome>, f64),
+    Done(Box<ItemOutcome>, Option<f64>),
     /// Transient failure or no time left: the item stays pending.
     Pending(Deferred, Option<f64>),
 }
@@ -164,18 +214,8 @@ async fn process_in_trace(
         .collect();
     let skipped = msg.items.len() - pending.len();
 
-    if task.cancel_requested_at.is_some() {
-        // Cancelled before these items started: they end `cancelled`, BOS is not called.
-        let outcomes = pending
-            .iter()
-            .map(|i| ItemOutcome {
-                index: i.index,
-                external_id: i.beneficiary.external_id().map(str::to_owned),
-                result: OutcomeResult::Cancelled,
-                input: None,
-                bos_key: None,
-            })
-            .collect();
+    if let Some(unstarted) = Unstarted::of(&task) {
+        let outcomes = pending.iter().map(|i| unstarted.outcome(msg, i)).collect();
         let concluded = record_and_finish(store, settings, msg, outcomes, MetricSet::new()).await?;
         return Ok(ChunkReport {
             recorded: concluded.tally.total(),
@@ -185,56 +225,129 @@ async fn process_in_trace(
         });
     }
 
-    // A flaky BOS is normal: an item whose retries ran out is left for the message's next
-    // delivery while the others go on. Several such items in a row mean BOS is down; then the
-    // chunk stops starting new calls, since hammering it helps nobody.
-    let breaker = Breaker::default();
-    let items = ItemRun {
-        run,
-        task_type: task.task_type,
-        msg,
-        deadline: run
-            .deadline
-            .checked_sub(settings.deadline_reserve)
-            .unwrap_or_else(Instant::now),
-        breaker: &breaker,
-        attempts,
+    // Items run until each has an outcome, or the breaker in front of BOS holds them: then
+    // the chunk waits in place (its message is neither failed nor spent), probes when its
+    // turn comes, and goes on when BOS answers again.
+    let until = run
+        .deadline
+        .checked_sub(settings.deadline_reserve)
+        .unwrap_or_else(Instant::now);
+    let failures = AtomicU32::new(0);
+    let may_fail = task
+        .tolerance
+        .allowed(task.total)
+        .map(|allowed| allowed.saturating_sub(task.failed));
+    // A message held before it started may have said so already (`consume`).
+    let mut waiting = WaitMark::new(store, task.id, task.waiting_since.is_some());
+    let mut left = pending;
+    let mut report = ChunkReport {
+        skipped,
+        ..ChunkReport::default()
     };
-    let results: Vec<Attempt> = futures::stream::iter(pending)
-        .map(|item| attempt(&items, item))
-        .buffer_unordered(settings.bos_concurrency)
-        .collect()
-        .await;
-
-    let mut outcomes = Vec::new();
-    let mut latencies = Vec::new();
-    let mut left = 0;
-    let mut cause = None;
-    for a in results {
-        match a {
-            Attempt::Done(o, ms) => {
-                outcomes.push(*o);
-                latencies.push(ms);
+    loop {
+        if run.upstream.breaker.is_open() {
+            waiting.set(true).await?;
+        }
+        let ready = run.upstream.ready(until).await?;
+        let batch = match ready {
+            Ready::Call => {
+                waiting.set(false).await?;
+                left.clone()
             }
-            Attempt::Pending(why, ms) => {
-                left += 1;
-                cause = Some(why);
-                latencies.extend(ms);
+            Ready::Probe => left[..1].to_vec(),
+            Ready::Release => {
+                return Err(ChunkError::Incomplete {
+                    left: left.len(),
+                    cause: Deferred::UpstreamDown,
+                })
+            }
+        };
+        let items = ItemRun {
+            run,
+            task_type: task.task_type,
+            msg,
+            deadline: until,
+            attempts,
+            may_fail,
+            failures: &failures,
+        };
+        let results: Vec<(u32, Attempt)> = futures::stream::iter(batch)
+            .map(|item| async { (item.index, attempt(&items, item).await) })
+            .buffer_unordered(settings.bos_concurrency)
+            .collect()
+            .await;
+        if ready == Ready::Probe {
+            run.upstream.conclude_probe().await?;
+        }
+
+        let mut outcomes = Vec::new();
+        let mut latencies = Vec::new();
+        let mut held = std::collections::HashSet::new();
+        let mut cause = None;
+        for (index, a) in results {
+            match a {
+                Attempt::Done(o, ms) => {
+                    outcomes.push(*o);
+                    latencies.extend(ms);
+                }
+                Attempt::Pending(why, ms) => {
+                    latencies.extend(ms);
+                    // Items that failed on the way into an outage wait with the rest.
+                    match why {
+                        Deferred::UpstreamDown => {
+                            held.insert(index);
+                        }
+                        Deferred::Upstream(_) if run.upstream.breaker.is_open() => {
+                            held.insert(index);
+                        }
+                        other => cause = Some(other),
+                    }
+                }
             }
         }
+        let done: std::collections::HashSet<u32> = outcomes.iter().map(|o| o.index).collect();
+        let metrics = MetricSet::new().millis("BosLatency", latencies);
+        let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
+        report.recorded += concluded.tally.total();
+        report.finished = report.finished.or(concluded.finished);
+        left.retain(|i| !done.contains(&i.index));
+        if let Some(cause) = cause {
+            return Err(ChunkError::Incomplete {
+                left: left.len(),
+                cause,
+            });
+        }
+        if left.is_empty() {
+            return Ok(report);
+        }
+        // What is left was held by the breaker: wait for it, and go on.
+        debug_assert!(left
+            .iter()
+            .all(|i| held.contains(&i.index) || ready == Ready::Probe));
+    }
+}
+
+/// Keeps the task's `waiting_for_upstream` true while this chunk waits on the breaker,
+/// writing only when that changes.
+struct WaitMark<'a> {
+    store: &'a dyn TaskStore,
+    task: crate::task::TaskId,
+    set: bool,
+}
+
+impl<'a> WaitMark<'a> {
+    fn new(store: &'a dyn TaskStore, task: crate::task::TaskId, set: bool) -> Self {
+        Self { store, task, set }
     }
 
-    let metrics = MetricSet::new().millis("BosLatency", latencies);
-    let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
-    if let Some(cause) = cause {
-        return Err(ChunkError::Incomplete { left, cause });
+    async fn set(&mut self, waiting: bool) -> Result<(), StoreError> {
+        if waiting != self.set {
+            let since = waiting.then(OffsetDateTime::now_utc);
+            self.store.set_waiting(self.task, since).await?;
+            self.set = waiting;
+        }
+        Ok(())
     }
-    Ok(ChunkReport {
-        recorded: concluded.tally.total(),
-        skipped,
-        finished: concluded.finished,
-        ..ChunkReport::default()
-    })
 }
 
 /// What every item attempt of one chunk shares.
@@ -244,8 +357,11 @@ struct ItemRun<'a> {
     msg: &'a ChunkMessage,
     /// The invocation's deadline less the reserve for recording.
     deadline: Instant,
-    breaker: &'a Breaker,
     attempts: Attempts,
+    /// How many more items may fail before the task passes its tolerance (no limit: `None`).
+    may_fail: Option<u32>,
+    /// Items of this chunk that failed so far.
+    failures: &'a AtomicU32,
 }
 
 async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
@@ -254,17 +370,25 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
         task_type,
         msg,
         deadline,
-        breaker,
         attempts,
+        may_fail,
+        failures,
     } = *items;
     let Ok(_permit) = run.bos_limit.acquire().await else {
         return Attempt::Pending(Deferred::NoSlot, None);
     };
-    if breaker.is_open() {
-        return Attempt::Pending(Deferred::UpstreamFailing, None);
-    }
     if Instant::now() >= deadline {
         return Attempt::Pending(Deferred::Deadline, None);
+    }
+    // The chunk's own failures count at once: past the tolerance, no further item of it
+    // starts, whatever the task's record says yet.
+    if may_fail.is_some_and(|m| failures.load(Ordering::Relaxed) > m) {
+        return Attempt::Done(Box::new(Unstarted::Stopping.outcome(msg, item)), None);
+    }
+    // The gate answers from memory; the BOS client asks it again before each retry and tells
+    // it every answer.
+    if !run.upstream.breaker.admit() {
+        return Attempt::Pending(Deferred::UpstreamDown, None);
     }
     let key = msg.bos_key(item);
     let external_id = item.beneficiary.external_id().map(str::to_owned);
@@ -275,12 +399,24 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
         Ok(output) => {
             #[cfg(feature = "test-support")]
             crate::failpoint::after_bos_call();
-            breaker.success();
             OutcomeResult::Succeeded { output }
+        }
+        // BOS is failing for everyone: the item waits with the rest, its budget untouched.
+        Err(e) if !e.is_permanent() && run.upstream.breaker.is_open() => {
+            tracing::info!(
+                index = item.index,
+                code = e.code(),
+                "item held: bos breaker open"
+            );
+            // Tell the other consumers now, not when this round ends; a failure here is
+            // retried at the round's next look at the breaker.
+            if let Err(error) = run.upstream.publish().await {
+                tracing::warn!(cause = %Chain(&error), "could not publish the breaker's opening");
+            }
+            return Attempt::Pending(Deferred::UpstreamDown, Some(ms));
         }
         Err(e) if e.is_permanent() || attempts == Attempts::Final => {
             if !e.is_permanent() {
-                breaker.failure();
                 tracing::warn!(
                     index = item.index,
                     code = e.code(),
@@ -293,12 +429,14 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
             }
         }
         Err(e) => {
-            breaker.failure();
             tracing::warn!(index = item.index, code = e.code(), cause = %Chain(&e), "item left for a retry");
             return Attempt::Pending(Deferred::Upstream(e), Some(ms));
         }
     };
     let failed = matches!(result, OutcomeResult::Failed { .. });
+    if failed {
+        failures.fetch_add(1, Ordering::Relaxed);
+    }
     Attempt::Done(
         Box::new(ItemOutcome {
             index: item.index,
@@ -307,39 +445,22 @@ async fn attempt(items: &ItemRun<'_>, item: &ChunkItem) -> Attempt {
             input: failed.then(|| item.beneficiary.clone()),
             bos_key: failed.then_some(key),
         }),
-        ms,
+        Some(ms),
     )
-}
-
-/// Counts items whose retries ran out with no success in between; open once there are
-/// [`Breaker::THRESHOLD`] of them.
-#[derive(Default)]
-struct Breaker {
-    consecutive_failures: AtomicUsize,
-}
-
-impl Breaker {
-    const THRESHOLD: usize = 3;
-
-    fn is_open(&self) -> bool {
-        self.consecutive_failures.load(Ordering::Relaxed) >= Self::THRESHOLD
-    }
-    fn success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-    }
-    fn failure(&self) {
-        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{deliver, later, process, stored_task};
+    use crate::breaker::Breaker;
+    use crate::fixtures::{deliver, deliver_in, later, process, stored_task};
     use crate::memory::{MemoryBackend, MemoryStore};
+    use crate::ports::BreakerStore;
     use crate::ports::OutcomeFilter;
     use crate::task::Task;
     use crate::trace::Trace;
+    use std::sync::Arc;
+    use std::time::Duration;
 
     async fn setup(n: usize) -> (MemoryStore, Task, Vec<ChunkMessage>) {
         let store = MemoryStore::default();
@@ -479,22 +600,100 @@ mod tests {
         assert_eq!(store.get(task.id).unwrap().succeeded, 3);
     }
 
-    #[tokio::test]
-    async fn a_backend_that_keeps_failing_stops_the_chunk() {
-        let (store, _task, chunks) = setup(4).await;
+    /// A 40-item chunk, BOS down, and a consumer process whose breaker BOS's client tells.
+    async fn outage() -> (MemoryStore, Task, ChunkMessage, MemoryBackend, Arc<Breaker>) {
+        let store = MemoryStore::default();
+        let ibans = vec!["DE89370400440532013000"; 40];
+        let (task, mut chunks) =
+            stored_task(&store, TaskType::BeneficiariesImport, &ibans, 40).await;
         let backend = MemoryBackend::default();
         backend.set_unavailable(true);
-        let s = Settings {
+        let breaker = Arc::new(Breaker::default());
+        backend.set_gate(breaker.clone());
+        (store, task, chunks.remove(0), backend, breaker)
+    }
+
+    fn one_at_a_time() -> Settings {
+        Settings {
             bos_concurrency: 1,
             ..Settings::default()
-        };
-        let err = process(&store, &backend, &s, &chunks[0], later()).await;
-        assert!(matches!(err, Err(ChunkError::Incomplete { left: 4, .. })));
-        assert_eq!(
-            backend.calls(),
-            3,
-            "the fourth item is not tried once three failed in a row"
+        }
+    }
+
+    #[tokio::test]
+    async fn an_outage_holds_the_chunk_without_failing_an_item() {
+        // Given BOS down under a 40-item chunk, and an invocation with half a second to spare
+        let (store, task, chunk, backend, breaker) = outage().await;
+        let s = one_at_a_time();
+        let deadline = Instant::now() + s.deadline_reserve + Duration::from_millis(500);
+
+        // When the chunk is processed
+        let err = deliver_in(
+            &store,
+            &backend,
+            &s,
+            &chunk,
+            deadline,
+            Attempts::Retryable,
+            &breaker,
+        )
+        .await;
+
+        // Then BOS saw the calls that opened the breaker and no more, nothing failed, the chunk
+        // is handed back as held, and the task says it waits
+        assert!(
+            matches!(
+                err,
+                Err(ChunkError::Incomplete {
+                    left: 40,
+                    cause: Deferred::UpstreamDown
+                })
+            ),
+            "{err:?}"
         );
+        assert_eq!(backend.calls(), crate::breaker::TRIP_FAILURES);
+        assert!(store.read_breaker().await.unwrap().open);
+        let t = store.get(task.id).unwrap();
+        assert_eq!(t.processed(), 0);
+        assert!(t.view().progress.waiting_for_upstream);
+    }
+
+    #[tokio::test]
+    async fn after_an_outage_one_probe_resumes_the_chunk() {
+        // Given BOS down under a 40-item chunk, back within a second
+        let (store, task, chunk, backend, breaker) = outage().await;
+        let backend = Arc::new(backend);
+        let recovers = {
+            let backend = backend.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                backend.set_unavailable(false);
+            })
+        };
+
+        // When the chunk is processed with time to wait
+        let r = deliver_in(
+            &store,
+            &*backend,
+            &one_at_a_time(),
+            &chunk,
+            later(),
+            Attempts::Retryable,
+            &breaker,
+        )
+        .await
+        .unwrap();
+        recovers.await.unwrap();
+
+        // Then it waited for the probe (one call), then made one call per item left, and
+        // every item succeeded, once
+        assert_eq!(r.finished, Some(TaskStatus::Completed));
+        assert_eq!(backend.calls(), crate::breaker::TRIP_FAILURES + 40);
+        assert_eq!(backend.creations(), 40);
+        assert!(!store.read_breaker().await.unwrap().open);
+        let t = store.get(task.id).unwrap();
+        assert_eq!(t.succeeded, 40);
+        assert!(t.waiting_since.is_none(), "no longer waiting");
     }
 
     #[tokio::test]
@@ -532,6 +731,54 @@ mod tests {
         let t = store.get(task.id).unwrap();
         assert_eq!((t.succeeded, t.cancelled), (4, 4));
         assert_eq!(backend.creations(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_task_past_its_tolerated_failures_sends_no_further_item() {
+        // Given a 12-item task in chunks of 4 that tolerates 2 failed items, BOS refusing all
+        let (store, task, chunks) = setup(12).await;
+        let mut tolerant = store.get(task.id).unwrap();
+        tolerant.tolerance = crate::tolerance::Tolerance {
+            percent: None,
+            count: Some(2),
+        };
+        store.insert_task(&tolerant).await.unwrap();
+        let backend = MemoryBackend::default();
+        backend.reject_iban("DE89370400440532013000");
+        let s = Settings {
+            bos_concurrency: 1,
+            ..Settings::default()
+        };
+
+        // When every chunk is processed
+        let mut finished = vec![];
+        for c in &chunks {
+            finished.extend(
+                process(&store, &backend, &s, c, later())
+                    .await
+                    .unwrap()
+                    .finished,
+            );
+        }
+
+        // Then BOS saw the 3 items it took to pass the limit, the rest were not attempted,
+        // the counters add up and the task failed
+        assert_eq!(backend.calls(), 3);
+        let t = store.get(task.id).unwrap();
+        assert_eq!((t.failed, t.not_attempted, t.processed()), (3, 9, 12));
+        assert_eq!(finished, vec![TaskStatus::Failed]);
+        let (all, _) = store
+            .list_outcomes(task.id, OutcomeFilter::FailedOrNotAttempted, None, 20)
+            .await
+            .unwrap();
+        let unsent = all
+            .iter()
+            .filter(|o| o.result == OutcomeResult::NotAttempted)
+            .collect::<Vec<_>>();
+        assert_eq!(unsent.len(), 9);
+        assert!(unsent
+            .iter()
+            .all(|o| o.input.is_some() && o.bos_key.is_some()));
     }
 
     #[tokio::test]

@@ -159,7 +159,9 @@ pub async fn errors_page(
         .into_iter()
         .filter_map(|o| match o.result {
             OutcomeResult::Failed { error } => Some(error),
-            OutcomeResult::Succeeded { .. } | OutcomeResult::Cancelled => None,
+            OutcomeResult::Succeeded { .. }
+            | OutcomeResult::Cancelled
+            | OutcomeResult::NotAttempted => None,
         })
         .collect();
     Ok(ErrorsPage {

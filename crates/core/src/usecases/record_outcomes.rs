@@ -36,6 +36,7 @@ pub async fn record_and_finish(
         .count("ItemsSucceeded", tally.succeeded.into())
         .count("ItemsFailed", tally.failed.into())
         .count("ItemsCancelled", tally.cancelled.into())
+        .count("ItemsNotAttempted", tally.not_attempted.into())
         .emit();
     let now = OffsetDateTime::now_utc();
     let finished = finish_if_complete(store, msg.task_id, now, settings.retention).await?;
@@ -99,8 +100,11 @@ pub async fn finish_if_complete(
             .count("TasksFinished", 1)
             .millis("TaskDuration", vec![duration])
             .emit();
+        let reason = (next == TaskStatus::Failed && task.is_stopping())
+            .then_some("tolerated_failures_exceeded");
         tracing::info!(task_id = %id, status = next.as_str(), total = task.total,
-            succeeded = task.succeeded, failed = task.failed, "task finished");
+            succeeded = task.succeeded, failed = task.failed, not_attempted = task.not_attempted,
+            reason, "task finished");
     }
     Ok(won.then_some(next))
 }

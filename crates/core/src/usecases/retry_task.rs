@@ -4,7 +4,8 @@
 //! Which items: by default those that failed for a reason on the way, not a verdict on the
 //! item itself: upstream trouble (`upstream_unavailable`, `upstream_timeout`,
 //! `upstream_error`) and `processing_failed`. `?include=all_failed` takes every failed item,
-//! rejections too (say, after BOS started supporting a currency).
+//! rejections too (say, after BOS started supporting a currency), and the items a task never
+//! sent because it passed its tolerated failures (`not_attempted`).
 //!
 //! No beneficiary is created twice across the two tasks, because of the key each item sends:
 //! - an item that failed on the way may have been created at BOS all the same (an answer lost
@@ -94,6 +95,8 @@ pub async fn retry(
     }
     task.total = items.len() as u32;
     task.retry_of = Some(original.id);
+    // The same policy as the first try: a retry of a file BOS refuses stops as early.
+    task.tolerance = original.tolerance;
     // Claim the original first: of two retries racing, one creates a task and the other
     // creates nothing.
     if !store.mark_retried(original.id, task.id).await? {
@@ -108,13 +111,14 @@ pub async fn retry(
     created
 }
 
-/// Every failed outcome of the task, with the input and the BOS key each one kept.
+/// Every failed or not-attempted outcome of the task, with the input and the BOS key each
+/// one kept.
 async fn failed_outcomes(store: &dyn TaskStore, id: TaskId) -> Result<Vec<ItemOutcome>, AppError> {
     let mut all = Vec::new();
     let mut after = None;
     loop {
         let (page, more) = store
-            .list_outcomes(id, OutcomeFilter::FailedOnly, after, READ_PAGE)
+            .list_outcomes(id, OutcomeFilter::FailedOrNotAttempted, after, READ_PAGE)
             .await?;
         after = page.last().map(|o| o.index);
         all.extend(page);
@@ -131,10 +135,12 @@ fn second_try(
     original: TaskId,
     retry: TaskId,
 ) -> Option<ChunkItem> {
-    let OutcomeResult::Failed { error } = &outcome.result else {
-        return None;
+    let on_the_way = match &outcome.result {
+        OutcomeResult::Failed { error } => RETRYABLE_CODES.contains(&error.code.as_str()),
+        // Never sent, unless by a delivery that crashed: its key asks BOS what it did then.
+        OutcomeResult::NotAttempted if scope == RetryScope::AllFailed => true,
+        _ => return None,
     };
-    let on_the_way = RETRYABLE_CODES.contains(&error.code.as_str());
     if scope == RetryScope::Retryable && !on_the_way {
         return None;
     }
@@ -197,6 +203,14 @@ mod tests {
         assert_eq!(
             take(&rejected, RetryScope::AllFailed),
             Some((5, format!("{retry}:5")))
+        );
+
+        let mut unsent = failed(7, "x", Some("first-key"));
+        unsent.result = OutcomeResult::NotAttempted;
+        assert_eq!(take(&unsent, RetryScope::Retryable), None);
+        assert_eq!(
+            take(&unsent, RetryScope::AllFailed),
+            Some((7, "first-key".into()))
         );
 
         let mut no_input = failed(6, "upstream_unavailable", None);

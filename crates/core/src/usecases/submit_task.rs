@@ -11,6 +11,7 @@ use crate::error_body::ErrorDetail;
 use crate::identity::Owner;
 use crate::ports::TaskStore;
 use crate::task::{Task, TaskType};
+use crate::tolerance::Tolerance;
 use crate::usecases::schedule::{self, Scheduler};
 use std::collections::HashMap;
 use time::OffsetDateTime;
@@ -132,18 +133,33 @@ fn validate_items(
     }
 }
 
-#[tracing::instrument(skip_all, fields(task_type = task_type.slug(), owner = %owner.log_id()))]
+/// What a client asked for in one `POST /tasks/{task_type}`.
+pub struct Submission<'a> {
+    pub owner: Owner,
+    pub task_type: TaskType,
+    pub batch: Batch<'a>,
+    /// From the query: how many failed items the task tolerates before it stops.
+    pub tolerance: Tolerance,
+}
+
+#[tracing::instrument(skip_all, fields(task_type = submission.task_type.slug(),
+    owner = %submission.owner.log_id()))]
 pub async fn submit(
     store: &dyn TaskStore,
     scheduler: Scheduler<'_>,
     settings: &Settings,
-    owner: Owner,
-    task_type: TaskType,
-    batch: Batch<'_>,
+    submission: Submission<'_>,
     now: OffsetDateTime,
 ) -> Result<Task, AppError> {
+    let Submission {
+        owner,
+        task_type,
+        batch,
+        tolerance,
+    } = submission;
     let items = parse_batch(batch, settings)?;
-    let task = Task::new(task_type, owner, items.len() as u32, now);
+    let mut task = Task::new(task_type, owner, items.len() as u32, now);
+    task.tolerance = tolerance;
     create_and_queue(
         store,
         scheduler,
@@ -360,9 +376,12 @@ mod tests {
                 queue: &queue,
             },
             &s,
-            owner,
-            TaskType::BeneficiariesImport,
-            Batch::Json(&body(json!(vec![item(None); 25]))),
+            Submission {
+                owner,
+                task_type: TaskType::BeneficiariesImport,
+                batch: Batch::Json(&body(json!(vec![item(None); 25]))),
+                tolerance: Tolerance::default(),
+            },
             OffsetDateTime::now_utc(),
         )
         .await
@@ -414,17 +433,13 @@ mod tests {
         let owner = Owner::from_subject("alice").unwrap();
         let settings = Settings::default();
         let now = OffsetDateTime::now_utc();
-        let import = TaskType::BeneficiariesImport;
-        submit(
-            store,
-            scheduler,
-            &settings,
+        let submission = Submission {
             owner,
-            import,
-            Batch::Json(&body(items)),
-            now,
-        )
-        .await
+            task_type: TaskType::BeneficiariesImport,
+            batch: Batch::Json(&body(items)),
+            tolerance: Tolerance::default(),
+        };
+        submit(store, scheduler, &settings, submission, now).await
     }
 
     #[tokio::test]

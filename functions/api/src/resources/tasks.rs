@@ -10,17 +10,23 @@ use crate::paths::{TaskPath, TaskTypePath};
 use axum::body::Bytes;
 use axum::extract::State;
 use http::HeaderMap;
+use tasks_core::tolerance::Tolerance;
 use tasks_core::usecases::read_task;
-use tasks_core::usecases::submit_task::{self, Batch};
+use tasks_core::usecases::submit_task::{self, Batch, Submission};
 use time::OffsetDateTime;
 
 pub async fn submit(
     State(app): App,
     Caller(owner): Caller,
     TaskTypePath(task_type): TaskTypePath,
+    params: Params,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
+    let tolerance = Tolerance::parse(
+        params.first("tolerated_failure_percent"),
+        params.first("tolerated_failure_count"),
+    )?;
     let batch = match media_type(&headers).as_deref() {
         Some("text/csv") => Batch::Csv(&body),
         _ => {
@@ -34,9 +40,12 @@ pub async fn submit(
         store,
         app.scheduler(),
         settings,
-        owner,
-        task_type,
-        batch,
+        Submission {
+            owner,
+            task_type,
+            batch,
+            tolerance,
+        },
         now,
     )
     .await?;
