@@ -86,6 +86,12 @@ impl From<StrictJsonError> for AppError {
     }
 }
 
+impl From<crate::tolerance::InvalidTolerance> for AppError {
+    fn from(e: crate::tolerance::InvalidTolerance) -> Self {
+        Self::InvalidQuery(e.0)
+    }
+}
+
 impl AppError {
     /// The stable, documented code clients branch on.
     pub fn code(&self) -> &'static str {

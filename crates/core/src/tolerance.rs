@@ -8,7 +8,11 @@
 //! stops at the 11th; a percentage is of the task's total items (failed ÷ total), so 10 % of a
 //! 2,000-item task stops at the 201st failure. No limit (the default) tolerates everything.
 
-use crate::error::AppError;
+/// A tolerance parameter that does not parse; names the parameter, never its value (the
+/// api answers `400 invalid_query_parameter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid query parameter {0}")]
+pub struct InvalidTolerance(pub &'static str);
 
 /// The limits a task was created with; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -23,21 +27,21 @@ impl Tolerance {
     /// Reads the create's query parameters `tolerated_failure_percent` (a number from 0 to
     /// 100) and `tolerated_failure_count` (a whole number from 0). Anything else is a 400 that
     /// names the parameter, never its value.
-    pub fn parse(percent: Option<&str>, count: Option<&str>) -> Result<Self, AppError> {
+    pub fn parse(percent: Option<&str>, count: Option<&str>) -> Result<Self, InvalidTolerance> {
         let percent = percent
             .map(|p| {
                 p.trim()
                     .parse::<f64>()
                     .ok()
                     .filter(|p| p.is_finite() && (0.0..=100.0).contains(p))
-                    .ok_or(AppError::InvalidQuery("tolerated_failure_percent"))
+                    .ok_or(InvalidTolerance("tolerated_failure_percent"))
             })
             .transpose()?;
         let count = count
             .map(|c| {
                 c.trim()
                     .parse::<u32>()
-                    .map_err(|_| AppError::InvalidQuery("tolerated_failure_count"))
+                    .map_err(|_| InvalidTolerance("tolerated_failure_count"))
             })
             .transpose()?;
         Ok(Self { percent, count })
@@ -108,17 +112,11 @@ mod tests {
         assert!(Tolerance::parse(None, None).unwrap().is_unlimited());
         for bad in ["-1", "100.1", "NaN", "inf", "ten", ""] {
             let e = Tolerance::parse(Some(bad), None).unwrap_err();
-            assert!(
-                matches!(e, AppError::InvalidQuery("tolerated_failure_percent")),
-                "{bad}"
-            );
+            assert_eq!(e, InvalidTolerance("tolerated_failure_percent"), "{bad}");
         }
         for bad in ["-1", "1.5", "99999999999", "x"] {
             let e = Tolerance::parse(None, Some(bad)).unwrap_err();
-            assert!(
-                matches!(e, AppError::InvalidQuery("tolerated_failure_count")),
-                "{bad}"
-            );
+            assert_eq!(e, InvalidTolerance("tolerated_failure_count"), "{bad}");
         }
     }
 }

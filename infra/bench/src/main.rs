@@ -5,6 +5,7 @@
 mod coldstart;
 mod counting_proxy;
 mod end_to_end;
+mod failing_well;
 mod in_process;
 mod live_progress;
 mod report;
@@ -17,7 +18,7 @@ use report::Report;
 
 /// Whether a section runs: all of them unless `BENCH_ONLY` names some (comma-separated:
 /// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`, `webhooks`,
-/// `live_progress`).
+/// `live_progress`, `failing_well`).
 fn wanted(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -31,6 +32,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if wanted("scheduling") {
         scheduling::all(&mut report).await?;
+    }
+    if wanted("failing_well") {
+        failing_well::all(&mut report).await?;
     }
     if wanted("requests") {
         end_to_end::requests(&mut report).await?;

@@ -10,6 +10,7 @@ use crate::paths::{TaskPath, TaskTypePath};
 use axum::body::Bytes;
 use axum::extract::State;
 use http::HeaderMap;
+use tasks_core::error::AppError;
 use tasks_core::tolerance::Tolerance;
 use tasks_core::usecases::read_task;
 use tasks_core::usecases::submit_task::{self, Batch, Submission};
@@ -26,7 +27,8 @@ pub async fn submit(
     let tolerance = Tolerance::parse(
         params.first("tolerated_failure_percent"),
         params.first("tolerated_failure_count"),
-    )?;
+    )
+    .map_err(AppError::from)?;
     let batch = match media_type(&headers).as_deref() {
         Some("text/csv") => Batch::Csv(&body),
         _ => {
