@@ -75,7 +75,10 @@ async fn a_file_bos_refuses_row_by_row_stops_early_and_a_retry_sends_the_rest() 
     .await;
 
     // (a limit out of range is refused, naming the parameter, and creates nothing)
-    for bad in ["tolerated_failure_percent=101", "tolerated_failure_count=-1"] {
+    for bad in [
+        "tolerated_failure_percent=101",
+        "tolerated_failure_count=-1",
+    ] {
         let path = format!("/tasks/{IMPORT}?{bad}");
         let a = app.post_json(ALICE, &path, &beneficiaries(2)).await;
         assert_eq!(a.status, 400, "{}", a.body);
