@@ -26,7 +26,8 @@ async fn happy_path_creates_every_beneficiary_once() {
     assert_eq!(task["status"], "completed");
     assert_eq!(
         task["progress"],
-        json!({"total": 3, "processed": 3, "succeeded": 3, "failed": 0, "cancelled": 0, "percent": 100})
+        json!({"total": 3, "processed": 3, "succeeded": 3, "failed": 0, "cancelled": 0,
+               "not_attempted": 0, "percent": 100, "waiting_for_upstream": false})
     );
     assert!(task["finished_at"].is_string());
 

@@ -24,7 +24,7 @@ fn line(frame: &Value) -> String {
     }
     let task = &frame["task"];
     let count = |name: &str| task["progress"][name].as_u64().unwrap_or(0);
-    format!(
+    let mut line = format!(
         "{kind:<9} {:<21} {:>6}/{:<6} {:>3}%  succeeded {} failed {} cancelled {}",
         task["status"].as_str().unwrap_or("?"),
         count("processed"),
@@ -33,7 +33,17 @@ fn line(frame: &Value) -> String {
         count("succeeded"),
         count("failed"),
         count("cancelled"),
-    )
+    );
+    if count("not_attempted") > 0 {
+        line += &format!(" not attempted {}", count("not_attempted"));
+    }
+    if let Some(reason) = task["failure_reason"].as_str() {
+        line += &format!(" ({reason})");
+    }
+    if task["progress"]["waiting_for_upstream"] == true {
+        line += "  waiting for BOS";
+    }
+    line
 }
 
 #[tokio::main(flavor = "current_thread")]
