@@ -21,6 +21,8 @@ SCHEMATHESIS_VERSION=4.32.5
 DDB_SIMULATOR_VERSION=2.9.30
 CHECKOV_VERSION=3.3.30
 CHECKOV_VENV=$CACHE/checkov-venv
+OPENAPI_CLIENT_VERSION=0.29.1
+CLIENT_VENV=$CACHE/client-venv
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -54,6 +56,18 @@ ensure_checkov() {
   log "installing checkov $CHECKOV_VERSION into $CHECKOV_VENV"
   python3 -m venv "$CHECKOV_VENV"
   "$CHECKOV_VENV/bin/pip" install -q --disable-pip-version-check "checkov==$CHECKOV_VERSION"
+  touch "$stamp"
+}
+
+# openapi-python-client (and the httpx and attrs its clients need) in a venv of its own, for the
+# test that generates a client from docs/openapi.yaml.
+ensure_client_generator() {
+  local stamp=$CLIENT_VENV/.installed-$OPENAPI_CLIENT_VERSION
+  [ -f "$stamp" ] && return
+  log "installing openapi-python-client $OPENAPI_CLIENT_VERSION into $CLIENT_VENV"
+  python3 -m venv "$CLIENT_VENV"
+  "$CLIENT_VENV/bin/pip" install -q --disable-pip-version-check \
+    "openapi-python-client==$OPENAPI_CLIENT_VERSION"
   touch "$stamp"
 }
 
