@@ -342,7 +342,7 @@ impl BosClient {
                 .attempt(call, beneficiary, idempotency_key, deadline)
                 .await;
             if let Some(health) = health_of(&answer) {
-                self.gate.observe(health);
+                self.gate.observe(idempotency_key, health);
             }
             answer
         };

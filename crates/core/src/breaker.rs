@@ -13,9 +13,10 @@
 //!
 //! When it opens (the rate is argued in docs/decisions.md): of a process's last
 //! [`WINDOW`] BOS attempts, [`TRIP_FAILURES`] or more failed for an upstream reason (5xx, 429,
-//! a time-out, no connection); or BOS named a wait (`Retry-After` on a 429 or 503), which is
-//! honoured as given. A flaky BOS failing 30 % of calls almost never trips it (P ≈ 5·10⁻⁶ per
-//! window), an outage trips it within a round of calls.
+//! a time-out, no connection), for at least [`TRIP_ITEMS`] different items; or BOS named a wait
+//! (`Retry-After` on a 429 or 503), which is honoured as given. A flaky BOS failing 30 % of
+//! calls almost never trips it (P ≈ 5·10⁻⁶ per window), an outage trips it within a round of
+//! calls, and one item BOS always fails (a poison item, retried on its own) never does.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -25,6 +26,8 @@ use std::time::{Duration, Instant};
 pub const WINDOW: usize = 20;
 /// Failed attempts among the last [`WINDOW`] that open the breaker.
 pub const TRIP_FAILURES: usize = 16;
+/// Different items those failures must be for: one item's retries are not an outage.
+pub const TRIP_ITEMS: usize = 2;
 /// The least time between two probes (the "at most one every 2 s").
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a claimed probe keeps others from probing: longer than one BOS attempt may take
@@ -45,8 +48,8 @@ pub enum Health {
 pub trait CallGate: Send + Sync {
     /// Whether an attempt may start now.
     fn admit(&self) -> bool;
-    /// What an attempt's answer said.
-    fn observe(&self, health: Health);
+    /// What an attempt's answer said; `call` names the item (its idempotency key).
+    fn observe(&self, call: &str, health: Health);
 }
 
 /// A gate that always admits: the sync endpoint's, which answers its caller itself.
@@ -56,7 +59,7 @@ impl CallGate for AlwaysOpen {
     fn admit(&self) -> bool {
         true
     }
-    fn observe(&self, _: Health) {}
+    fn observe(&self, _: &str, _: Health) {}
 }
 
 /// The shared state, as stored. Times are Unix milliseconds.
@@ -147,8 +150,8 @@ struct Local {
     /// The record as last read or written.
     record: BreakerRecord,
     read_at: Option<Instant>,
-    /// Recent attempts, newest last: `true` is a failure.
-    window: VecDeque<bool>,
+    /// Recent attempts, newest last: whether each failed, and a hash of its item.
+    window: VecDeque<(bool, u64)>,
     /// Seen here, not yet in the table: BOS is failing, open for at least this long.
     to_open: Option<Duration>,
     probe: Probe,
@@ -239,7 +242,13 @@ impl CallGate for Breaker {
         !(l.record.open || l.to_open.is_some() || matches!(l.probe, Probe::Made(_)))
     }
 
-    fn observe(&self, health: Health) {
+    fn observe(&self, call: &str, health: Health) {
+        let item = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            call.hash(&mut h);
+            h.finish()
+        };
         let mut l = self.lock();
         if l.probe == Probe::Made(None) {
             l.probe = Probe::Made(Some(health));
@@ -249,14 +258,21 @@ impl CallGate for Breaker {
             l.window.pop_front();
         }
         let failing = matches!(health, Health::Failing { .. });
-        l.window.push_back(failing);
+        l.window.push_back((failing, item));
         let named = match health {
             Health::Failing {
                 retry_after: Some(wait),
             } if !wait.is_zero() => Some(wait),
             _ => None,
         };
-        let tripped = l.window.iter().filter(|f| **f).count() >= TRIP_FAILURES;
+        let failed: Vec<u64> = l
+            .window
+            .iter()
+            .filter(|(f, _)| *f)
+            .map(|(_, i)| *i)
+            .collect();
+        let items: std::collections::HashSet<&u64> = failed.iter().collect();
+        let tripped = failed.len() >= TRIP_FAILURES && items.len() >= TRIP_ITEMS;
         if named.is_some() || tripped {
             let wait = named.unwrap_or(PROBE_INTERVAL);
             l.to_open = Some(l.to_open.map_or(wait, |w| w.max(wait)));
@@ -316,22 +332,39 @@ mod tests {
         let b = Breaker::default();
         // 30 % failures, evenly spread: never 16 of 20.
         for i in 0..200 {
-            b.observe(if i % 10 < 3 { FAIL } else { Health::Answered });
+            b.observe(
+                &format!("k{i}"),
+                if i % 10 < 3 { FAIL } else { Health::Answered },
+            );
         }
         assert!(b.admit() && !b.is_open());
-        for _ in 0..TRIP_FAILURES {
-            b.observe(FAIL);
+        for i in 0..TRIP_FAILURES {
+            b.observe(&format!("item-{i}"), FAIL);
         }
         assert!(!b.admit(), "16 failures of the last 20 hold calls");
         assert_eq!(b.take_to_open(), Some(PROBE_INTERVAL));
     }
 
     #[test]
+    fn one_item_failing_again_and_again_is_not_an_outage() {
+        let b = Breaker::default();
+        for _ in 0..WINDOW {
+            b.observe("poison", FAIL);
+        }
+        assert!(b.admit() && b.take_to_open().is_none());
+        b.observe("another", FAIL);
+        assert!(!b.admit(), "a second item failing too is");
+    }
+
+    #[test]
     fn a_named_wait_holds_calls_at_once() {
         let b = Breaker::default();
-        b.observe(Health::Failing {
-            retry_after: Some(Duration::from_secs(5)),
-        });
+        b.observe(
+            "k",
+            Health::Failing {
+                retry_after: Some(Duration::from_secs(5)),
+            },
+        );
         assert!(!b.admit());
         assert_eq!(b.take_to_open(), Some(Duration::from_secs(5)));
     }
@@ -347,7 +380,7 @@ mod tests {
         b.arm_probe();
         assert!(b.admit());
         assert!(!b.admit(), "a retry within the probe is refused");
-        b.observe(FAIL);
+        b.observe("probe", FAIL);
         assert_eq!(b.take_probe(), Probe::Made(Some(FAIL)));
         assert_eq!(b.take_probe(), Probe::None);
         assert!(
@@ -361,11 +394,11 @@ mod tests {
         let b = Breaker::default();
         let open = BreakerRecord::default().opened(0, Duration::ZERO).unwrap();
         b.adopt(open.clone(), Instant::now());
-        for _ in 0..TRIP_FAILURES - 1 {
-            b.observe(FAIL);
+        for i in 0..TRIP_FAILURES - 1 {
+            b.observe(&format!("item-{i}"), FAIL);
         }
         b.adopt(open.closed().unwrap(), Instant::now());
-        b.observe(FAIL);
+        b.observe("after", FAIL);
         assert!(b.admit(), "one failure after the close does not reopen it");
     }
 }

@@ -65,13 +65,16 @@ impl MemoryBackend {
 }
 
 impl MemoryBackend {
-    fn check(&self, b: &Beneficiary) -> Result<(), BackendError> {
+    fn check(&self, b: &Beneficiary, key: &str) -> Result<(), BackendError> {
         let answer = self.answer(b);
         if let Some(gate) = lock(&self.gate).as_ref() {
-            gate.observe(match &answer {
-                Err(e) if !e.is_permanent() => Health::Failing { retry_after: None },
-                _ => Health::Answered,
-            });
+            gate.observe(
+                key,
+                match &answer {
+                    Err(e) if !e.is_permanent() => Health::Failing { retry_after: None },
+                    _ => Health::Answered,
+                },
+            );
         }
         answer
     }
@@ -99,10 +102,10 @@ impl BeneficiaryBackend for MemoryBackend {
     async fn validate(
         &self,
         b: &Beneficiary,
-        _key: &str,
+        key: &str,
         _deadline: Instant,
     ) -> Result<(), BackendError> {
-        self.check(b)?;
+        self.check(b, key)?;
         self.validations.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
@@ -113,7 +116,7 @@ impl BeneficiaryBackend for MemoryBackend {
         key: &str,
         _deadline: Instant,
     ) -> Result<CreatedBeneficiary, BackendError> {
-        self.check(b)?;
+        self.check(b, key)?;
         let mut by_key = lock(&self.by_key);
         if let Some(first) = by_key.get(key) {
             return Ok(first.clone());

@@ -240,8 +240,8 @@ mod tests {
                 store: &store,
             },
         );
-        for _ in 0..crate::breaker::TRIP_FAILURES {
-            a.observe(FAIL);
+        for i in 0..crate::breaker::TRIP_FAILURES {
+            a.observe(&format!("item-{i}"), FAIL);
         }
 
         // When the first publishes it
@@ -256,7 +256,7 @@ mod tests {
         let later = Instant::now() + Duration::from_secs(5);
         assert_eq!(ub.ready(later).await.unwrap(), Ready::Probe);
         assert!(b.admit(), "the probe's one call");
-        b.observe(Health::Answered);
+        b.observe("probe", Health::Answered);
         ub.conclude_probe().await.unwrap();
         assert!(!store.read_breaker().await.unwrap().open);
         ua.sync(Duration::ZERO).await.unwrap();
@@ -276,9 +276,12 @@ mod tests {
         let far = Instant::now() + Duration::from_secs(5);
         assert_eq!(up.ready(far).await.unwrap(), Ready::Probe);
         assert!(b.admit());
-        b.observe(Health::Failing {
-            retry_after: Some(Duration::from_secs(30)),
-        });
+        b.observe(
+            "probe",
+            Health::Failing {
+                retry_after: Some(Duration::from_secs(30)),
+            },
+        );
         up.conclude_probe().await.unwrap();
         let record = store.read_breaker().await.unwrap();
         assert!(record.open);
