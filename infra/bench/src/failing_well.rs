@@ -111,16 +111,21 @@ async fn refused_file(report: &mut Report) -> Result<(), BoxError> {
     wait_final(&run.ddb, &run.table, &id).await?;
     let task = run.task(&id).await?;
     let calls = run.sim.stats().requests;
-    // 5 % of 10,000 is 500 failures tolerated; the 501st stops it, and what was in flight
-    // then (the caller's 4 lanes of 32-item chunks) still finishes.
-    let bound = 501 + 4 * 32;
+    // 5 % of 10,000 is 500 failures tolerated; the 501st stops it, and the chunks consumers
+    // had in work then still finish: at most every consumer's batch of chunks.
+    let s = crate::scheduling::shipped()?;
+    let in_work = s.consumers * u64::from(s.batch_size) * s.chunk_size as u64;
+    let bound = 501 + in_work;
     report.check(
         "failing well: BOS calls spent on an all-refused 10,000-item task tolerating 5 %",
         format!(
             "{calls} calls; {} failed, {} not attempted, status {}",
             task["progress"]["failed"], task["progress"]["not_attempted"], task["status"]
         ),
-        format!("≤ {bound} (tolerated + one chunk per lane in flight)"),
+        format!(
+            "≤ {bound} (501 + what consumers had in work: {} × {} chunks of {})",
+            s.consumers, s.batch_size, s.chunk_size
+        ),
         calls <= bound && task["failure_reason"] == "tolerated_failures_exceeded",
     );
     run.stack.stop();

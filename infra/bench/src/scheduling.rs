@@ -21,15 +21,15 @@ use tasks_core::task::{TaskId, TaskType};
 const LATENCY_MS: u64 = 50;
 
 /// The template's scheduling settings, as they ship.
-struct Shipped {
-    cap: u64,
-    consumers: u64,
-    lanes: u64,
-    chunk_size: usize,
-    batch_size: u32,
+pub(crate) struct Shipped {
+    pub(crate) cap: u64,
+    pub(crate) consumers: u64,
+    pub(crate) lanes: u64,
+    pub(crate) chunk_size: usize,
+    pub(crate) batch_size: u32,
 }
 
-fn shipped() -> Result<Shipped, BoxError> {
+pub(crate) fn shipped() -> Result<Shipped, BoxError> {
     let t = crate::shipped::template()?;
     let param = |name: &str| -> Result<u64, BoxError> {
         Ok(t.parameters
