@@ -5,11 +5,11 @@
 //!   down, and the time from its recovery to full speed (BOS's call rate back to 90 % of what
 //!   it was before the outage, in a one-second window).
 
-use crate::end_to_end::{bos, config, wait_final};
+use crate::end_to_end::wait_final;
 use crate::report::Report;
-use crate::workload::{env, items, BoxError};
-use bos_simulator::{Knobs, Simulator};
-use local_gateway::LocalStack;
+use crate::scheduling::Bench;
+use crate::workload::{items, BoxError};
+use bos_simulator::Knobs;
 use serde_json::Value;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,35 +22,23 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// A stack for one scenario (the scheduling benchmarks' [`Bench`]) and what this section asks
+/// of it.
 struct Run {
-    stack: LocalStack,
-    sim: Simulator,
-    ddb: aws_sdk_dynamodb::Client,
-    table: String,
+    bench: Bench,
 }
 
 impl Run {
     async fn start(name: &str, knobs: Knobs) -> Result<Self, BoxError> {
-        let ddb_url = env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
-        let sqs_url = env("SQS_ENDPOINT", "http://127.0.0.1:5000");
-        let (sim, bos_url) = bos(knobs).await?;
-        let stack = LocalStack::start(config(name, &ddb_url, &sqs_url, &bos_url)).await?;
-        let table = stack.provisioned.tables["TasksTable"].clone();
-        let (ddb, _) = local_gateway::emulator_clients(&ddb_url, &sqs_url).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        Ok(Self {
-            stack,
-            sim,
-            ddb,
-            table,
-        })
+        let bench = Bench::start_with(name, knobs).await?;
+        Ok(Self { bench })
     }
 
     async fn post(&self, query: &str) -> Result<String, BoxError> {
         let res = reqwest::Client::new()
             .post(format!(
                 "{}/tasks/beneficiaries-import{query}",
-                self.stack.url()
+                self.bench.stack.url()
             ))
             .bearer_auth("dev-token-alice")
             .header("content-type", "application/json")
@@ -69,7 +57,7 @@ impl Run {
         Ok(reqwest::Client::new()
             .get(format!(
                 "{}/tasks/beneficiaries-import/{id}",
-                self.stack.url()
+                self.bench.stack.url()
             ))
             .bearer_auth("dev-token-alice")
             .send()
@@ -81,6 +69,7 @@ impl Run {
     /// Arrival times (Unix ms) of BOS calls in `[from, to)`, sorted.
     fn calls_between(&self, from: u64, to: u64) -> Vec<u64> {
         let mut at: Vec<u64> = self
+            .bench
             .sim
             .calls()
             .iter()
@@ -108,9 +97,9 @@ async fn refused_file(report: &mut Report) -> Result<(), BoxError> {
     )
     .await?;
     let id = run.post("?tolerated_failure_percent=5").await?;
-    wait_final(&run.ddb, &run.table, &id).await?;
+    wait_final(&run.bench.ddb, &run.bench.table, &id).await?;
     let task = run.task(&id).await?;
-    let calls = run.sim.stats().requests;
+    let calls = run.bench.sim.stats().requests;
     // 5 % of 10,000 is 500 failures tolerated; the 501st stops it, and the chunks consumers
     // had in work then still finish: at most every consumer's batch of chunks.
     let s = crate::scheduling::shipped()?;
@@ -128,7 +117,7 @@ async fn refused_file(report: &mut Report) -> Result<(), BoxError> {
         ),
         calls <= bound && task["failure_reason"] == "tolerated_failures_exceeded",
     );
-    run.stack.stop();
+    run.bench.stack.stop();
     Ok(())
 }
 
@@ -148,15 +137,15 @@ async fn outage(report: &mut Report) -> Result<(), BoxError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let down = now_ms();
-    run.sim.set_knobs(Knobs {
+    run.bench.sim.set_knobs(Knobs {
         failure_rate: 1.0,
         failure_statuses: vec![503],
         ..healthy.clone()
     });
     tokio::time::sleep(Duration::from_secs(60)).await;
     let up = now_ms();
-    run.sim.set_knobs(healthy);
-    wait_final(&run.ddb, &run.table, &id).await?;
+    run.bench.sim.set_knobs(healthy);
+    wait_final(&run.bench.ddb, &run.bench.table, &id).await?;
     let task = run.task(&id).await?;
 
     let during = run.calls_between(down, up);
@@ -174,7 +163,7 @@ async fn outage(report: &mut Report) -> Result<(), BoxError> {
         in_window as f64 >= 0.9 * before
     });
     let failed = task["progress"]["failed"].as_u64().unwrap_or(u64::MAX);
-    let created = run.sim.stats().creations;
+    let created = run.bench.sim.stats().creations;
     report.check(
         "failing well: a 60 s BOS outage mid 10,000-item task (BOS at 50 ms)",
         format!(
@@ -191,6 +180,6 @@ async fn outage(report: &mut Report) -> Result<(), BoxError> {
             None => format!("not within 30 s ({before:.0} calls/s before)"),
         },
     );
-    run.stack.stop();
+    run.bench.stack.stop();
     Ok(())
 }

@@ -57,22 +57,31 @@ pub(crate) fn shipped() -> Result<Shipped, BoxError> {
     })
 }
 
-struct Bench {
-    stack: LocalStack,
-    sim: Simulator,
-    ddb: aws_sdk_dynamodb::Client,
-    table: String,
+/// A stack of the release binaries, its BOS simulator, and a client of its table.
+pub(crate) struct Bench {
+    pub(crate) stack: LocalStack,
+    pub(crate) sim: Simulator,
+    pub(crate) ddb: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
 impl Bench {
     async fn start(name: &str) -> Result<Self, BoxError> {
+        Self::start_with(
+            name,
+            Knobs {
+                latency_ms: LATENCY_MS,
+                ..Knobs::default()
+            },
+        )
+        .await
+    }
+
+    /// A stack whose BOS simulator starts with `knobs`.
+    pub(crate) async fn start_with(name: &str, knobs: Knobs) -> Result<Self, BoxError> {
         let ddb_url = env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
         let sqs_url = env("SQS_ENDPOINT", "http://127.0.0.1:5000");
-        let (sim, bos_url) = bos(Knobs {
-            latency_ms: LATENCY_MS,
-            ..Knobs::default()
-        })
-        .await?;
+        let (sim, bos_url) = bos(knobs).await?;
         let stack = LocalStack::start(config(name, &ddb_url, &sqs_url, &bos_url)).await?;
         let table = stack.provisioned.tables["TasksTable"].clone();
         let (ddb, _) = local_gateway::emulator_clients(&ddb_url, &sqs_url).await;
