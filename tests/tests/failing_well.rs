@@ -22,19 +22,6 @@ fn count(task: &Value, counter: &str) -> u64 {
     task["progress"][counter].as_u64().unwrap_or(0)
 }
 
-/// BOS calls (creates) that arrived in `[from, to)`, Unix milliseconds.
-fn calls_between(app: &TestApp, from: u64, to: u64) -> Vec<u64> {
-    let mut at: Vec<u64> = app
-        .bos
-        .calls()
-        .iter()
-        .map(|c| c.at_ms)
-        .filter(|at| (from..to).contains(at))
-        .collect();
-    at.sort_unstable();
-    at
-}
-
 /// Waits until the task has processed at least `n` items.
 async fn processed_at_least(app: &TestApp, token: &str, id: &str, n: u64) {
     let path = format!("/tasks/{IMPORT}/{id}");
@@ -175,8 +162,8 @@ async fn a_30_second_bos_outage_mid_task_makes_it_wait_not_fail() {
 
     // Then nothing failed, every item was created exactly once, nothing reached the DLQ, and
     // while the breaker was open BOS saw only probes, at most one every 2 s
-    let during = calls_between(&app, down, up);
-    let probes = calls_between(&app, down + 5_000, up);
+    let during = app.bos.calls_between(down, up);
+    let probes = app.bos.calls_between(down + 5_000, up);
     println!(
         "| 30 s BOS outage mid 2,000-item task | {} BOS calls during it, {} of them probes after the first 5 s |",
         during.len(),
@@ -272,7 +259,7 @@ async fn a_429_with_retry_after_5_holds_every_call_for_5_seconds() {
         .filter(|at| *at >= limited)
         .collect();
     let first_429 = *after.iter().min().expect("calls after the switch");
-    let within = calls_between(&app, first_429, first_429 + 5_000);
+    let within = app.bos.calls_between(first_429, first_429 + 5_000);
     let relative: Vec<u64> = within.iter().map(|c| c - first_429).collect();
     println!(
         "| 429 Retry-After: 5 | {} calls within 5 s of the first 429 (ms after it: {relative:?}) |",

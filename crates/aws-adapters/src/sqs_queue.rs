@@ -6,6 +6,7 @@
 
 use crate::sqs_send::{numbered, send_batch, Refused, MAX_ENTRIES};
 use async_trait::async_trait;
+use aws_sdk_sqs::types::builders::SendMessageBatchRequestEntryBuilder;
 use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
 use aws_sdk_sqs::Client;
 use futures::{StreamExt, TryStreamExt};
@@ -60,10 +61,7 @@ impl SqsWorkQueue {
                 tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             let refused = send_batch(&self.client, &self.queue_url, &pending, |m, entry| {
-                Ok(entry
-                    .message_group_id(m.group_id())
-                    .message_deduplication_id(m.deduplication_id())
-                    .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?))
+                addressed(entry, m, m.deduplication_id())
             })
             .await?;
             if refused.is_empty() {
@@ -107,10 +105,7 @@ impl WorkQueue for SqsWorkQueue {
         let fresh = format!("{}:held:{nanos}", message.deduplication_id());
         let one = numbered(std::slice::from_ref(message));
         let refused = send_batch(&self.client, &self.queue_url, &one, |m, entry| {
-            Ok(entry
-                .message_group_id(m.group_id())
-                .message_deduplication_id(fresh.clone())
-                .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?))
+            addressed(entry, m, fresh.clone())
         })
         .await?;
         if !refused.is_empty() {
@@ -118,6 +113,18 @@ impl WorkQueue for SqsWorkQueue {
         }
         Ok(())
     }
+}
+
+/// An entry for `m`: its group, the given deduplication id, and its trace.
+fn addressed(
+    entry: SendMessageBatchRequestEntryBuilder,
+    m: &WorkMessage,
+    deduplication_id: String,
+) -> Result<SendMessageBatchRequestEntryBuilder, QueueError> {
+    Ok(entry
+        .message_group_id(m.group_id())
+        .message_deduplication_id(deduplication_id)
+        .set_message_system_attributes(m.trace().map(trace_attribute).transpose()?))
 }
 
 /// The `AWSTraceHeader` system attribute: how AWS documents carrying a trace from a sender

@@ -65,20 +65,6 @@ impl Run {
             .json()
             .await?)
     }
-
-    /// Arrival times (Unix ms) of BOS calls in `[from, to)`, sorted.
-    fn calls_between(&self, from: u64, to: u64) -> Vec<u64> {
-        let mut at: Vec<u64> = self
-            .bench
-            .sim
-            .calls()
-            .iter()
-            .map(|c| c.at_ms)
-            .filter(|at| (from..to).contains(at))
-            .collect();
-        at.sort_unstable();
-        at
-    }
 }
 
 pub async fn all(report: &mut Report) -> Result<(), BoxError> {
@@ -148,12 +134,12 @@ async fn outage(report: &mut Report) -> Result<(), BoxError> {
     wait_final(&run.bench.ddb, &run.bench.table, &id).await?;
     let task = run.task(&id).await?;
 
-    let during = run.calls_between(down, up);
-    let probes = run.calls_between(down + 5_000, up).len();
+    let during = run.bench.sim.calls_between(down, up);
+    let probes = run.bench.sim.calls_between(down + 5_000, up).len();
     // Full speed: BOS's call rate over the 2 s before the outage; recovered when a 1 s window
     // after it reaches 90 % of that.
-    let before = run.calls_between(down - 2_000, down).len() as f64 / 2.0;
-    let after = run.calls_between(up, up + 30_000);
+    let before = run.bench.sim.calls_between(down - 2_000, down).len() as f64 / 2.0;
+    let after = run.bench.sim.calls_between(up, up + 30_000);
     let recovered_ms = (0..30_000u64).step_by(50).find(|offset| {
         let from = up + offset;
         let in_window = after

@@ -115,6 +115,20 @@ impl Simulator {
         self.lock().calls.iter().cloned().collect()
     }
 
+    /// When the remembered calls arrived, in Unix milliseconds within `[from, to)`, sorted:
+    /// what tests and benchmarks count to see what BOS saw during an outage.
+    pub fn calls_between(&self, from: u64, to: u64) -> Vec<u64> {
+        let mut at: Vec<u64> = self
+            .lock()
+            .calls
+            .iter()
+            .map(|c| c.at_ms)
+            .filter(|at| (from..to).contains(at))
+            .collect();
+        at.sort_unstable();
+        at
+    }
+
     pub fn set_knobs(&self, knobs: Knobs) {
         self.lock().knobs = knobs;
     }
