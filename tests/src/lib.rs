@@ -319,7 +319,8 @@ impl TestApp {
             assert_eq!(a.status, 200, "{}", a.body);
             let status = a.body["status"].as_str().unwrap_or_default().to_owned();
             *last.lock().expect("not poisoned") = a.body.clone();
-            (!["queued", "running"].contains(&status.as_str())).then_some(a.body)
+            let open = ["awaiting_upload", "validating", "queued", "running"];
+            (!open.contains(&status.as_str())).then_some(a.body)
         };
         match eventually(is_final).await {
             Some(task) => task,

@@ -43,6 +43,7 @@ fn functions_refuse_to_start_without_their_secrets() {
     for binary in [
         "api",
         "consumer",
+        "ingest",
         "dead-letter",
         "notifier",
         "webhook-sender",

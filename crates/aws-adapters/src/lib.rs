@@ -7,8 +7,11 @@
 
 pub mod dynamodb;
 pub mod redrive;
+#[cfg(feature = "uploads")]
+pub mod s3_files;
 pub mod sqs_batch;
 pub mod sqs_delivery_queue;
+pub mod sqs_ingest_queue;
 pub mod sqs_queue;
 pub mod sqs_send;
 pub mod startup;
@@ -18,4 +21,5 @@ pub mod ws_push;
 
 pub use dynamodb::{DynamoLanes, DynamoTaskStore};
 pub use sqs_delivery_queue::SqsDeliveryQueue;
+pub use sqs_ingest_queue::SqsIngestQueue;
 pub use sqs_queue::SqsWorkQueue;

@@ -42,6 +42,11 @@ impl SqsWorkQueue {
         crate::SqsDeliveryQueue::new(self.client.clone(), queue_url)
     }
 
+    /// The ingest queue on the same client.
+    pub fn ingest_queue(&self, queue_url: impl Into<String>) -> crate::SqsIngestQueue {
+        crate::SqsIngestQueue::new(self.client.clone(), queue_url)
+    }
+
     /// Another number of batches in flight (for the benchmark that compares them).
     pub fn with_parallel_batches(mut self, n: usize) -> Self {
         self.parallel_batches = n.max(1);

@@ -132,6 +132,8 @@ pub struct QueueFunction {
     pub store: std::sync::Arc<crate::DynamoTaskStore>,
     pub lanes: std::sync::Arc<crate::DynamoLanes>,
     pub queue: std::sync::Arc<crate::SqsWorkQueue>,
+    /// The configuration the clients were built from, for any other client the function needs.
+    pub aws: SdkConfig,
 }
 
 /// What every function but the api does first at cold start: logging, the pseudonym key, the
@@ -152,6 +154,7 @@ impl QueueFunction {
             lanes: std::sync::Arc::new(store.lanes()),
             store: std::sync::Arc::new(store),
             queue: std::sync::Arc::new(queue),
+            aws,
         })
     }
 }
@@ -168,6 +171,15 @@ pub fn invocation_trace(context: &lambda_runtime::Context) -> Option<Trace> {
         tracing::Span::current().record("trace_id", t.trace_id());
     }
     trace
+}
+
+/// An invocation's deadline (epoch milliseconds, as Lambda gives it) as an `Instant`.
+pub fn deadline_instant(deadline_ms: u64) -> std::time::Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    std::time::Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
 }
 
 #[cfg(test)]

@@ -11,6 +11,9 @@ pub struct Settings {
     /// JSON-escaped inside a Lambda event, which Lambda caps at 6 MiB, and escaping can double
     /// a valid JSON body; docs/decisions.md).
     pub max_body_bytes: usize,
+    /// Most rows an uploaded file may hold (`MAX_FILE_ROWS`, default and most
+    /// `upload::MAX_FILE_ROWS`, a million: item sort keys have six digits).
+    pub max_file_rows: u32,
     /// Items per queue message (`CHUNK_SIZE`, default 99, at most 99).
     pub chunk_size: usize,
     /// Lanes one caller may have open at once (`LANES_PER_CALLER`, default 4): about how many
@@ -43,6 +46,7 @@ impl Default for Settings {
         Self {
             max_items: 10_000,
             max_body_bytes: 3_000_000,
+            max_file_rows: crate::upload::MAX_FILE_ROWS,
 
             chunk_size: crate::chunk::MAX_CHUNK_SIZE,
             lanes_per_owner: 4,
@@ -99,8 +103,15 @@ impl Settings {
                 name: "BOS_CALL_CAP",
             });
         }
+        let max_file_rows: u32 = num(&get, "MAX_FILE_ROWS", d.max_file_rows)?;
+        if max_file_rows == 0 || max_file_rows > crate::upload::MAX_FILE_ROWS {
+            return Err(InvalidSetting {
+                name: "MAX_FILE_ROWS",
+            });
+        }
         Ok(Self {
             max_items: num(&get, "MAX_ITEMS", d.max_items)?,
+            max_file_rows,
             max_body_bytes: num(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
             chunk_size,
             lanes_per_owner: num(&get, "LANES_PER_CALLER", d.lanes_per_owner)?.max(1),

@@ -15,7 +15,9 @@ use crate::beneficiary::{FIELDS, REQUIRED_FIELDS};
 use crate::csv_output::REPORT_COLUMNS;
 use crate::error::AppError;
 use crate::error_body::ErrorDetail;
+use crate::read_tally::{line_too_long, ReadTally};
 use serde_json::{Map, Value};
+use std::io::Read;
 
 /// What a CSV body holds: one JSON object per data row, and the line each row starts on (1 is
 /// the header's), for error details.
@@ -25,83 +27,110 @@ pub struct CsvRows {
     pub lines: Vec<u64>,
 }
 
-/// The byte-order mark Excel writes at the start of a UTF-8 CSV.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
-
 /// Reads a CSV body into rows. `max_rows` bounds the work: past it the body is refused as
 /// too large a batch without reading the rest.
 pub fn parse(body: &[u8], max_rows: usize) -> Result<CsvRows, AppError> {
-    let body = body.strip_prefix(BOM).unwrap_or(body);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(false)
-        .from_reader(body);
-    let mut lines = LineCounter::new(body);
-    let header = reader
-        .headers()
-        .map_err(|e| refusal(&e, &mut lines))?
-        .clone();
-    check_header(&header)?;
+    let mut stream = CsvStream::new(body, usize::MAX).map_err(ReadError::into_refusal)?;
     let mut rows = CsvRows::default();
-    for record in reader.records() {
-        let record = record.map_err(|e| refusal(&e, &mut lines))?;
+    while let Some((value, line)) = stream.next_row().map_err(ReadError::into_refusal)? {
         if rows.values.len() == max_rows {
             return Err(AppError::TooManyItems { max: max_rows });
         }
-        let mut object = Map::new();
-        for (column, cell) in header.iter().zip(record.iter()) {
-            if !cell.is_empty() && !REPORT_COLUMNS.contains(&column) {
-                object.insert(column.to_owned(), Value::String(cell.to_owned()));
-            }
-        }
-        rows.lines
-            .push(lines.line_at(record.position().map_or(0, csv::Position::byte)));
-        rows.values.push(Value::Object(object));
+        rows.lines.push(line);
+        rows.values.push(value);
     }
     Ok(rows)
 }
 
-/// A `csv` error as the client's 400: where the file stopped making sense, never its content.
-fn refusal(error: &csv::Error, lines: &mut LineCounter) -> AppError {
-    let line = lines.line_at(error.position().map_or(0, csv::Position::byte));
-    match error.kind() {
-        csv::ErrorKind::Utf8 { .. } => AppError::InvalidCsvEncoding { line },
-        _ => AppError::MalformedCsv { line },
+/// Why a CSV stream stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The file is wrong: the client's 4xx, or a rejected upload.
+    #[error(transparent)]
+    Refused(AppError),
+    /// The bytes could not be read (the store): worth trying again.
+    #[error("the file could not be read")]
+    Io(#[source] std::io::Error),
+}
+
+impl ReadError {
+    /// For a body already in memory, which reads cannot fail.
+    fn into_refusal(self) -> AppError {
+        match self {
+            Self::Refused(e) => e,
+            Self::Io(_) => AppError::InvalidBody("readable CSV"),
+        }
     }
 }
 
-/// Line numbers as an editor shows them, from byte offsets. (`csv`'s own line count lags one
-/// behind after a CRLF, whose `\n` it reads as the start of the next record.) Offsets only grow,
-/// so the counting is one pass over the body.
-struct LineCounter<'a> {
-    body: &'a [u8],
-    at: usize,
-    line: u64,
+/// A CSV file read row by row from any reader, the header first: what [`parse`] does for a
+/// body, in constant memory for a file of any length.
+pub struct CsvStream<R: Read> {
+    reader: csv::Reader<ReadTally<R>>,
+    header: csv::StringRecord,
+    record: csv::StringRecord,
 }
 
-impl<'a> LineCounter<'a> {
-    fn new(body: &'a [u8]) -> Self {
-        Self {
-            body,
-            at: 0,
-            line: 1,
+impl<R: Read> CsvStream<R> {
+    /// Reads and checks the header. Lines longer than `max_line` bytes stop the read.
+    pub fn new(inner: R, max_line: usize) -> Result<Self, ReadError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(false)
+            .from_reader(ReadTally::new(inner, max_line));
+        let header = match reader.headers() {
+            Ok(header) => header.clone(),
+            Err(e) => return Err(read_error(e, reader.get_mut())),
+        };
+        check_header(&header).map_err(ReadError::Refused)?;
+        Ok(Self {
+            reader,
+            header,
+            record: csv::StringRecord::new(),
+        })
+    }
+
+    /// The next row as the JSON object a JSON body would hold for it, and its line.
+    pub fn next_row(&mut self) -> Result<Option<(Value, u64)>, ReadError> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => Ok(None),
+            Ok(true) => {
+                let mut object = Map::new();
+                for (column, cell) in self.header.iter().zip(self.record.iter()) {
+                    if !cell.is_empty() && !REPORT_COLUMNS.contains(&column) {
+                        object.insert(column.to_owned(), Value::String(cell.to_owned()));
+                    }
+                }
+                let byte = self.record.position().map_or(0, csv::Position::byte);
+                let line = self.reader.get_mut().line_at(byte);
+                Ok(Some((Value::Object(object), line)))
+            }
+            Err(e) => Err(read_error(e, self.reader.get_mut())),
         }
     }
 
-    /// The line of the first character at or after `byte` that is not a line feed.
-    fn line_at(&mut self, byte: u64) -> u64 {
-        let mut start = usize::try_from(byte).map_or(self.body.len(), |b| b.min(self.body.len()));
-        while self.body.get(start) == Some(&b'\n') {
-            start += 1;
+    /// What was read so far: bytes, hash, lines.
+    pub fn tally(&self) -> &ReadTally<R> {
+        self.reader.get_ref()
+    }
+}
+
+/// A `csv` error as a refusal that names where the file stopped making sense, never its
+/// content; or a read that failed.
+fn read_error<R: Read>(error: csv::Error, tally: &mut ReadTally<R>) -> ReadError {
+    let line = tally.line_at(error.position().map_or(0, csv::Position::byte));
+    if let csv::ErrorKind::Io(io) = error.kind() {
+        if let Some(long) = line_too_long(io) {
+            return ReadError::Refused(AppError::LineTooLong {
+                line: long.line,
+                max_bytes: long.max,
+            });
         }
-        if start >= self.at {
-            self.line += self.body[self.at..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count() as u64;
-            self.at = start;
-        }
-        self.line
+    }
+    match error.into_kind() {
+        csv::ErrorKind::Io(io) => ReadError::Io(io),
+        csv::ErrorKind::Utf8 { .. } => ReadError::Refused(AppError::InvalidCsvEncoding { line }),
+        _ => ReadError::Refused(AppError::MalformedCsv { line }),
     }
 }
 

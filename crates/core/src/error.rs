@@ -20,6 +20,8 @@ pub enum AppError {
     MalformedCsv { line: u64 },
     #[error("the CSV is not UTF-8 at line {line}")]
     InvalidCsvEncoding { line: u64 },
+    #[error("line {line} is longer than {max_bytes} bytes")]
+    LineTooLong { line: u64, max_bytes: usize },
     #[error("the CSV header is not valid")]
     InvalidCsvHeader(Vec<ErrorDetail>),
     #[error("the request body must be {0}")]
@@ -65,6 +67,12 @@ pub enum AppError {
     WebhookDeliveryNotFound,
     #[error("the delivery is still being attempted; retry it once it has succeeded or failed")]
     WebhookDeliveryInProgress,
+    #[error("no file was uploaded for this task yet; PUT it to the upload URL first")]
+    UploadNotReceived,
+    #[error("the uploaded file does not match the upload request: {0}")]
+    UploadMismatch(&'static str),
+    #[error("the task is not awaiting its upload")]
+    TaskNotAwaitingUpload,
     #[error("the work queue is unavailable")]
     QueueUnavailable,
     #[error("a store call failed")]
@@ -100,6 +108,7 @@ impl AppError {
             Self::DuplicateJsonKey => "duplicate_json_key",
             Self::MalformedCsv { .. } => "malformed_csv",
             Self::InvalidCsvEncoding { .. } => "invalid_encoding",
+            Self::LineTooLong { .. } => "line_too_long",
             Self::InvalidCsvHeader(_) => "invalid_csv_header",
             Self::InvalidBody(_) => "invalid_body",
             Self::BodyTooLarge { .. } => "body_too_large",
@@ -128,6 +137,9 @@ impl AppError {
             Self::TooManyWebhookEndpoints { .. } => "too_many_webhook_endpoints",
             Self::WebhookDeliveryNotFound => "webhook_delivery_not_found",
             Self::WebhookDeliveryInProgress => "webhook_delivery_in_progress",
+            Self::UploadNotReceived => "upload_not_received",
+            Self::UploadMismatch(_) => "upload_mismatch",
+            Self::TaskNotAwaitingUpload => "task_not_awaiting_upload",
             Self::QueueUnavailable => "queue_unavailable",
             Self::Store(_) => "internal_error",
         }

@@ -68,7 +68,7 @@ impl ErrorDetail {
 pub const ECHO_MAX_CHARS: usize = 64;
 
 /// `text`, cut to [`ECHO_MAX_CHARS`] characters with `…` marking the cut.
-fn bounded(text: &str) -> String {
+pub(crate) fn bounded(text: &str) -> String {
     match text.char_indices().nth(ECHO_MAX_CHARS) {
         None => text.to_owned(),
         Some((cut, _)) => format!("{}…", &text[..cut]),

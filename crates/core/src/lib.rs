@@ -21,6 +21,7 @@ pub mod error;
 pub mod error_body;
 #[cfg(feature = "test-support")]
 pub mod failpoint;
+pub mod file_rows;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod iban_registry;
@@ -33,6 +34,7 @@ pub mod outcome;
 pub mod paging;
 pub mod paths;
 pub mod ports;
+pub mod read_tally;
 pub mod strict_json;
 pub mod task;
 pub mod task_types;
@@ -40,6 +42,7 @@ pub mod task_types;
 pub mod test_ibans;
 pub mod tolerance;
 pub mod trace;
+pub mod upload;
 pub mod upstream;
 pub mod usecases;
 pub mod webhook;

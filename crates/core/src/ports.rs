@@ -5,10 +5,12 @@
 use crate::beneficiary::{Beneficiary, CreatedBeneficiary};
 use crate::breaker::BreakerRecord;
 use crate::chunk::{ChunkMessage, WorkMessage};
+use crate::error_body::ErrorObject;
 use crate::identity::Owner;
 use crate::live_progress::ConnectionId;
 use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
+use crate::upload::{Upload, Validation};
 use crate::upstream::BackendError;
 use crate::webhook::{EndpointId, WebhookEndpoint};
 use crate::webhook_delivery::{Delivery, DeliveryMessage, DeliveryStatus};
@@ -61,6 +63,22 @@ pub enum CancelOutcome {
     /// The task was already final.
     AlreadyFinal(Task),
     NotFound,
+}
+
+/// How a task's validation ends ([`TaskStore::end_validation`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationEnd {
+    /// `queued`, or a final status.
+    pub to: TaskStatus,
+    pub total: u32,
+    /// Rows never made items, counted without an outcome each: `cancelled` when the task was
+    /// cancelled during validation, `not_attempted` when its file was rejected.
+    pub cancelled: u32,
+    pub not_attempted: u32,
+    pub validation: Validation,
+    pub rejection: Option<ErrorObject>,
+    /// Set when `to` is final.
+    pub expires_at: Option<OffsetDateTime>,
 }
 
 /// What [`TaskStore::record_outcomes`] did.
@@ -135,6 +153,26 @@ pub trait TaskStore: Send + Sync {
         id: TaskId,
         since: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
+
+    /// Records how far the ingest of the task's file got (`crate::upload::Validation`), if its
+    /// checkpoint is still `seen`: the task as it now stands, or `None` if another writer moved
+    /// the checkpoint first (or the task is gone).
+    async fn save_validation(
+        &self,
+        id: TaskId,
+        seen: &Validation,
+        next: &Validation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Task>, StoreError>;
+
+    /// Ends a `validating` task's validation as `end` says; false if the task had left
+    /// `validating` already.
+    async fn end_validation(
+        &self,
+        id: TaskId,
+        end: &ValidationEnd,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// Marks the task for cancellation if it is not final yet.
     async fn request_cancel(
@@ -496,4 +534,68 @@ pub enum PushError {
 #[async_trait]
 pub trait FramePusher: Send + Sync {
     async fn push(&self, id: &ConnectionId, frame: &str) -> Result<(), PushError>;
+}
+
+/// A request pre-signed for the client: the URL, method and headers to send as they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedRequest {
+    pub url: String,
+    pub method: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// What the file store says of a stored file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredFile {
+    pub size: u64,
+    /// SHA-256, base64, when the store computed or kept one.
+    pub checksum_sha256: Option<String>,
+}
+
+/// A file read as a blocking stream: read it off the async runtime (`spawn_blocking`).
+pub type FileReader = Box<dyn std::io::Read + Send>;
+
+/// Where uploaded files are kept (an S3 bucket in AWS). Keys come from `crate::upload`.
+#[async_trait]
+pub trait FileStore: Send + Sync {
+    /// A PUT the client can make for `upload`'s file, bound to its length and checksum.
+    async fn presign_upload(
+        &self,
+        key: &str,
+        upload: &Upload,
+        valid_for: std::time::Duration,
+    ) -> Result<PresignedRequest, StoreError>;
+
+    /// The stored file's size and checksum; `None` if nothing is stored under `key`.
+    async fn head(&self, key: &str) -> Result<Option<StoredFile>, StoreError>;
+
+    /// The stored file as a stream; `None` if nothing is stored under `key`.
+    async fn open(&self, key: &str) -> Result<Option<FileReader>, StoreError>;
+
+    /// Deletes the file (idempotent).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// One run of the ingest of a task's file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestMessage {
+    pub task_id: TaskId,
+    /// 0 for the run a closed upload starts; each run that hands on to the next (its
+    /// invocation running out of time) counts one up.
+    #[serde(default)]
+    pub run: u32,
+}
+
+impl crate::trace::Traced for IngestMessage {
+    /// A run carries no trace of its own: it runs in its invocation's.
+    fn trace(&self) -> Option<&crate::trace::Trace> {
+        None
+    }
+}
+
+/// Where ingest runs wait (an SQS FIFO queue in AWS, one message group per task, so one
+/// task's runs never overlap).
+#[async_trait]
+pub trait IngestQueue: Send + Sync {
+    async fn send(&self, message: IngestMessage) -> Result<(), QueueError>;
 }

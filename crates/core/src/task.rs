@@ -1,9 +1,11 @@
 //! The task resource: its id, its type, its state machine and its progress, and the JSON view
 //! clients read.
 
+use crate::error_body::ErrorObject;
 use crate::identity::Owner;
 use crate::tolerance::Tolerance;
 use crate::trace::Trace;
+use crate::upload::{FileView, Upload, UploadInstructions, Validation};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -70,45 +72,59 @@ impl TaskType {
     }
 }
 
-/// `queued → running → completed | completed_with_errors | failed | cancelled`.
+/// `queued → running → completed | completed_with_errors | failed | cancelled`. A task made
+/// from an uploaded file starts earlier: `awaiting_upload → validating → queued`, or
+/// `validating → rejected` when the file is refused (`crate::upload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
+    AwaitingUpload,
+    Validating,
     Queued,
     Running,
     Completed,
     CompletedWithErrors,
     Failed,
     Cancelled,
+    Rejected,
 }
 
 impl TaskStatus {
+    pub const ALL: [TaskStatus; 9] = [
+        Self::AwaitingUpload,
+        Self::Validating,
+        Self::Queued,
+        Self::Running,
+        Self::Completed,
+        Self::CompletedWithErrors,
+        Self::Failed,
+        Self::Cancelled,
+        Self::Rejected,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::AwaitingUpload => "awaiting_upload",
+            Self::Validating => "validating",
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Completed => "completed",
             Self::CompletedWithErrors => "completed_with_errors",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
+            Self::Rejected => "rejected",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Queued,
-            Self::Running,
-            Self::Completed,
-            Self::CompletedWithErrors,
-            Self::Failed,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
     pub fn is_final(self) -> bool {
-        !matches!(self, Self::Queued | Self::Running)
+        !matches!(
+            self,
+            Self::AwaitingUpload | Self::Validating | Self::Queued | Self::Running
+        )
     }
 
     /// The one place that says which transitions exist. Stores apply them with conditional
@@ -117,7 +133,10 @@ impl TaskStatus {
         use TaskStatus::*;
         matches!(
             (self, next),
-            (Queued, Running)
+            (AwaitingUpload, Validating | Cancelled)
+                | (Validating, Queued | Rejected | Cancelled)
+                | (Validating, Completed | CompletedWithErrors | Failed)
+                | (Queued, Running)
                 | (
                     Queued | Running,
                     Completed | CompletedWithErrors | Failed | Cancelled
@@ -159,6 +178,12 @@ pub struct Task {
     pub retry_of: Option<TaskId>,
     /// The task that retries this one's failed items; a task is retried at most once.
     pub retried_by: Option<TaskId>,
+    /// For a task made from an uploaded file: what the upload session declared.
+    pub upload: Option<Upload>,
+    /// For a task made from an uploaded file: how far its ingest has read it.
+    pub validation: Validation,
+    /// Why the file of a `rejected` task was refused.
+    pub rejection: Option<ErrorObject>,
 }
 
 impl Task {
@@ -184,6 +209,9 @@ impl Task {
             trace: None,
             retry_of: None,
             retried_by: None,
+            upload: None,
+            validation: Validation::default(),
+            rejection: None,
         }
     }
 
@@ -231,7 +259,10 @@ impl Task {
 
     pub fn view(&self) -> TaskView {
         let processed = self.processed();
-        let percent = (processed * 100).checked_div(self.total).unwrap_or(100);
+        // A task with no items yet (its file is still on its way) has done nothing, not all.
+        let percent = (processed * 100)
+            .checked_div(self.total)
+            .unwrap_or(if self.status.is_final() { 100 } else { 0 });
         let base = self.task_type.path_of(self.id);
         TaskView {
             task_id: self.id,
@@ -250,6 +281,12 @@ impl Task {
             failure_reason: self.failure_reason(),
             tolerated_failure_percent: self.tolerance.percent,
             tolerated_failure_count: self.tolerance.count,
+            file: self
+                .upload
+                .as_ref()
+                .map(|upload| FileView::of(upload, self.validation)),
+            upload: None,
+            rejection: self.rejection.clone(),
             cancel_requested_at: self.cancel_requested_at,
             retry_of: self.retry_of,
             retried_by: self.retried_by,
@@ -283,6 +320,16 @@ pub struct TaskView {
     pub tolerated_failure_percent: Option<f64>,
     #[serde(default)]
     pub tolerated_failure_count: Option<u32>,
+    /// For a task made from an uploaded file: the file and how far its validation got.
+    #[serde(default)]
+    pub file: Option<FileView>,
+    /// While the task awaits its file: where and how to send it (a fresh pre-signed request
+    /// on every read; the api fills it in).
+    #[serde(default)]
+    pub upload: Option<UploadInstructions>,
+    /// Why a `rejected` task's file was refused; its invalid rows are in `…/errors`.
+    #[serde(default)]
+    pub rejection: Option<ErrorObject>,
     #[serde(with = "time::serde::rfc3339::option")]
     pub cancel_requested_at: Option<OffsetDateTime>,
     /// The task this one retries the failed items of, if it is a retry.

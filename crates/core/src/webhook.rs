@@ -57,14 +57,18 @@ pub enum EventType {
     TaskFailed,
     #[serde(rename = "task.cancelled")]
     TaskCancelled,
+    /// The task's uploaded file was refused (`crate::upload`).
+    #[serde(rename = "task.rejected")]
+    TaskRejected,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 4] = [
+    pub const ALL: [EventType; 5] = [
         Self::TaskCompleted,
         Self::TaskCompletedWithErrors,
         Self::TaskFailed,
         Self::TaskCancelled,
+        Self::TaskRejected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +77,7 @@ impl EventType {
             Self::TaskCompletedWithErrors => "task.completed_with_errors",
             Self::TaskFailed => "task.failed",
             Self::TaskCancelled => "task.cancelled",
+            Self::TaskRejected => "task.rejected",
         }
     }
 

@@ -34,7 +34,11 @@ impl Event {
             TaskStatus::CompletedWithErrors => EventType::TaskCompletedWithErrors,
             TaskStatus::Failed => EventType::TaskFailed,
             TaskStatus::Cancelled => EventType::TaskCancelled,
-            TaskStatus::Queued | TaskStatus::Running => return None,
+            TaskStatus::Rejected => EventType::TaskRejected,
+            TaskStatus::AwaitingUpload
+            | TaskStatus::Validating
+            | TaskStatus::Queued
+            | TaskStatus::Running => return None,
         };
         Some(Self {
             // A task becomes final once, so the task id names the transition.

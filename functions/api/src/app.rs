@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tasks_core::config::Settings;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
-    BeneficiaryBackend, DeliveryQueue, DeliveryStore, IdempotencyStore, LaneStore, TaskStore,
-    WebhookStore, WorkQueue,
+    BeneficiaryBackend, DeliveryQueue, DeliveryStore, FileStore, IdempotencyStore, IngestQueue,
+    LaneStore, TaskStore, WebhookStore, WorkQueue,
 };
 use tasks_core::trace::{self, Trace};
 use tasks_core::usecases::schedule::Scheduler;
@@ -28,6 +28,8 @@ pub(crate) struct Services {
     pub lanes: Arc<dyn LaneStore>,
     pub queue: Arc<dyn WorkQueue>,
     pub backend: Arc<dyn BeneficiaryBackend>,
+    pub files: Arc<dyn FileStore>,
+    pub ingest: Arc<dyn IngestQueue>,
     pub settings: Settings,
     pub tokens: PageTokens,
 }
@@ -47,15 +49,26 @@ pub struct App {
     router: Router,
 }
 
+/// The ports the api needs besides its store.
+pub struct Ports {
+    /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
+    pub lanes: Arc<dyn LaneStore>,
+    pub queue: Arc<dyn WorkQueue>,
+    pub backend: Arc<dyn BeneficiaryBackend>,
+    /// Where a manual retry sends a delivery (the sender's queue).
+    pub delivery_queue: Arc<dyn DeliveryQueue>,
+    /// Where uploaded files go (pre-signed PUTs) and are checked when an upload closes.
+    pub files: Arc<dyn FileStore>,
+    /// Where a closed upload's ingest run is sent.
+    pub ingest: Arc<dyn IngestQueue>,
+}
+
 impl App {
     /// `store` keeps tasks, idempotency records and webhook endpoints (one DynamoDB table in
     /// AWS).
     pub fn new<S: TaskStore + IdempotencyStore + WebhookStore + DeliveryStore + 'static>(
         store: Arc<S>,
-        lanes: Arc<dyn LaneStore>,
-        queue: Arc<dyn WorkQueue>,
-        backend: Arc<dyn BeneficiaryBackend>,
-        delivery_queue: Arc<dyn DeliveryQueue>,
+        ports: Ports,
         settings: Settings,
         tokens: PageTokens,
     ) -> Self {
@@ -64,10 +77,12 @@ impl App {
             idempotency: store.clone(),
             webhooks: store.clone(),
             deliveries: store,
-            delivery_queue,
-            lanes,
-            queue,
-            backend,
+            delivery_queue: ports.delivery_queue,
+            lanes: ports.lanes,
+            queue: ports.queue,
+            backend: ports.backend,
+            files: ports.files,
+            ingest: ports.ingest,
             settings,
             tokens,
         };

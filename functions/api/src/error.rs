@@ -55,6 +55,7 @@ impl ApiError {
             | DuplicateJsonKey
             | MalformedCsv { .. }
             | InvalidCsvEncoding { .. }
+            | LineTooLong { .. }
             | InvalidCsvHeader(_)
             | InvalidBody(_)
             | InvalidQuery(_)
@@ -67,7 +68,10 @@ impl ApiError {
             UnknownTaskType | TaskNotFound | WebhookEndpointNotFound | WebhookDeliveryNotFound => {
                 StatusCode::NOT_FOUND
             }
-            WebhookDeliveryInProgress => StatusCode::CONFLICT,
+            WebhookDeliveryInProgress
+            | UploadNotReceived
+            | UploadMismatch(_)
+            | TaskNotAwaitingUpload => StatusCode::CONFLICT,
             TooManyWebhookEndpoints { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             TaskAlreadyFinal | TaskNotFinal | TaskAlreadyRetried | IdempotencyInProgress => {
                 StatusCode::CONFLICT

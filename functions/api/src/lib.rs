@@ -17,4 +17,4 @@ mod paths;
 mod resources;
 mod routes;
 
-pub use app::App;
+pub use app::{App, Ports};

@@ -1,6 +1,7 @@
 //! Lambda entry point of the api function: build clients and settings once, then serve.
 
-use api::App;
+use api::{App, Ports};
+use aws_adapters::s3_files::S3Files;
 use aws_adapters::startup::{
     aws_config, init_pseudonym_key, init_tracing, required_env, required_secret,
 };
@@ -28,12 +29,19 @@ async fn main() -> Result<(), Error> {
     let lanes = Arc::new(store.lanes());
     let work_queue = SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
     let delivery_queue = work_queue.delivery_queue(required_env("DELIVERY_QUEUE_URL")?);
+    let ingest_queue = work_queue.ingest_queue(required_env("INGEST_QUEUE_URL")?);
+    let files = S3Files::from_config(&aws, required_env("UPLOADS_BUCKET")?);
+    let ports = Ports {
+        lanes,
+        queue: Arc::new(work_queue),
+        backend: Arc::new(BosClient::new(BosConfig::from_env()?)?),
+        delivery_queue: Arc::new(delivery_queue),
+        files: Arc::new(files),
+        ingest: Arc::new(ingest_queue),
+    };
     let app = Arc::new(App::new(
         Arc::new(store),
-        lanes,
-        Arc::new(work_queue),
-        Arc::new(BosClient::new(BosConfig::from_env()?)?),
-        Arc::new(delivery_queue),
+        ports,
         settings,
         PageTokens::new(&page_token_key),
     ));

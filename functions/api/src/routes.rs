@@ -8,7 +8,7 @@
 
 use crate::app::Services;
 use crate::error::ApiError;
-use crate::resources::{beneficiaries, task_items, tasks, webhook_endpoints as hooks};
+use crate::resources::{beneficiaries, task_items, tasks, uploads, webhook_endpoints as hooks};
 use crate::{auth, idempotency, paths};
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
@@ -22,7 +22,9 @@ pub fn table(app: Arc<Services>) -> Router {
     Router::new()
         .route("/beneficiaries", post(beneficiaries::create))
         .route("/tasks/{task_type}", post(tasks::submit).get(tasks::list))
+        .route("/tasks/{task_type}/uploads", post(uploads::open))
         .route("/tasks/{task_type}/{task_id}", get(tasks::get).delete(task_items::cancel))
+        .route("/tasks/{task_type}/{task_id}/upload-complete", post(uploads::complete))
         .route("/tasks/{task_type}/{task_id}/errors", get(task_items::errors))
         .route("/tasks/{task_type}/{task_id}/result", get(task_items::result))
         .route("/tasks/{task_type}/{task_id}/errors.csv", get(task_items::errors_csv))

@@ -116,6 +116,13 @@ fn every_error() -> Vec<ApiError> {
         AppError::TooManyWebhookEndpoints { max: 1 },
         AppError::WebhookDeliveryNotFound,
         AppError::WebhookDeliveryInProgress,
+        AppError::LineTooLong {
+            line: 2,
+            max_bytes: 1,
+        },
+        AppError::UploadNotReceived,
+        AppError::UploadMismatch("its length"),
+        AppError::TaskNotAwaitingUpload,
         AppError::QueueUnavailable,
         AppError::Store(StoreError::permanent("x")),
     ];
@@ -152,6 +159,10 @@ fn every_error() -> Vec<ApiError> {
             | AppError::TooManyWebhookEndpoints { .. }
             | AppError::WebhookDeliveryNotFound
             | AppError::WebhookDeliveryInProgress
+            | AppError::LineTooLong { .. }
+            | AppError::UploadNotReceived
+            | AppError::UploadMismatch(_)
+            | AppError::TaskNotAwaitingUpload
             | AppError::QueueUnavailable
             | AppError::Store(_) => {}
         }

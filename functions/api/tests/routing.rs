@@ -14,10 +14,14 @@ const ID: &str = "7b0a3f3e-1f7a-4c39-9d9e-3c5a8f3b2a10";
 fn app() -> App {
     App::new(
         Arc::new(MemoryStore::default()),
-        Arc::new(MemoryLanes::default()),
-        Arc::new(MemoryQueue::default()),
-        Arc::new(MemoryBackend::default()),
-        Arc::new(MemoryDeliveryQueue::default()),
+        api::Ports {
+            lanes: Arc::new(MemoryLanes::default()),
+            queue: Arc::new(MemoryQueue::default()),
+            backend: Arc::new(MemoryBackend::default()),
+            delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
+            files: Arc::new(tasks_core::memory::MemoryFiles::default()),
+            ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+        },
         Settings::default(),
         PageTokens::new(b"test-page-token-key"),
     )

@@ -24,10 +24,14 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
     let store = Arc::new(MemoryStore::default());
     let app = App::new(
         store,
-        Arc::new(MemoryLanes::default()),
-        queue.clone(),
-        backend.clone(),
-        Arc::new(MemoryDeliveryQueue::default()),
+        api::Ports {
+            lanes: Arc::new(MemoryLanes::default()),
+            queue: queue.clone(),
+            backend: backend.clone(),
+            delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
+            files: Arc::new(tasks_core::memory::MemoryFiles::default()),
+            ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+        },
         settings,
         PageTokens::new(b"test-page-token-key"),
     );

@@ -7,7 +7,6 @@ use aws_adapters::startup::invocation_trace;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tasks_core::breaker::Breaker;
 use tasks_core::chunk::WorkMessage;
 use tasks_core::config::Settings;
@@ -31,20 +30,11 @@ pub struct Consumer {
     pub settings: Settings,
 }
 
-/// The invocation deadline (epoch milliseconds) as an `Instant`.
-pub fn deadline_instant(deadline_ms: u64) -> Instant {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
-    Instant::now() + Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
 impl Consumer {
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id,
         trace_id = tracing::field::Empty, messages = event.payload.records.len()))]
     pub async fn handle(&self, event: LambdaEvent<SqsEvent>) -> SqsBatchResponse {
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = aws_adapters::startup::deadline_instant(event.context.deadline);
         // One limit for the whole invocation: the messages of a batch run at once and share
         // this invocation's share of the BOS cap, so BOS never sees more than
         // consumers × share calls.

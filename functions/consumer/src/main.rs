@@ -15,6 +15,7 @@ async fn main() -> Result<(), Error> {
         store,
         lanes,
         queue,
+        ..
     } = QueueFunction::start().await?;
     let breaker = Arc::new(Breaker::default());
     let bos = BosClient::new(BosConfig::from_env()?)?.with_gate(breaker.clone());

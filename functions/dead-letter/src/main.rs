@@ -13,6 +13,7 @@ async fn main() -> Result<(), Error> {
         store,
         lanes,
         queue,
+        ..
     } = QueueFunction::start().await?;
     let handler = Arc::new(DeadLetter {
         settings: Settings::from_env()?,

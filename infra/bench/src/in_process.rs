@@ -70,10 +70,14 @@ pub async fn handler(report: &mut Report) -> Result<(), BoxError> {
             let settings = shipped.clone();
             let app = App::new(
                 store.clone(),
-                lanes.clone(),
-                queue.clone(),
-                Arc::new(MemoryBackend::default()),
-                Arc::new(MemoryDeliveryQueue::default()),
+                api::Ports {
+                    lanes: lanes.clone(),
+                    queue: queue.clone(),
+                    backend: Arc::new(MemoryBackend::default()),
+                    delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
+                    files: Arc::new(tasks_core::memory::MemoryFiles::default()),
+                    ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+                },
                 settings,
                 PageTokens::new(b"test-page-token-key"),
             );

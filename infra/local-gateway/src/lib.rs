@@ -71,8 +71,17 @@ impl LocalStack {
             .entry("JwtJwksUrl".to_owned())
             .or_insert_with(|| format!("http://{addr}{LOCAL_JWKS_PATH}"));
         let secrets = &config.secrets;
-        let mut provisioned =
-            provision(&template, &config.prefix, &ddb, &sqs, &parameters, secrets).await?;
+        let moto = &config.sqs_endpoint;
+        let mut provisioned = provision(
+            &template,
+            &config.prefix,
+            &ddb,
+            &sqs,
+            moto,
+            &parameters,
+            secrets,
+        )
+        .await?;
         for api in &template.websocket_apis {
             provisioned
                 .websocket_apis

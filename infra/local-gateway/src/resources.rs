@@ -25,6 +25,8 @@ pub struct Provisioned {
     /// Table logical id → its stream's ARN (DynamoDB Local's `LatestStreamArn`).
     pub streams: HashMap<String, String>,
     pub queues: HashMap<String, QueueInfo>,
+    /// Bucket logical id → its name in moto.
+    pub buckets: HashMap<String, String>,
     pub parameters: BTreeMap<String, String>,
     /// Secrets Manager secret name → value, for `{{resolve:secretsmanager:NAME:SecretString}}`.
     pub secrets: BTreeMap<String, String>,
@@ -54,6 +56,7 @@ pub async fn provision(
     prefix: &str,
     ddb: &aws_sdk_dynamodb::Client,
     sqs: &aws_sdk_sqs::Client,
+    moto: &str,
     parameter_overrides: &BTreeMap<String, String>,
     secrets: &BTreeMap<String, String>,
 ) -> Result<Provisioned, BoxError> {
@@ -200,7 +203,42 @@ pub async fn provision(
         out.queues
             .insert(q.logical_id.clone(), QueueInfo { name, url, arn });
     }
+    for b in &template.buckets {
+        let name = bucket_name(prefix, &b.logical_id);
+        create_bucket(moto, &name).await?;
+        out.buckets.insert(b.logical_id.clone(), name);
+    }
     Ok(out)
+}
+
+/// S3's rules for a name (3 to 63 lowercase letters, digits and hyphens), from the prefix and
+/// the logical id.
+fn bucket_name(prefix: &str, logical_id: &str) -> String {
+    let name: String = format!("{prefix}-{logical_id}")
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    name.chars()
+        .take(63)
+        .collect::<String>()
+        .trim_matches('-')
+        .to_owned()
+}
+
+/// `CreateBucket` as a plain path-style PUT: moto asks for no signature, and a bucket that
+/// exists already (a stack restarted on the same emulator) is reused.
+async fn create_bucket(moto: &str, name: &str) -> Result<(), BoxError> {
+    let response = reqwest::Client::new()
+        .put(format!("{}/{name}", moto.trim_end_matches('/')))
+        .send()
+        .await?;
+    let status = response.status();
+    if status.is_success() || status == reqwest::StatusCode::CONFLICT {
+        Ok(())
+    } else {
+        Err(format!("creating bucket {name} answered {status}").into())
+    }
 }
 
 /// The value CloudFormation would give `expr` once the stack exists.
@@ -211,6 +249,7 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
             .parameters
             .get(id)
             .or_else(|| p.tables.get(id))
+            .or_else(|| p.buckets.get(id))
             .cloned()
             .or_else(|| p.queues.get(id).map(|q| q.url.clone()))
             .ok_or_else(|| format!("cannot resolve !Ref {id}").into()),
@@ -222,6 +261,9 @@ pub fn resolve(expr: &Expr, p: &Provisioned) -> Result<String, BoxError> {
                     "QueueUrl" => Ok(q.url.clone()),
                     _ => Err(format!("unsupported !GetAtt {id}.{att}").into()),
                 };
+            }
+            if let (Some(b), "Arn") = (p.buckets.get(id), att.as_str()) {
+                return Ok(format!("arn:aws:s3:::{b}"));
             }
             if let (Some(t), "Arn") = (p.tables.get(id), att.as_str()) {
                 return Ok(format!("arn:aws:dynamodb:us-east-1:000000000000:table/{t}"));

@@ -101,6 +101,8 @@ impl<'a> Wiring<'a> {
                 ("AWS_SECRET_ACCESS_KEY", "local"),
                 ("AWS_ENDPOINT_URL_DYNAMODB", ddb),
                 ("AWS_ENDPOINT_URL_SQS", moto),
+                // moto plays S3 too (path-style addresses: `aws_adapters::s3_files`).
+                ("AWS_ENDPOINT_URL_S3", moto),
                 // moto plays Secrets Manager too, on the same port.
                 ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto),
             ]

@@ -18,6 +18,7 @@ use tasks_core::ports::StoreError;
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
 use tasks_core::tolerance::Tolerance;
 use tasks_core::trace::Trace;
+use tasks_core::upload::{FileFormat, InvalidRows, Upload, Validation};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -122,6 +123,18 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     if let Some(id) = task.retried_by {
         item.insert("retried_by".into(), s(id.to_string()));
     }
+    if let Some(upload) = &task.upload {
+        item.insert("upload_type".into(), s(upload.format.content_type()));
+        item.insert("upload_length".into(), n(upload.content_length));
+        item.insert("upload_sha256".into(), s(upload.checksum_sha256.clone()));
+        item.insert("invalid_rows".into(), s(upload.invalid_rows.as_str()));
+        validation_into(&mut item, &task.validation);
+    }
+    if let Some(rejection) = &task.rejection {
+        if let Ok(json) = serde_json::to_string(rejection) {
+            item.insert("rejection".into(), s(json));
+        }
+    }
     if let Some(trace) = &task.trace {
         // The X-Ray header (`Root=<trace id>;Parent=…;Sampled=…`): from a task to its trace.
         item.insert("trace".into(), s(trace.xray_header()));
@@ -186,7 +199,77 @@ pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
         trace: text("trace").and_then(Trace::from_xray_header),
         retry_of: text("retry_of").and_then(|v| v.parse().ok()),
         retried_by: text("retried_by").and_then(|v| v.parse().ok()),
+        upload: upload_from(item)?,
+        validation: validation_from(item),
+        rejection: text("rejection")
+            .map(|v| serde_json::from_str(v).map_err(|_| corrupt("rejection")))
+            .transpose()?,
     })
+}
+
+/// The attributes of a task's ingest checkpoint (`upload::Validation`), one number each.
+pub(crate) const VALIDATION_ATTRIBUTES: [&str; 6] = [
+    "rows_read",
+    "rows_valid",
+    "rows_invalid",
+    "chunks_stored",
+    "invalid_recorded",
+    "admitted",
+];
+
+pub(crate) fn validation_values(v: &Validation) -> [u32; 6] {
+    [
+        v.rows_read,
+        v.rows_valid,
+        v.rows_invalid,
+        v.chunks_stored,
+        v.invalid_recorded,
+        u32::from(v.admitted),
+    ]
+}
+
+fn validation_into(item: &mut Item, v: &Validation) {
+    for (name, value) in VALIDATION_ATTRIBUTES.iter().zip(validation_values(v)) {
+        item.insert((*name).into(), n(value));
+    }
+}
+
+fn validation_from(item: &Item) -> Validation {
+    let num = |k: &str| -> u32 {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Validation {
+        rows_read: num("rows_read"),
+        rows_valid: num("rows_valid"),
+        rows_invalid: num("rows_invalid"),
+        chunks_stored: num("chunks_stored"),
+        invalid_recorded: num("invalid_recorded"),
+        admitted: num("admitted") == 1,
+    }
+}
+
+fn upload_from(item: &Item) -> Result<Option<Upload>, StoreError> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    let Some(content_type) = text("upload_type") else {
+        return Ok(None);
+    };
+    Ok(Some(Upload {
+        format: FileFormat::parse(content_type).ok_or_else(|| corrupt("upload_type"))?,
+        content_length: item
+            .get("upload_length")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| corrupt("upload_length"))?,
+        checksum_sha256: text("upload_sha256")
+            .ok_or_else(|| corrupt("upload_sha256"))?
+            .to_owned(),
+        invalid_rows: text("invalid_rows")
+            .and_then(InvalidRows::parse)
+            .ok_or_else(|| corrupt("invalid_rows"))?,
+    }))
 }
 
 /// The index of an item-outcome record (`idx`).
@@ -254,6 +337,26 @@ mod tests {
         t.trace = Some(Trace::new_root());
         t.retry_of = Some(TaskId::new_random());
         t.retried_by = Some(TaskId::new_random());
+        assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
+        t.upload = Some(Upload {
+            format: FileFormat::Ndjson,
+            content_length: 12,
+            checksum_sha256: "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
+            invalid_rows: InvalidRows::Skip,
+        });
+        t.validation = Validation {
+            rows_read: 5,
+            rows_valid: 4,
+            rows_invalid: 1,
+            chunks_stored: 1,
+            invalid_recorded: 3,
+            admitted: true,
+        };
+        t.rejection = Some(tasks_core::error_body::ErrorObject {
+            code: "invalid_rows".into(),
+            message: "1 of 5 rows are invalid.".into(),
+            details: vec![],
+        });
         assert_eq!(task_from_item(&task_to_item(&t)).unwrap(), t);
     }
 

@@ -15,8 +15,11 @@ use std::collections::HashSet;
 use tasks_core::chunk::MAX_CHUNK_SIZE;
 use tasks_core::identity::Owner;
 use tasks_core::outcome::{ItemOutcome, Tally};
-use tasks_core::ports::{CancelOutcome, OutcomeFilter, Recorded, StoreError, TaskStore};
+use tasks_core::ports::{
+    CancelOutcome, OutcomeFilter, Recorded, StoreError, TaskStore, ValidationEnd,
+};
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
+use tasks_core::upload::Validation;
 use time::OffsetDateTime;
 
 /// The task store; the idempotency store (`idempotency_store`) is the same table and client.
@@ -105,9 +108,15 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_values(":from", s(from.as_str()))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
-        if to == TaskStatus::Running {
+        if matches!(to, TaskStatus::Running | TaskStatus::Validating) {
             set.push("#started_at = if_not_exists(#started_at, :now)");
             req = req.expression_attribute_names("#started_at", "started_at");
+        }
+        // The open upload session's expiry ends with it.
+        let mut remove = "";
+        if from == TaskStatus::AwaitingUpload && !to.is_final() {
+            remove = " REMOVE #expires_at";
+            req = req.expression_attribute_names("#expires_at", "expires_at");
         }
         if to.is_final() {
             set.push("#finished_at = :now");
@@ -120,7 +129,7 @@ impl TaskStore for DynamoTaskStore {
             }
         }
         match req
-            .update_expression(format!("SET {}", set.join(", ")))
+            .update_expression(format!("SET {}{remove}", set.join(", ")))
             .send()
             .await
         {
@@ -276,6 +285,136 @@ impl TaskStore for DynamoTaskStore {
         self.table.update_if(update).await.map(|_| ())
     }
 
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    async fn save_validation(
+        &self,
+        id: TaskId,
+        seen: &Validation,
+        next: &Validation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Task>, StoreError> {
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let mut set = vec!["#updated_at = :now".to_owned()];
+        // A checkpoint never written reads as zeros: "absent or 0" is "0".
+        let mut conditions = vec!["attribute_exists(#pk)".to_owned()];
+        let values = codec::validation_values(seen)
+            .into_iter()
+            .zip(codec::validation_values(next));
+        for (i, (name, (was, will))) in codec::VALIDATION_ATTRIBUTES.iter().zip(values).enumerate()
+        {
+            req = req
+                .expression_attribute_names(format!("#v{i}"), *name)
+                .expression_attribute_values(format!(":was{i}"), n(was))
+                .expression_attribute_values(format!(":will{i}"), n(will));
+            set.push(format!("#v{i} = :will{i}"));
+            conditions.push(if was == 0 {
+                format!("(attribute_not_exists(#v{i}) OR #v{i} = :was{i})")
+            } else {
+                format!("#v{i} = :was{i}")
+            });
+        }
+        let result = req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .condition_expression(conditions.join(" AND "))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out
+                    .attributes()
+                    .ok_or_else(|| corrupt("no attributes returned"))?;
+                Ok(Some(task_from_item(item)?))
+            }
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(None)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %id, to = end.to.as_str()))]
+    async fn end_validation(
+        &self,
+        id: TaskId,
+        end: &ValidationEnd,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        if !TaskStatus::Validating.can_become(end.to) {
+            return Ok(false);
+        }
+        let mut set = vec![
+            "#status = :to".to_owned(),
+            "#updated_at = :now".to_owned(),
+            "#total = :total".to_owned(),
+            "#cancelled = #cancelled + :cancelled".to_owned(),
+            "#not_attempted = if_not_exists(#not_attempted, :zero) + :not_attempted".to_owned(),
+        ];
+        let mut req = self
+            .client()
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .condition_expression("#status = :validating")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_names("#total", "total")
+            .expression_attribute_names("#cancelled", "cancelled")
+            .expression_attribute_names("#not_attempted", "not_attempted")
+            .expression_attribute_values(":validating", s(TaskStatus::Validating.as_str()))
+            .expression_attribute_values(":to", s(end.to.as_str()))
+            .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":total", n(end.total))
+            .expression_attribute_values(":cancelled", n(end.cancelled))
+            .expression_attribute_values(":not_attempted", n(end.not_attempted))
+            .expression_attribute_values(":zero", n(0));
+        for (i, (name, value)) in codec::VALIDATION_ATTRIBUTES
+            .iter()
+            .zip(codec::validation_values(&end.validation))
+            .enumerate()
+        {
+            req = req
+                .expression_attribute_names(format!("#v{i}"), *name)
+                .expression_attribute_values(format!(":v{i}"), n(value));
+            set.push(format!("#v{i} = :v{i}"));
+        }
+        if let Some(rejection) = &end.rejection {
+            let json = serde_json::to_string(rejection).map_err(StoreError::permanent)?;
+            set.push("#rejection = :rejection".into());
+            req = req
+                .expression_attribute_names("#rejection", "rejection")
+                .expression_attribute_values(":rejection", s(json));
+        }
+        if end.to.is_final() {
+            set.push("#finished_at = :now".into());
+            req = req.expression_attribute_names("#finished_at", "finished_at");
+            if let Some(exp) = end.expires_at {
+                set.push("#expires_at = :exp".into());
+                req = req
+                    .expression_attribute_names("#expires_at", "expires_at")
+                    .expression_attribute_values(":exp", n(exp.unix_timestamp()));
+            }
+        }
+        match req
+            .update_expression(format!("SET {}", set.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     async fn request_cancel(
         &self,
         id: TaskId,
@@ -287,12 +426,16 @@ impl TaskStore for DynamoTaskStore {
             .table_name(&self.table.name)
             .set_key(Some(task_key(id)))
             .update_expression("SET #cra = if_not_exists(#cra, :now), #updated_at = :now")
-            .condition_expression("attribute_exists(#pk) AND #status IN (:queued, :running)")
+            .condition_expression(
+                "attribute_exists(#pk) AND #status IN (:awaiting, :validating, :queued, :running)",
+            )
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#cra", "cancel_requested_at")
             .expression_attribute_names("#updated_at", "updated_at")
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":now", s(rfc3339(now)))
+            .expression_attribute_values(":awaiting", s(TaskStatus::AwaitingUpload.as_str()))
+            .expression_attribute_values(":validating", s(TaskStatus::Validating.as_str()))
             .expression_attribute_values(":queued", s(TaskStatus::Queued.as_str()))
             .expression_attribute_values(":running", s(TaskStatus::Running.as_str()))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)

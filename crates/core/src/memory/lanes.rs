@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 pub struct MemoryLanes {
     inner: Mutex<LanesInner>,
     writes: AtomicUsize,
+    chunk_writes: AtomicUsize,
 }
 
 impl MemoryLanes {
@@ -26,6 +27,11 @@ impl MemoryLanes {
     /// waiting chunks, and one transaction per append, claim or close.
     pub fn write_requests(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Waiting chunks written, each write counted (a chunk written twice counts twice).
+    pub fn chunks_written(&self) -> usize {
+        self.chunk_writes.load(Ordering::SeqCst)
     }
 }
 
@@ -70,6 +76,7 @@ impl LaneStore for MemoryLanes {
     ) -> Result<(), StoreError> {
         self.writes
             .fetch_add(chunks.len().div_ceil(25), Ordering::SeqCst);
+        self.chunk_writes.fetch_add(chunks.len(), Ordering::SeqCst);
         let mut inner = lock(&self.inner);
         for c in chunks {
             inner.chunks.insert((c.task_id, c.chunk), c.clone());

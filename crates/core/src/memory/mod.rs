@@ -4,6 +4,7 @@
 //! DynamoDB table plays (tasks, idempotency, webhooks, connections), so its state lives here.
 
 mod backend;
+mod files;
 mod idempotency;
 mod lanes;
 mod live;
@@ -12,6 +13,7 @@ mod tasks;
 mod webhooks;
 
 pub use backend::MemoryBackend;
+pub use files::{MemoryFiles, MemoryIngestQueue};
 pub use lanes::MemoryLanes;
 pub use live::MemoryPusher;
 pub use queue::MemoryQueue;

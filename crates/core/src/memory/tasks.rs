@@ -9,6 +9,7 @@ use crate::task::Task;
 use crate::task::TaskId;
 use crate::task::TaskStatus;
 use crate::task::TaskType;
+use crate::upload::Validation;
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
@@ -50,7 +51,11 @@ impl TaskStore for MemoryStore {
         }
         task.status = to;
         task.updated_at = now;
-        if to == TaskStatus::Running {
+        if from == TaskStatus::AwaitingUpload {
+            // The open session's expiry ends with it.
+            task.expires_at = None;
+        }
+        if matches!(to, TaskStatus::Running | TaskStatus::Validating) {
             task.started_at.get_or_insert(now);
         }
         if to.is_final() {
@@ -129,6 +134,53 @@ impl TaskStore for MemoryStore {
             }
         }
         Ok(())
+    }
+
+    async fn save_validation(
+        &self,
+        id: TaskId,
+        seen: &Validation,
+        next: &Validation,
+        now: OffsetDateTime,
+    ) -> Result<Option<Task>, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut tasks = lock(&self.tasks);
+        match tasks.get_mut(&id) {
+            Some(task) if task.validation == *seen => {
+                task.validation = *next;
+                task.updated_at = now;
+                Ok(Some(task.clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn end_validation(
+        &self,
+        id: TaskId,
+        end: &ValidationEnd,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let mut tasks = lock(&self.tasks);
+        let Some(task) = tasks.get_mut(&id) else {
+            return Ok(false);
+        };
+        if task.status != TaskStatus::Validating || !task.status.can_become(end.to) {
+            return Ok(false);
+        }
+        task.status = end.to;
+        task.total = end.total;
+        task.cancelled += end.cancelled;
+        task.not_attempted += end.not_attempted;
+        task.validation = end.validation;
+        task.rejection.clone_from(&end.rejection);
+        task.updated_at = now;
+        if end.to.is_final() {
+            task.finished_at = Some(now);
+            task.expires_at = end.expires_at;
+        }
+        Ok(true)
     }
 
     async fn request_cancel(

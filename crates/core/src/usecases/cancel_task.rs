@@ -5,7 +5,7 @@
 use crate::error::AppError;
 use crate::identity::Owner;
 use crate::ports::{CancelOutcome, TaskStore};
-use crate::task::{Task, TaskId, TaskType};
+use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::usecases::read_task::get_task;
 use time::OffsetDateTime;
 
@@ -15,10 +15,26 @@ pub async fn cancel_task(
     task_type: TaskType,
     id: TaskId,
     now: OffsetDateTime,
+    retention: std::time::Duration,
 ) -> Result<Task, AppError> {
     // Ownership, type and expiry first: another caller's task is "not found", not "final".
     get_task(store, owner, task_type, id, now).await?;
     match store.request_cancel(id, now).await? {
+        // Nothing runs for a task that awaits its file: it ends at once.
+        CancelOutcome::Requested(task) if task.status == TaskStatus::AwaitingUpload => {
+            let expires_at = now + retention;
+            store
+                .transition(
+                    id,
+                    TaskStatus::AwaitingUpload,
+                    TaskStatus::Cancelled,
+                    now,
+                    Some(expires_at),
+                )
+                .await?;
+            tracing::info!(task_id = %id, "upload session cancelled");
+            get_task(store, owner, task_type, id, now).await
+        }
         CancelOutcome::Requested(task) => {
             tracing::info!(task_id = %id, "cancellation requested");
             Ok(task)
@@ -32,7 +48,8 @@ pub async fn cancel_task(
 mod tests {
     use super::*;
     use crate::memory::MemoryStore;
-    use crate::task::TaskStatus;
+
+    const DAY: std::time::Duration = std::time::Duration::from_secs(86_400);
 
     #[tokio::test]
     async fn cancel_rules() {
@@ -43,15 +60,15 @@ mod tests {
         let t = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, now);
         store.insert_task(&t).await.unwrap();
 
-        let err = cancel_task(&store, &bob, t.task_type, t.id, now)
+        let err = cancel_task(&store, &bob, t.task_type, t.id, now, DAY)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "task_not_found");
-        let first = cancel_task(&store, &alice, t.task_type, t.id, now)
+        let first = cancel_task(&store, &alice, t.task_type, t.id, now, DAY)
             .await
             .unwrap();
         assert_eq!(first.cancel_requested_at, Some(now));
-        let again = cancel_task(&store, &alice, t.task_type, t.id, now)
+        let again = cancel_task(&store, &alice, t.task_type, t.id, now, DAY)
             .await
             .unwrap();
         assert_eq!(
@@ -63,7 +80,7 @@ mod tests {
         let mut done = Task::new(TaskType::BeneficiariesImport, alice.clone(), 1, now);
         done.status = TaskStatus::Completed;
         store.insert_task(&done).await.unwrap();
-        let err = cancel_task(&store, &alice, done.task_type, done.id, now)
+        let err = cancel_task(&store, &alice, done.task_type, done.id, now, DAY)
             .await
             .unwrap_err();
         assert_eq!(err.code(), "task_already_final");

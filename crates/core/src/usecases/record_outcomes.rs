@@ -45,7 +45,7 @@ pub async fn record_and_finish(
 
 /// Records outcomes; when another consumer recorded some of these items first, drops those
 /// and tries again with the rest. Returns what this call wrote.
-async fn record(
+pub(crate) async fn record(
     store: &dyn TaskStore,
     task_id: TaskId,
     mut outcomes: Vec<ItemOutcome>,

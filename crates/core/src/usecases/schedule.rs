@@ -96,9 +96,55 @@ pub async fn admit(
     lanes_per_owner: u64,
     expires_at: OffsetDateTime,
 ) -> Result<u64, ScheduleError> {
-    let count = chunks.len() as u64;
+    let admission = Admission {
+        owner,
+        task_id,
+        count: chunks.len() as u64,
+        trace: chunks.first().and_then(|c| c.trace.clone()),
+        lanes_per_owner,
+        expires_at,
+    };
+    admit_with(lanes, queue, &admission, chunks).await
+}
+
+/// [`admit`] for chunks `0..count` of a task that are stored already (the ingest of an
+/// uploaded file stores them as it reads).
+#[tracing::instrument(skip_all, fields(task_id = %admission.task_id, chunks = admission.count))]
+pub async fn admit_stored(
+    lanes: &dyn LaneStore,
+    queue: &dyn WorkQueue,
+    admission: &Admission<'_>,
+) -> Result<u64, ScheduleError> {
+    admit_with(lanes, queue, admission, &[]).await
+}
+
+/// A task's chunks joining its owner's sequence.
+pub struct Admission<'a> {
+    pub owner: &'a str,
+    pub task_id: TaskId,
+    pub count: u64,
+    /// The trace lane starts travel in.
+    pub trace: Option<crate::trace::Trace>,
+    pub lanes_per_owner: u64,
+    pub expires_at: OffsetDateTime,
+}
+
+async fn admit_with(
+    lanes: &dyn LaneStore,
+    queue: &dyn WorkQueue,
+    admission: &Admission<'_>,
+    to_store: &[ChunkMessage],
+) -> Result<u64, ScheduleError> {
+    let Admission {
+        owner,
+        task_id,
+        count,
+        lanes_per_owner,
+        expires_at,
+        ..
+    } = *admission;
     let mut sent: u64 = 0;
-    let mut stored = false;
+    let mut stored = to_store.is_empty();
     for _ in 0..RACE_RETRIES {
         let seen = lanes.lane_state(owner).await?;
         let open = count.min(lanes_per_owner.saturating_sub(seen.lanes));
@@ -110,7 +156,7 @@ pub async fn admit(
                         task_id,
                         lane: lane as u32,
                         appended_until: seen.next_seq + count,
-                        trace: chunks.first().and_then(|c| c.trace.clone()),
+                        trace: admission.trace.clone(),
                     },
                 })
                 .collect();
@@ -119,7 +165,7 @@ pub async fn admit(
         }
         // After the first send: a queue that is down leaves nothing stored behind.
         if !stored {
-            lanes.store_chunks(chunks, expires_at).await?;
+            lanes.store_chunks(to_store, expires_at).await?;
             stored = true;
         }
         if lanes

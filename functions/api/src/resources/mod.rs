@@ -4,6 +4,7 @@
 pub mod beneficiaries;
 pub mod task_items;
 pub mod tasks;
+pub mod uploads;
 pub mod webhook_endpoints;
 
 use crate::app::Services;

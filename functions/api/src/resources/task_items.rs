@@ -23,7 +23,15 @@ pub async fn cancel(
 ) -> Result<Answer, ApiError> {
     let now = OffsetDateTime::now_utc();
     let store = app.store.as_ref();
-    let task = cancel_task::cancel_task(store, &owner, task.task_type, task.id, now).await?;
+    let task = cancel_task::cancel_task(
+        store,
+        &owner,
+        task.task_type,
+        task.id,
+        now,
+        app.settings.retention,
+    )
+    .await?;
     Ok(Answer::json(http::StatusCode::ACCEPTED, &task.view()))
 }
 

@@ -12,8 +12,8 @@ use axum::extract::State;
 use http::HeaderMap;
 use tasks_core::error::AppError;
 use tasks_core::tolerance::Tolerance;
-use tasks_core::usecases::read_task;
 use tasks_core::usecases::submit_task::{self, Batch, Submission};
+use tasks_core::usecases::{read_task, upload_task};
 use time::OffsetDateTime;
 
 pub async fn submit(
@@ -81,5 +81,7 @@ pub async fn get(
     let now = OffsetDateTime::now_utc();
     let store = app.store.as_ref();
     let task = read_task::get_task(store, &owner, task.task_type, task.id, now).await?;
-    Ok(Answer::ok(&task.view()))
+    Ok(Answer::ok(
+        &upload_task::view(app.files.as_ref(), &task, now).await?,
+    ))
 }

@@ -10,7 +10,7 @@ mod websocket;
 
 pub use expr::Expr;
 pub use functions::{FunctionSpec, HttpRoute, SqsSource, StreamSource};
-pub use storage::{IndexSpec, QueueSpec, TableSpec};
+pub use storage::{BucketSpec, IndexSpec, QueueSpec, TableSpec};
 pub use websocket::{WebSocketApiSpec, WebSocketRoute};
 
 use expr::str_of;
@@ -37,6 +37,7 @@ pub struct Template {
     pub parameters: BTreeMap<String, String>,
     pub tables: Vec<TableSpec>,
     pub queues: Vec<QueueSpec>,
+    pub buckets: Vec<BucketSpec>,
     pub functions: Vec<FunctionSpec>,
     pub websocket_apis: Vec<WebSocketApiSpec>,
 }
@@ -64,11 +65,15 @@ impl Template {
             .as_mapping()
             .ok_or_else(|| shape("no Resources"))?;
         let (mut tables, mut queues, mut functions) = (vec![], vec![], vec![]);
+        let mut buckets = vec![];
         for (k, r) in resources {
             let id = str_of(k)?;
             match r["Type"].as_str() {
                 Some("AWS::DynamoDB::Table") => tables.push(storage::table(id, &r["Properties"])?),
                 Some("AWS::SQS::Queue") => queues.push(storage::queue(id, &r["Properties"])?),
+                Some("AWS::S3::Bucket") => buckets.push(BucketSpec {
+                    logical_id: id.to_owned(),
+                }),
                 Some("AWS::Serverless::Function") => {
                     functions.push(functions::function(id, r, globals)?)
                 }
@@ -79,6 +84,7 @@ impl Template {
             parameters,
             tables,
             queues,
+            buckets,
             functions,
             websocket_apis: websocket::websocket_apis(resources)?,
         })
@@ -102,6 +108,9 @@ mod tests {
             .unwrap();
         assert!(work.fifo);
         assert_eq!(work.redrive.as_ref().unwrap().0, "WorkDeadLetterQueue");
+        assert_eq!(t.buckets[0].logical_id, "UploadsBucket");
+        let ingest = t.functions.iter().find(|f| f.binary == "ingest").unwrap();
+        assert_eq!(ingest.sqs_sources[0].queue_logical_id, "IngestQueue");
         let api = t.functions.iter().find(|f| f.binary == "api").unwrap();
         assert!(api.http_routes.contains(&HttpRoute {
             method: "GET".into(),

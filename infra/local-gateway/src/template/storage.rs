@@ -22,6 +22,13 @@ pub struct IndexSpec {
     pub projection: String,
 }
 
+/// An S3 bucket: created empty in moto. Its lifecycle, encryption and policy are AWS's to
+/// apply; locally, files are deleted by the ingest (or with the emulator).
+#[derive(Debug, Clone)]
+pub struct BucketSpec {
+    pub logical_id: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct QueueSpec {
     pub logical_id: String,
