@@ -78,6 +78,27 @@ async fn upload(
     (id, closed)
 }
 
+/// The final task once its result files are written (the notifier sends their export when
+/// the task ends; the file function writes them).
+async fn with_files(app: &TestApp, id: &str) -> Value {
+    let path = format!("/tasks/{IMPORT}/{id}");
+    let written = || async {
+        let task = app.get(ALICE, &path).await.body;
+        task["links"]["result_file"].is_string().then_some(task)
+    };
+    eventually(written)
+        .await
+        .unwrap_or_else(|| panic!("the result files of {id} were never written"))
+}
+
+/// A pre-signed GET, as a browser or curl would follow it.
+async fn download(url: &Value) -> String {
+    let url = url.as_str().expect("a pre-signed URL");
+    let res = reqwest::get(url).await.expect("GET from S3");
+    assert_eq!(res.status(), 200);
+    res.text().await.expect("text")
+}
+
 async fn errors(app: &TestApp, id: &str) -> Vec<Value> {
     let page = app
         .get(ALICE, &format!("/tasks/{IMPORT}/{id}/errors?limit=100"))
@@ -119,6 +140,20 @@ async fn a_csv_file_uploaded_with_its_url_is_validated_and_processed() {
     assert_eq!(done["file"]["rows_read"], 300);
     assert!(done["upload"].is_null());
     assert_eq!(app.bos_stats().await.creations, 300, "each created once");
+
+    // The outcome comes back as one file, CSV as the upload was: a header and a row an item
+    let done = with_files(&app, id).await;
+    let result = download(&done["links"]["result_file"]).await;
+    assert_eq!(
+        result.lines().count(),
+        301,
+        "{}",
+        &result[..200.min(result.len())]
+    );
+    assert!(result.starts_with("index,external_id,status,beneficiary_id"));
+    assert_eq!(result.matches("index,external_id,status").count(), 1);
+    let errors = download(&done["links"]["errors_file"]).await;
+    assert_eq!(errors.lines().count(), 1, "a header and no failed item");
 }
 
 #[tokio::test]
@@ -164,7 +199,8 @@ async fn invalid_rows_refuse_the_file_by_default_and_each_is_listed_with_its_lin
 async fn with_invalid_rows_skip_they_fail_and_the_rest_is_processed() {
     let app = spawn_app().await;
     let file = csv(200, 50, &[10]);
-    let (id, _) = upload(&app, file, "text/csv", json!({"invalid_rows": "skip"})).await;
+    let skip = json!({"invalid_rows": "skip", "result_format": "ndjson"});
+    let (id, _) = upload(&app, file, "text/csv", skip).await;
     let task = app.wait_final(ALICE, &id).await;
     assert_eq!(task["status"], "completed_with_errors", "{task}");
     assert_eq!(task["progress"]["succeeded"], 49);
@@ -173,6 +209,18 @@ async fn with_invalid_rows_skip_they_fail_and_the_rest_is_processed() {
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0]["line"], 12, "the header is line 1");
     assert_eq!(failed[0]["code"], "invalid_checksum");
+
+    // The files are JSON Lines, as asked: the errors file holds the errors page's objects
+    let done = with_files(&app, &id).await;
+    assert_eq!(done["file"]["result_format"], "ndjson");
+    let lines: Vec<Value> = download(&done["links"]["errors_file"])
+        .await
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines, failed);
+    let results = download(&done["links"]["result_file"]).await;
+    assert_eq!(results.lines().count(), 50);
 }
 
 #[tokio::test]

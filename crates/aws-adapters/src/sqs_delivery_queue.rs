@@ -31,6 +31,11 @@ impl SqsDeliveryQueue {
         Self::new(Client::new(config), queue_url)
     }
 
+    /// The ingest queue on the same client (the notifier sends exports there).
+    pub fn ingest_queue(&self, queue_url: impl Into<String>) -> crate::SqsIngestQueue {
+        crate::SqsIngestQueue::new(self.client.clone(), queue_url)
+    }
+
     /// Brings a received message back after `wait` instead of the queue's visibility timeout.
     pub async fn hold(&self, receipt_handle: &str, wait: Duration) -> Result<(), QueueError> {
         let seconds = wait.min(MAX_VISIBILITY).as_secs_f64().ceil() as i32;

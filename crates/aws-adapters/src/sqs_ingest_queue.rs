@@ -1,6 +1,6 @@
 //! The ingest queue on SQS FIFO. A task's runs share one message group (its id), so they
-//! never overlap; each run has its own deduplication id (`{task_id}:ingest:{run}`), so a
-//! close sent twice within five minutes starts one run, not two.
+//! never overlap; each run has its own deduplication id (`{task_id}:ingest:{run}`, or
+//! `{task_id}:export`), so a close sent twice within five minutes starts one run, not two.
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
@@ -34,7 +34,7 @@ impl IngestQueue for SqsIngestQueue {
             .send_message()
             .queue_url(&self.queue_url)
             .message_group_id(message.task_id.to_string())
-            .message_deduplication_id(format!("{}:ingest:{}", message.task_id, message.run))
+            .message_deduplication_id(message.deduplication_id())
             .message_body(body)
             .send()
             .await

@@ -174,6 +174,9 @@ pub trait TaskStore: Send + Sync {
         now: OffsetDateTime,
     ) -> Result<bool, StoreError>;
 
+    /// Records that the final task's result and errors files are written.
+    async fn mark_result_files(&self, id: TaskId) -> Result<(), StoreError>;
+
     /// Marks the task for cancellation if it is not final yet.
     async fn request_cancel(
         &self,
@@ -574,6 +577,26 @@ pub trait FileStore: Send + Sync {
 
     /// Deletes the file (idempotent).
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// A new file written as a stream (S3: a multipart upload), in constant memory; it
+    /// replaces any file under `key` once finished.
+    async fn create(&self, key: &str, content_type: &str) -> Result<Box<dyn FileSink>, StoreError>;
+
+    /// A GET the client can make for the file under `key`.
+    async fn presign_download(
+        &self,
+        key: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<String, StoreError>;
+}
+
+/// A file being written ([`FileStore::create`]).
+#[async_trait]
+pub trait FileSink: Send {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError>;
+
+    /// Makes the file whole and visible; a sink dropped unfinished leaves no file.
+    async fn finish(self: Box<Self>) -> Result<(), StoreError>;
 }
 
 /// One run of the ingest of a task's file.
@@ -584,6 +607,48 @@ pub struct IngestMessage {
     /// invocation running out of time) counts one up.
     #[serde(default)]
     pub run: u32,
+    /// What the run does: read the task's file in, or write its outcome files out.
+    #[serde(default)]
+    pub kind: RunKind,
+}
+
+/// The two jobs of the file function.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Read an uploaded file into the task's chunks (`usecases::ingest`).
+    #[default]
+    Ingest,
+    /// Write a final task's result and errors files (`usecases::export`).
+    Export,
+}
+
+impl IngestMessage {
+    /// Run `run` of the task's ingest.
+    pub fn ingest(task_id: TaskId, run: u32) -> Self {
+        Self {
+            task_id,
+            run,
+            kind: RunKind::Ingest,
+        }
+    }
+
+    /// The export of the final task's files.
+    pub fn export(task_id: TaskId) -> Self {
+        Self {
+            task_id,
+            run: 0,
+            kind: RunKind::Export,
+        }
+    }
+
+    /// SQS FIFO deduplication id: one per run, one for the export.
+    pub fn deduplication_id(&self) -> String {
+        match self.kind {
+            RunKind::Ingest => format!("{}:ingest:{}", self.task_id, self.run),
+            RunKind::Export => format!("{}:export", self.task_id),
+        }
+    }
 }
 
 impl crate::trace::Traced for IngestMessage {

@@ -184,6 +184,8 @@ pub struct Task {
     pub validation: Validation,
     /// Why the file of a `rejected` task was refused.
     pub rejection: Option<ErrorObject>,
+    /// The final task's result and errors files are written (`usecases::export`).
+    pub result_files: bool,
 }
 
 impl Task {
@@ -212,6 +214,7 @@ impl Task {
             upload: None,
             validation: Validation::default(),
             rejection: None,
+            result_files: false,
         }
     }
 
@@ -299,6 +302,8 @@ impl Task {
                 result: format!("{base}/result"),
                 retry_of: self.retry_of.map(|id| self.task_type.path_of(id)),
                 retried_by: self.retried_by.map(|id| self.task_type.path_of(id)),
+                result_file: None,
+                errors_file: None,
                 self_: base,
             },
         }
@@ -382,6 +387,13 @@ pub struct Links {
     pub retry_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retried_by: Option<String>,
+    /// For a final task made from a file: its result as one file, a pre-signed `GET` signed
+    /// afresh on every read of the task (never logged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_file: Option<String>,
+    /// ... and its failed items as one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors_file: Option<String>,
 }
 
 #[cfg(test)]

@@ -45,6 +45,21 @@ impl FileFormat {
             .into_iter()
             .find(|f| f.content_type() == content_type)
     }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "jsonl",
+        }
+    }
+
+    /// `csv` or `ndjson`, as `result_format` is given.
+    pub fn short_name(self) -> &'static str {
+        match self {
+            Self::Csv => "csv",
+            Self::Ndjson => "ndjson",
+        }
+    }
 }
 
 /// What becomes of a file's invalid rows.
@@ -83,6 +98,9 @@ pub struct Upload {
     /// SHA-256 of the file, base64 (S3's `x-amz-checksum-sha256`).
     pub checksum_sha256: String,
     pub invalid_rows: InvalidRows,
+    /// How the result and errors files are written once the task is final (by default, as
+    /// the file came).
+    pub result_format: FileFormat,
 }
 
 /// How far the ingest has read a task's file. Also its checkpoint: chunks below
@@ -102,6 +120,15 @@ pub struct Validation {
     pub admitted: bool,
 }
 
+/// Where a final task's result and errors files are kept: derived from the task id alone.
+pub fn result_file_keys(task_id: impl std::fmt::Display, format: FileFormat) -> (String, String) {
+    let extension = format.extension();
+    (
+        format!("results/{task_id}/result.{extension}"),
+        format!("results/{task_id}/errors.{extension}"),
+    )
+}
+
 /// What a task's JSON shows of its file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileView {
@@ -111,6 +138,8 @@ pub struct FileView {
     pub rows_read: u32,
     pub rows_valid: u32,
     pub rows_invalid: u32,
+    /// `csv` or `ndjson`: how the result and errors files are written.
+    pub result_format: String,
 }
 
 impl FileView {
@@ -119,6 +148,7 @@ impl FileView {
             content_type: upload.format,
             content_length: upload.content_length,
             invalid_rows: upload.invalid_rows,
+            result_format: upload.result_format.short_name().to_owned(),
             rows_read: validation.rows_read,
             rows_valid: validation.rows_valid,
             rows_invalid: validation.rows_invalid,

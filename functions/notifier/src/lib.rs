@@ -1,6 +1,6 @@
 //! The notifier function: the table's stream, filtered by the event source to tasks whose
-//! status became final, arrives here; each record becomes the task's webhook deliveries
-//! (`usecases::notify`). Records are handled in order; the first that fails is reported, so
+//! status became final, arrives here; each record becomes the task's webhook deliveries and,
+//! for a task made from a file, the export of its result files (`usecases::notify`). Records are handled in order; the first that fails is reported, so
 //! Lambda retries the stream from there, and what was done before it is not redone (the
 //! deliveries exist and are marked queued).
 
@@ -11,7 +11,7 @@ use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventR
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
 use tasks_core::error::Chain;
-use tasks_core::ports::{DeliveryQueue, DeliveryStore, TaskStore, WebhookStore};
+use tasks_core::ports::{DeliveryQueue, DeliveryStore, IngestQueue, TaskStore, WebhookStore};
 use tasks_core::usecases::notify::{notify, NotifyPorts};
 use time::OffsetDateTime;
 
@@ -20,6 +20,8 @@ pub struct Notifier {
     pub endpoints: Arc<dyn WebhookStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
     pub queue: Arc<dyn DeliveryQueue>,
+    /// The file function's queue, for the export of a task made from a file.
+    pub files: Arc<dyn IngestQueue>,
 }
 
 impl Notifier {
@@ -32,6 +34,7 @@ impl Notifier {
             endpoints: self.endpoints.as_ref(),
             deliveries: self.deliveries.as_ref(),
             queue: self.queue.as_ref(),
+            files: self.files.as_ref(),
         };
         let mut response = DynamoDbEventResponse::default();
         for record in &event.payload.records {

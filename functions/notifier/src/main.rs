@@ -11,14 +11,14 @@ use std::sync::Arc;
 async fn main() -> Result<(), Error> {
     let (aws, store) = start_with_store().await?;
     let store = Arc::new(store);
+    let deliveries = SqsDeliveryQueue::from_config(&aws, required_env("DELIVERY_QUEUE_URL")?);
+    let files = deliveries.ingest_queue(required_env("INGEST_QUEUE_URL")?);
     let notifier = Arc::new(Notifier {
         tasks: store.clone(),
         endpoints: store.clone(),
         deliveries: store,
-        queue: Arc::new(SqsDeliveryQueue::from_config(
-            &aws,
-            required_env("DELIVERY_QUEUE_URL")?,
-        )),
+        queue: Arc::new(deliveries),
+        files: Arc::new(files),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let notifier = Arc::clone(&notifier);

@@ -16,8 +16,9 @@ pub struct Counts {
     /// `ReceiveMessage` calls that returned messages / none (long-poll idling).
     pub receives_with_messages: u64,
     pub empty_receives: u64,
-    /// Write capacity units, for items under 1 KB: 1 per put/update/delete, 2 per item of a
-    /// transaction.
+    /// Write capacity units as DynamoDB bills them: a unit per KB of each item written, twice
+    /// in a transaction. An item's size is taken from the request (its JSON, a slight
+    /// overestimate); an update or delete, which does not carry the item, counts 1.
     pub write_units: u64,
 }
 
@@ -78,6 +79,45 @@ impl CountingProxy {
     }
 }
 
+/// Units for the item (JSON) written: one per started KB.
+fn units(item: &Value) -> u64 {
+    (item.to_string().len() as u64).div_ceil(1024).max(1)
+}
+
+fn write_units(operation: &str, body: &[u8]) -> u64 {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    match operation {
+        "PutItem" => units(&request["Item"]),
+        "UpdateItem" | "DeleteItem" => 1,
+        "BatchWriteItem" => request["RequestItems"]
+            .as_object()
+            .map(|tables| {
+                tables
+                    .values()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .map(|w| match w.get("PutRequest") {
+                        Some(put) => units(&put["Item"]),
+                        None => 1,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0),
+        "TransactWriteItems" => request["TransactItems"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| 2 * i.get("Put").map_or(1, |put| units(&put["Item"])))
+                    .sum()
+            })
+            .unwrap_or(0),
+        _ => 0,
+    }
+}
+
 async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> Response<Body> {
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, 64 * 1024 * 1024).await else {
@@ -93,14 +133,7 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("other")
         .to_owned();
-    let write_units = match operation.as_str() {
-        "PutItem" | "UpdateItem" | "DeleteItem" => 1,
-        "TransactWriteItems" => serde_json::from_slice::<Value>(&body)
-            .ok()
-            .and_then(|v| v["TransactItems"].as_array().map(|a| 2 * a.len() as u64))
-            .unwrap_or(0),
-        _ => 0,
-    };
+    let write_units = write_units(&operation, &body);
     let url = format!(
         "{}{}",
         proxy.target,

@@ -11,6 +11,7 @@ mod live_progress;
 mod report;
 mod scheduling;
 mod shipped;
+mod uploads;
 mod webhooks;
 mod workload;
 
@@ -18,7 +19,7 @@ use report::Report;
 
 /// Whether a section runs: all of them unless `BENCH_ONLY` names some (comma-separated:
 /// `in_process`, `scheduling`, `requests`, `memory`, `cold_start`, `webhooks`,
-/// `live_progress`, `failing_well`).
+/// `live_progress`, `failing_well`, `uploads`).
 fn wanted(section: &str) -> bool {
     std::env::var("BENCH_ONLY").map_or(true, |only| only.split(',').any(|s| s.trim() == section))
 }
@@ -35,6 +36,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if wanted("failing_well") {
         failing_well::all(&mut report).await?;
+    }
+    if wanted("uploads") {
+        uploads::all(&mut report).await?;
     }
     if wanted("requests") {
         end_to_end::requests(&mut report).await?;

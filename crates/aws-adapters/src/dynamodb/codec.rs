@@ -128,6 +128,13 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
         item.insert("upload_length".into(), n(upload.content_length));
         item.insert("upload_sha256".into(), s(upload.checksum_sha256.clone()));
         item.insert("invalid_rows".into(), s(upload.invalid_rows.as_str()));
+        item.insert(
+            "result_format".into(),
+            s(upload.result_format.content_type()),
+        );
+        if task.result_files {
+            item.insert("result_files".into(), AttributeValue::Bool(true));
+        }
         validation_into(&mut item, &task.validation);
     }
     if let Some(rejection) = &task.rejection {
@@ -201,6 +208,11 @@ pub(crate) fn task_from_item(item: &Item) -> Result<Task, StoreError> {
         retried_by: text("retried_by").and_then(|v| v.parse().ok()),
         upload: upload_from(item)?,
         validation: validation_from(item),
+        result_files: item
+            .get("result_files")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
         rejection: text("rejection")
             .map(|v| serde_json::from_str(v).map_err(|_| corrupt("rejection")))
             .transpose()?,
@@ -269,6 +281,9 @@ fn upload_from(item: &Item) -> Result<Option<Upload>, StoreError> {
         invalid_rows: text("invalid_rows")
             .and_then(InvalidRows::parse)
             .ok_or_else(|| corrupt("invalid_rows"))?,
+        result_format: text("result_format")
+            .and_then(FileFormat::parse)
+            .ok_or_else(|| corrupt("result_format"))?,
     }))
 }
 
@@ -343,7 +358,9 @@ mod tests {
             content_length: 12,
             checksum_sha256: "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=".into(),
             invalid_rows: InvalidRows::Skip,
+            result_format: FileFormat::Csv,
         });
+        t.result_files = true;
         t.validation = Validation {
             rows_read: 5,
             rows_valid: 4,

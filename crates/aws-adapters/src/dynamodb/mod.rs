@@ -23,3 +23,22 @@ mod webhook_store;
 
 pub use lanes::DynamoLanes;
 pub use task_store::DynamoTaskStore;
+
+/// A task as its table item, for tools that seed the table (the benchmarks).
+pub fn task_record(
+    task: &tasks_core::task::Task,
+) -> std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    codec::task_to_item(task)
+}
+
+/// An item outcome as its table item, for tools that seed the table (the benchmarks).
+pub fn outcome_record(
+    id: tasks_core::task::TaskId,
+    outcome: &tasks_core::outcome::ItemOutcome,
+    expires_at: time::OffsetDateTime,
+) -> Result<
+    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    tasks_core::ports::StoreError,
+> {
+    codec::outcome_to_item(id, outcome, expires_at)
+}

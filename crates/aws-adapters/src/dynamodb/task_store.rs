@@ -415,6 +415,25 @@ impl TaskStore for DynamoTaskStore {
         }
     }
 
+    async fn mark_result_files(&self, id: TaskId) -> Result<(), StoreError> {
+        self.client()
+            .update_item()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .condition_expression("attribute_exists(#pk)")
+            .update_expression("SET #files = :yes")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#files", "result_files")
+            .expression_attribute_values(
+                ":yes",
+                aws_sdk_dynamodb::types::AttributeValue::Bool(true),
+            )
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     async fn request_cancel(
         &self,
         id: TaskId,

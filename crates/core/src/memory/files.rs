@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct MemoryFiles {
-    files: Mutex<HashMap<String, Vec<u8>>>,
+    files: std::sync::Arc<Mutex<HashMap<String, Vec<u8>>>>,
 }
 
 impl MemoryFiles {
@@ -21,6 +21,10 @@ impl MemoryFiles {
 
     pub fn contains(&self, key: &str) -> bool {
         lock(&self.files).contains_key(key)
+    }
+
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        lock(&self.files).get(key).cloned()
     }
 }
 
@@ -60,6 +64,46 @@ impl FileStore for MemoryFiles {
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
         lock(&self.files).remove(key);
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        key: &str,
+        _content_type: &str,
+    ) -> Result<Box<dyn FileSink>, StoreError> {
+        Ok(Box::new(MemorySink {
+            files: std::sync::Arc::clone(&self.files),
+            key: key.to_owned(),
+            bytes: Vec::new(),
+        }))
+    }
+
+    async fn presign_download(
+        &self,
+        key: &str,
+        _valid_for: std::time::Duration,
+    ) -> Result<String, StoreError> {
+        Ok(format!("memory://files/{key}"))
+    }
+}
+
+/// A file being written: visible once finished, as an S3 multipart upload.
+struct MemorySink {
+    files: std::sync::Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    key: String,
+    bytes: Vec<u8>,
+}
+
+#[async_trait]
+impl FileSink for MemorySink {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        self.bytes.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>) -> Result<(), StoreError> {
+        lock(&self.files).insert(self.key, self.bytes);
         Ok(())
     }
 }

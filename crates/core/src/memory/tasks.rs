@@ -183,6 +183,14 @@ impl TaskStore for MemoryStore {
         Ok(true)
     }
 
+    async fn mark_result_files(&self, id: TaskId) -> Result<(), StoreError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        if let Some(task) = lock(&self.tasks).get_mut(&id) {
+            task.result_files = true;
+        }
+        Ok(())
+    }
+
     async fn request_cancel(
         &self,
         id: TaskId,

@@ -177,7 +177,7 @@ async fn track_health(
 mod tests {
     use super::*;
     use crate::identity::Owner;
-    use crate::memory::{MemoryDeliveryQueue, MemoryPoster, MemoryStore};
+    use crate::memory::{MemoryDeliveryQueue, MemoryIngestQueue, MemoryPoster, MemoryStore};
     use crate::ports::TaskStore;
     use crate::task::{Task, TaskStatus, TaskType};
     use crate::usecases::notify::{notify, NotifyPorts};
@@ -219,6 +219,7 @@ mod tests {
             endpoints: store,
             deliveries: store,
             queue: &queue,
+            files: &MemoryIngestQueue::default(),
         };
         notify(&ports, task.id, OffsetDateTime::now_utc())
             .await
@@ -237,6 +238,7 @@ mod tests {
             endpoints: &store,
             deliveries: &store,
             queue: &queue,
+            files: &MemoryIngestQueue::default(),
         };
 
         // When its stream record is handled twice

@@ -176,10 +176,7 @@ pub async fn run(
             }
             ports
                 .ingest
-                .send(IngestMessage {
-                    task_id: id,
-                    run: message.run + 1,
-                })
+                .send(IngestMessage::ingest(id, message.run + 1))
                 .await?;
             tracing::info!(
                 rows = ingest.counts.rows_read,
@@ -728,6 +725,7 @@ mod tests {
                 checksum_sha256: base64::engine::general_purpose::STANDARD
                     .encode(Sha256::digest(data)),
                 invalid_rows,
+                result_format: FileFormat::Csv,
             });
             self.store.insert_task(&task).await.unwrap();
             self.files.put(&object_key(task.id), data.to_vec());
@@ -735,7 +733,7 @@ mod tests {
         }
 
         async fn run(&self, id: TaskId, run: u32, deadline: Instant) -> RunEnd {
-            let message = IngestMessage { task_id: id, run };
+            let message = IngestMessage::ingest(id, run);
             super::run(self.ports(), &self.settings, message, deadline)
                 .await
                 .unwrap()
@@ -790,13 +788,7 @@ mod tests {
         // A deadline already inside the margin: the run writes one checkpoint and hands on.
         assert_eq!(w.run(id, 0, Instant::now()).await, RunEnd::HandedOn);
         let sent = w.ingest.sent();
-        assert_eq!(
-            sent,
-            [IngestMessage {
-                task_id: id,
-                run: 1
-            }]
-        );
+        assert_eq!(sent, [IngestMessage::ingest(id, 1)]);
         let first = w.store.get(id).unwrap().validation;
         assert!(
             first.chunks_stored >= 1 || first.invalid_recorded >= 1,

@@ -7,6 +7,7 @@ pub mod create_beneficiary;
 pub mod dead_letter;
 pub mod deliver;
 pub mod deliveries;
+pub mod export;
 pub mod idempotency;
 pub mod ingest;
 pub mod live_progress;

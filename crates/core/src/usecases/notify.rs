@@ -1,10 +1,13 @@
 //! The notifier's work on one task that became final (a record of the table's stream): make
 //! its event, one delivery per endpoint of the owner's that wants it, and queue them for the
-//! sender. Safe to run any number of times for the same task: deliveries are keyed by event
+//! sender; for a task made from a file, send the export of its result files. Safe to run any number of times for the same task: deliveries are keyed by event
 //! and endpoint, and each is marked once it is queued, so only one a crash left unqueued is
 //! queued again.
 
-use crate::ports::{DeliveryQueue, DeliveryStore, QueueError, StoreError, TaskStore, WebhookStore};
+use crate::ports::{
+    DeliveryQueue, DeliveryStore, IngestMessage, IngestQueue, QueueError, StoreError, TaskStore,
+    WebhookStore,
+};
 use crate::task::TaskId;
 use crate::webhook::EndpointStatus;
 use crate::webhook_delivery::{Delivery, DeliveryMessage, DeliveryStatus};
@@ -17,6 +20,8 @@ pub struct NotifyPorts<'a> {
     pub endpoints: &'a dyn WebhookStore,
     pub deliveries: &'a dyn DeliveryStore,
     pub queue: &'a dyn DeliveryQueue,
+    /// Where the export of a task made from a file is sent (`usecases::export`).
+    pub files: &'a dyn IngestQueue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,10 @@ pub async fn notify(
     let Some(event) = Event::for_task(&task, now) else {
         return Ok(0);
     };
+    // A task made from a file gets its outcome as files too: the file function writes them.
+    if task.upload.is_some() && !task.result_files {
+        ports.files.send(IngestMessage::export(task.id)).await?;
+    }
     let payload = serde_json::to_string(&event)?;
     // Well above the registration cap, which is soft.
     let (endpoints, _) = ports

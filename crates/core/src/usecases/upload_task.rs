@@ -11,7 +11,8 @@ use crate::ports::{FileStore, IngestMessage, IngestQueue, TaskStore};
 use crate::task::{Task, TaskId, TaskStatus, TaskType, TaskView};
 use crate::tolerance::Tolerance;
 use crate::upload::{
-    FileFormat, InvalidRows, Upload, UploadInstructions, MAX_UPLOAD_BYTES, URL_VALIDITY,
+    result_file_keys, FileFormat, InvalidRows, Upload, UploadInstructions, MAX_UPLOAD_BYTES,
+    URL_VALIDITY,
 };
 use crate::usecases::read_task::get_task;
 use base64::Engine;
@@ -48,7 +49,8 @@ pub async fn open(
     view(files, &task, now).await
 }
 
-/// The task's JSON; while it awaits its file, with a freshly signed upload request.
+/// The task's JSON; while it awaits its file, with a freshly signed upload request, and once
+/// its result files are written, with freshly signed links to them.
 pub async fn view(
     files: &dyn FileStore,
     task: &Task,
@@ -66,6 +68,11 @@ pub async fn view(
             expires_at: now + URL_VALIDITY,
             complete: format!("{}/upload-complete", view.links.self_),
         });
+    }
+    if let (true, Some(upload)) = (task.result_files, &task.upload) {
+        let (result, errors) = result_file_keys(task.id, upload.result_format);
+        view.links.result_file = Some(files.presign_download(&result, URL_VALIDITY).await?);
+        view.links.errors_file = Some(files.presign_download(&errors, URL_VALIDITY).await?);
     }
     Ok(view)
 }
@@ -153,6 +160,8 @@ struct UploadRequest {
     checksum_sha256: String,
     #[serde(default)]
     invalid_rows: Option<String>,
+    #[serde(default)]
+    result_format: Option<String>,
 }
 
 /// Reads and checks an upload request; every problem is one detail of a 422.
@@ -163,7 +172,7 @@ pub fn parse_upload(body: &[u8]) -> Result<Upload, AppError> {
     }
     let request: UploadRequest = serde_json::from_value(value).map_err(|_| {
         AppError::InvalidBody(
-            "content_type, content_length, checksum_sha256 and optionally invalid_rows",
+            "content_type, content_length, checksum_sha256, and optionally invalid_rows and result_format",
         )
     })?;
     let mut details = Vec::new();
@@ -206,13 +215,29 @@ pub fn parse_upload(body: &[u8]) -> Result<Upload, AppError> {
             "Use reject or skip.",
         ));
     }
-    match (format, invalid_rows) {
-        (Some(format), Some(invalid_rows)) if details.is_empty() => Ok(Upload {
-            format,
-            content_length: request.content_length,
-            checksum_sha256: request.checksum_sha256,
-            invalid_rows,
-        }),
+    let result_format = match request.result_format.as_deref() {
+        None => format,
+        Some("csv") => Some(FileFormat::Csv),
+        Some("ndjson") => Some(FileFormat::Ndjson),
+        Some(_) => {
+            details.push(ErrorDetail::field(
+                "result_format",
+                "invalid_value",
+                "Use csv or ndjson.",
+            ));
+            None
+        }
+    };
+    match (format, invalid_rows, result_format) {
+        (Some(format), Some(invalid_rows), Some(result_format)) if details.is_empty() => {
+            Ok(Upload {
+                format,
+                content_length: request.content_length,
+                checksum_sha256: request.checksum_sha256,
+                invalid_rows,
+                result_format,
+            })
+        }
         _ => Err(AppError::ValidationFailed(details)),
     }
 }
@@ -225,7 +250,7 @@ fn is_sha256_base64(text: &str) -> bool {
 
 async fn send_run(ingest: &dyn IngestQueue, task_id: TaskId) -> Result<(), AppError> {
     ingest
-        .send(IngestMessage { task_id, run: 0 })
+        .send(IngestMessage::ingest(task_id, 0))
         .await
         .map_err(|e| {
             tracing::error!(task_id = %task_id, cause = %crate::error::Chain(&e), "ingest send failed");
