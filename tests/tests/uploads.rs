@@ -363,3 +363,26 @@ async fn an_ingest_killed_half_way_resumes_from_its_checkpoint() {
     let stats = app.bos_stats().await;
     assert_eq!(stats.creations, 1_000, "every row created once: {stats:?}");
 }
+
+#[tokio::test]
+async fn an_upload_session_with_an_idempotency_key_is_opened_once() {
+    let app = spawn_app().await;
+    let file = csv(800, 2, &[]);
+    let body = json!({"content_type": "text/csv", "content_length": file.len(),
+        "checksum_sha256": sha256(&file)});
+    let first = app
+        .post_idempotent(ALICE, UPLOADS, "session-1", &body)
+        .await;
+    let again = app
+        .post_idempotent(ALICE, UPLOADS, "session-1", &body)
+        .await;
+    assert_eq!((first.status, again.status), (201, 201), "{}", again.body);
+    assert_eq!(first.body["task_id"], again.body["task_id"]);
+    let other = json!({"content_type": "text/csv", "content_length": file.len() + 1,
+        "checksum_sha256": sha256(&file)});
+    let reused = app
+        .post_idempotent(ALICE, UPLOADS, "session-1", &other)
+        .await;
+    assert_eq!(reused.status, 422, "{}", reused.body);
+    assert_eq!(reused.body["error"]["code"], "idempotency_key_reused");
+}

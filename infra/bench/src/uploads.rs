@@ -172,10 +172,20 @@ pub async fn all(report: &mut Report) -> Result<(), BoxError> {
         env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000"),
         env("SQS_ENDPOINT", "http://127.0.0.1:5000"),
     );
-    million_rows(report, &ddb, &sqs).await?;
-    export_of_a_million(report, &ddb, &sqs).await?;
-    writes_per_item(report, &ddb, &sqs).await?;
-    if env("BENCH_UPLOAD_BOUND", "1") == "1" {
+    // `BENCH_UPLOAD_PARTS` picks rows (comma-separated: ingest, export, writes, bound).
+    let parts = env("BENCH_UPLOAD_PARTS", "ingest,export,writes,bound");
+    let wanted = |part: &str| parts.split(',').any(|p| p.trim() == part);
+    if wanted("ingest") {
+        million_rows(report, &ddb, &sqs).await?;
+    }
+    if wanted("export") {
+        let items = env("BENCH_EXPORT_ITEMS", "1000000").parse()?;
+        export_of(report, &ddb, &sqs, items).await?;
+    }
+    if wanted("writes") {
+        writes_per_item(report, &ddb, &sqs).await?;
+    }
+    if wanted("bound") {
         hundred_thousand_against_the_bound(report, &ddb, &sqs).await?;
     }
     Ok(())
@@ -245,13 +255,13 @@ async fn million_rows(report: &mut Report, ddb: &str, sqs: &str) -> Result<(), B
     Ok(())
 }
 
-/// A final task of 1,000,000 outcomes, written straight into the table, then exported by the
-/// file function as it ships.
-async fn export_of_a_million(report: &mut Report, ddb: &str, sqs: &str) -> Result<(), BoxError> {
-    const ITEMS: u32 = 1_000_000;
+/// A final task of `items` outcomes (1,000,000 unless `BENCH_EXPORT_ITEMS` says otherwise:
+/// DynamoDB Local takes most of an hour to be seeded with a million), written straight into
+/// the table, then exported by the file function as it ships.
+async fn export_of(report: &mut Report, ddb: &str, sqs: &str, items: u32) -> Result<(), BoxError> {
     let (stack, table, client) = stack_with("bench-export", Knobs::default(), ddb, sqs).await?;
     let id = tasks_core::task::TaskId::new_random();
-    seed_final_task(&client, &table, id, ITEMS).await?;
+    seed_final_task(&client, &table, id, items).await?;
     let queue = stack.provisioned.queues["IngestQueue"].url.clone();
     let (_, sqs_client) = local_gateway::emulator_clients(ddb, sqs).await;
     let message = tasks_core::ports::IngestMessage::export(id);
@@ -275,11 +285,11 @@ async fn export_of_a_million(report: &mut Report, ddb: &str, sqs: &str) -> Resul
     let seconds = started.elapsed().as_secs_f64();
     let memory = peak_mb(&stack, "IngestFunction");
     report.info(
-        format!("export of a {ITEMS}-item result: result and errors files (CSV, multipart parts of 8 MiB)"),
+        format!("export of a {items}-item result: result and errors files (CSV, multipart parts of 8 MiB)"),
         format!("{seconds:.1} s"),
     );
     report.check(
-        format!("peak memory, IngestFunction, {ITEMS}-item export"),
+        format!("peak memory, IngestFunction, {items}-item export"),
         format!("{memory:.1} MB"),
         "≤ 128 MB",
         memory <= 128.0,
@@ -307,6 +317,7 @@ async fn seed_final_task(
         items,
         now,
     );
+    task.id = id;
     let mut record = aws_adapters::dynamodb::task_record(&task);
     record.insert(
         "status".into(),
