@@ -8,6 +8,7 @@ use http::HeaderMap;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::RequestExt;
 use std::convert::Infallible;
+use tasks_core::tolerance::Tolerance;
 
 /// The query string's parameters; the first value wins where one is repeated.
 pub struct Params(QueryMap);
@@ -15,6 +16,16 @@ pub struct Params(QueryMap);
 impl Params {
     pub fn first(&self, name: &str) -> Option<&str> {
         self.0.first(name)
+    }
+
+    /// `tolerated_failure_percent` and `tolerated_failure_count`, as every task create takes
+    /// them (inline or from a file).
+    pub fn tolerance(&self) -> Result<Tolerance, ApiError> {
+        Tolerance::parse(
+            self.first("tolerated_failure_percent"),
+            self.first("tolerated_failure_count"),
+        )
+        .map_err(|e| ApiError::App(e.into()))
     }
 }
 

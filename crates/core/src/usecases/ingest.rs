@@ -138,11 +138,11 @@ pub async fn run(
         _ => return Ok(RunEnd::Nothing),
     }
     if task.cancel_requested_at.is_some() {
-        return end_cancelled(ports, settings, &task, task.validation).await;
+        return end_early(ports, settings, &task, task.validation, None).await;
     }
     let Some(reader) = ports.files.open(&object_key(id)).await? else {
         let refusal = AppError::UploadNotReceived.body().error;
-        return end_rejected(ports, settings, &task, task.validation, refusal).await;
+        return end_early(ports, settings, &task, task.validation, Some(refusal)).await;
     };
     let mut ingest = Ingest::new(ports, settings, &task, upload);
     let (tx, mut rx) = mpsc::channel(CHUNKS_PER_CHECKPOINT);
@@ -287,7 +287,7 @@ impl<'a> Ingest<'a> {
         };
         self.saved = next;
         if task.cancel_requested_at.is_some() {
-            return end_cancelled(self.ports, self.settings, &task, next)
+            return end_early(self.ports, self.settings, &task, next, None)
                 .await
                 .map(Some);
         }
@@ -310,7 +310,14 @@ impl<'a> Ingest<'a> {
     }
 
     async fn reject(&mut self, refusal: ErrorObject) -> Result<RunEnd, IngestError> {
-        end_rejected(self.ports, self.settings, &self.task, self.saved, refusal).await
+        end_early(
+            self.ports,
+            self.settings,
+            &self.task,
+            self.saved,
+            Some(refusal),
+        )
+        .await
     }
 
     /// The whole file is read: checks it is the file declared, then ends the validation.
@@ -429,62 +436,47 @@ async fn admit(
     Ok(())
 }
 
-/// Ends the validation of a file that is refused: its rows are never items (`not_attempted`),
-/// its invalid rows keep their failed outcomes.
-async fn end_rejected(
+/// Ends a validation early. With a `refusal` the file is `rejected`: its rows are never items
+/// (`not_attempted`). Without one the task was cancelled: the rows read are `cancelled`. In
+/// both, invalid rows keep their failed outcomes, so `progress` adds up.
+async fn end_early(
     ports: IngestPorts<'_>,
     settings: &Settings,
     task: &Task,
     validation: Validation,
-    refusal: ErrorObject,
+    refusal: Option<ErrorObject>,
 ) -> Result<RunEnd, IngestError> {
     let now = OffsetDateTime::now_utc();
+    let never_items = validation.rows_read - validation.rows_invalid;
+    let (to, cancelled, not_attempted) = match refusal {
+        Some(_) => (TaskStatus::Rejected, 0, never_items),
+        None => (TaskStatus::Cancelled, never_items, 0),
+    };
     let end = ValidationEnd {
-        to: TaskStatus::Rejected,
+        to,
         total: validation.rows_read,
-        cancelled: 0,
-        not_attempted: validation.rows_read - validation.rows_invalid,
+        cancelled,
+        not_attempted,
         validation,
-        rejection: Some(refusal.clone()),
+        rejection: refusal.clone(),
         expires_at: Some(now + settings.retention),
     };
     if !ports.store.end_validation(task.id, &end, now).await? {
         return Ok(RunEnd::Nothing);
     }
     forget_file(ports.files, task.id).await;
+    let code = refusal.as_ref().map(|r| r.code.as_str());
     tracing::info!(
-        code = refusal.code,
+        status = to.as_str(),
+        code,
         rows = validation.rows_read,
         invalid = validation.rows_invalid,
-        "file rejected"
+        "validation ended early"
     );
-    Ok(RunEnd::Rejected)
-}
-
-/// Ends the validation of a task cancelled during it: the rows read are `cancelled` but for
-/// the invalid ones, which keep their failed outcomes.
-async fn end_cancelled(
-    ports: IngestPorts<'_>,
-    settings: &Settings,
-    task: &Task,
-    validation: Validation,
-) -> Result<RunEnd, IngestError> {
-    let now = OffsetDateTime::now_utc();
-    let end = ValidationEnd {
-        to: TaskStatus::Cancelled,
-        total: validation.rows_read,
-        cancelled: validation.rows_read - validation.rows_invalid,
-        not_attempted: 0,
-        validation,
-        rejection: None,
-        expires_at: Some(now + settings.retention),
-    };
-    if !ports.store.end_validation(task.id, &end, now).await? {
-        return Ok(RunEnd::Nothing);
-    }
-    forget_file(ports.files, task.id).await;
-    tracing::info!(rows = validation.rows_read, "cancelled during validation");
-    Ok(RunEnd::Cancelled)
+    Ok(match to {
+        TaskStatus::Rejected => RunEnd::Rejected,
+        _ => RunEnd::Cancelled,
+    })
 }
 
 /// The file is read for good: it is deleted now rather than by the bucket's lifecycle rule, so

@@ -10,8 +10,6 @@ use crate::paths::{TaskPath, TaskTypePath};
 use axum::body::Bytes;
 use axum::extract::State;
 use http::HeaderMap;
-use tasks_core::error::AppError;
-use tasks_core::tolerance::Tolerance;
 use tasks_core::usecases::submit_task::{self, Batch, Submission};
 use tasks_core::usecases::{read_task, upload_task};
 use time::OffsetDateTime;
@@ -24,11 +22,7 @@ pub async fn submit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Answer, ApiError> {
-    let tolerance = Tolerance::parse(
-        params.first("tolerated_failure_percent"),
-        params.first("tolerated_failure_count"),
-    )
-    .map_err(AppError::from)?;
+    let tolerance = params.tolerance()?;
     let batch = match media_type(&headers).as_deref() {
         Some("text/csv") => Batch::Csv(&body),
         _ => {
