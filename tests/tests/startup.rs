@@ -1,5 +1,7 @@
 //! Secrets fail closed: the real function binaries, started as Lambda would start them but
-//! without their secrets, refuse to start, and say which secret is missing.
+//! without their secrets, refuse to start, and say which secret is missing. A secret in the
+//! environment is checked before the first poll; one in Secrets Manager is read while that
+//! poll waits, and a failed read ends the process all the same.
 
 use integration_tests::functions_dir;
 use std::process::Command;
@@ -85,11 +87,17 @@ async fn start_reading_secret(binary: &str, secret_id: &str) -> (bool, String) {
         .env_clear()
         .env("TABLE_NAME", "t")
         .env("WORK_QUEUE_URL", "http://127.0.0.1:9/000000000000/q.fifo")
+        .env("BOS_URL", "http://127.0.0.1:9")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "local")
         .env("AWS_SECRET_ACCESS_KEY", "local")
         .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", &moto)
+        // As Lambda sets it; nothing listens at the Runtime API, so the first poll fails while
+        // the secret is read, and the function reports whichever failure came from set-up.
         .env("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+        .env("AWS_LAMBDA_FUNCTION_NAME", binary)
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
         .env("LOG_PSEUDONYM_KEY_SECRET_ID", secret_id)
         .output()
         .await

@@ -1,4 +1,5 @@
-//! Cold-start helpers shared by the three functions: built once, before the first event.
+//! Cold-start helpers shared by the functions: what is checked before the first poll of the
+//! Runtime API, and what is built while it waits ([`Warming`]).
 
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -87,28 +88,37 @@ pub fn required_env(name: &str) -> Result<String, StartupError> {
 /// The fewest bytes a secret may have: anything shorter is a placeholder, not a key.
 pub const MIN_SECRET_BYTES: usize = 16;
 
-/// A secret a function refuses to start without, read once at cold start and kept for the
-/// life of the process: from Secrets Manager when `{name}_SECRET_ID` names the secret (what
-/// the template sets, so the value never sits in the function's configuration), else from
-/// `{name}` itself (`cargo lambda invoke`, the startup tests). Fails closed: missing, empty,
-/// unreadable or shorter than [`MIN_SECRET_BYTES`] is a start-up error. A rotated secret takes
-/// effect at the next cold start.
-pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, StartupError> {
-    let id_var = format!("{name}_SECRET_ID");
-    let value = match std::env::var(&id_var).ok().filter(|v| !v.is_empty()) {
-        Some(id) => aws_sdk_secretsmanager::Client::new(aws)
-            .get_secret_value()
-            .secret_id(&id)
-            .send()
-            .await
-            .map_err(|e| StartupError::SecretUnreadable {
-                name: name.to_owned(),
-                source: Box::new(e),
-            })?
-            .secret_string
-            .unwrap_or_default(),
-        None => std::env::var(name).unwrap_or_default(),
-    };
+/// Where a secret a function refuses to start without comes from: from Secrets Manager when
+/// `{name}_SECRET_ID` names the secret (what the template sets, so the value never sits in the
+/// function's configuration), else from `{name}` itself (`cargo lambda invoke`, the startup
+/// tests). Checked before the first poll ([`secret_source`]); read off that path
+/// ([`SecretSource::read`]).
+pub enum SecretSource {
+    /// The value, from the environment, already checked.
+    Environment(Vec<u8>),
+    /// The secret's id in Secrets Manager, for the secret called `name`.
+    Manager { name: String, id: String },
+}
+
+/// Where the secret `name` comes from. Fails closed: a value in the environment that is
+/// missing, empty or shorter than [`MIN_SECRET_BYTES`] is a start-up error here, before the
+/// first poll; one from Secrets Manager is checked the same way when read.
+pub fn secret_source(name: &str) -> Result<SecretSource, StartupError> {
+    match std::env::var(format!("{name}_SECRET_ID"))
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(id) => Ok(SecretSource::Manager {
+            name: name.to_owned(),
+            id,
+        }),
+        None => {
+            checked(name, std::env::var(name).unwrap_or_default()).map(SecretSource::Environment)
+        }
+    }
+}
+
+fn checked(name: &str, value: String) -> Result<Vec<u8>, StartupError> {
     if value.is_empty() {
         return Err(StartupError::SecretMissing(name.to_owned()));
     }
@@ -118,16 +128,71 @@ pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, Sta
     Ok(value.into_bytes())
 }
 
-/// Keys the owner pseudonym of every log line (`LOG_PSEUDONYM_KEY`); fails closed.
-pub async fn init_pseudonym_key(aws: &SdkConfig) -> Result<(), StartupError> {
-    let key = required_secret(aws, "LOG_PSEUDONYM_KEY").await?;
+impl SecretSource {
+    /// The secret's value: read once per execution environment and kept for the life of the
+    /// process (a rotated secret takes effect at the next cold start). Unreadable, empty or
+    /// too short is an error: the function serves nothing without it.
+    pub async fn read(self, aws: &SdkConfig) -> Result<Vec<u8>, StartupError> {
+        let (name, id) = match self {
+            Self::Environment(value) => return Ok(value),
+            Self::Manager { name, id } => (name, id),
+        };
+        let value = aws_sdk_secretsmanager::Client::new(aws)
+            .get_secret_value()
+            .secret_id(&id)
+            .send()
+            .await
+            .map_err(|e| StartupError::SecretUnreadable {
+                name: name.clone(),
+                source: Box::new(e),
+            })?
+            .secret_string
+            .unwrap_or_default();
+        checked(&name, value)
+    }
+}
+
+/// A secret a function refuses to start without, from where [`secret_source`] says.
+pub async fn required_secret(aws: &SdkConfig, name: &str) -> Result<Vec<u8>, StartupError> {
+    secret_source(name)?.read(aws).await
+}
+
+/// Keys the owner pseudonym of every log line with the secret `LOG_PSEUDONYM_KEY`.
+pub async fn init_pseudonym_key(aws: &SdkConfig, key: SecretSource) -> Result<(), StartupError> {
+    let key = key.read(aws).await?;
     tasks_core::identity::set_pseudonym_key(&key);
     Ok(())
 }
 
-/// What a queue-triggered function (consumer, dead-letter) builds once at cold start, after
-/// logging and the pseudonym key: the task and lane stores on `TABLE_NAME`, sharing one
-/// client, and the work queue at `WORK_QUEUE_URL`.
+/// What every function but the api and the WebSocket authorizer checks before its first poll:
+/// logging, its pseudonym key (`LOG_PSEUDONYM_KEY`) and its table (`TABLE_NAME`).
+pub struct StoreStart {
+    pseudonym_key: SecretSource,
+    table: String,
+}
+
+impl StoreStart {
+    pub fn from_env() -> Result<Self, StartupError> {
+        init_tracing();
+        Ok(Self {
+            pseudonym_key: secret_source("LOG_PSEUDONYM_KEY")?,
+            table: required_env("TABLE_NAME")?,
+        })
+    }
+
+    /// The part that talks to AWS, run while the runtime makes its first poll ([`Warming`]):
+    /// the SDK configuration, the pseudonym key, and the store on the table.
+    pub async fn connect(self) -> Result<(SdkConfig, crate::DynamoTaskStore), StartupError> {
+        let aws = aws_config().await;
+        init_pseudonym_key(&aws, self.pseudonym_key).await?;
+        let store = crate::DynamoTaskStore::from_config(&aws, self.table);
+        Ok((aws, store))
+    }
+}
+
+/// What a queue-triggered function (consumer, dead-letter, ingest) builds once at cold
+/// start: the task and lane stores on `TABLE_NAME`, sharing one client, and the work queue at
+/// `WORK_QUEUE_URL`.
 pub struct QueueFunction {
     pub store: std::sync::Arc<crate::DynamoTaskStore>,
     pub lanes: std::sync::Arc<crate::DynamoLanes>,
@@ -136,27 +201,94 @@ pub struct QueueFunction {
     pub aws: SdkConfig,
 }
 
-/// What every function but the api does first at cold start: logging, the pseudonym key, the
-/// AWS configuration, and the store on `TABLE_NAME`.
-pub async fn start_with_store() -> Result<(SdkConfig, crate::DynamoTaskStore), StartupError> {
-    init_tracing();
-    let aws = aws_config().await;
-    init_pseudonym_key(&aws).await?;
-    let store = crate::DynamoTaskStore::from_config(&aws, required_env("TABLE_NAME")?);
-    Ok((aws, store))
+/// A queue-triggered function's start: checked before the first poll, connected off it.
+pub struct QueueStart {
+    store: StoreStart,
+    queue_url: String,
 }
 
 impl QueueFunction {
-    pub async fn start() -> Result<Self, StartupError> {
-        let (aws, store) = start_with_store().await?;
-        let queue = crate::SqsWorkQueue::from_config(&aws, required_env("WORK_QUEUE_URL")?);
-        Ok(Self {
+    pub fn from_env() -> Result<QueueStart, StartupError> {
+        Ok(QueueStart {
+            store: StoreStart::from_env()?,
+            queue_url: required_env("WORK_QUEUE_URL")?,
+        })
+    }
+}
+
+impl QueueStart {
+    pub async fn connect(self) -> Result<QueueFunction, StartupError> {
+        let (aws, store) = self.store.connect().await?;
+        let queue = crate::SqsWorkQueue::from_config(&aws, self.queue_url);
+        Ok(QueueFunction {
             lanes: std::sync::Arc::new(store.lanes()),
             store: std::sync::Arc::new(store),
             queue: std::sync::Arc::new(queue),
             aws,
         })
     }
+}
+
+/// What a function needs before it can serve, built *while* the runtime makes its first poll
+/// of the Runtime API rather than before it: the AWS SDK's configuration, its clients, the
+/// secrets read from Secrets Manager and the BOS client's TLS set-up overlap the wait for the
+/// first event instead of delaying it. Each invocation awaits it (at once, once it is built).
+///
+/// Fails closed: if the set-up fails, the process prints why and exits, as a failed
+/// initialisation does, so nothing is ever served without its secrets. Lambda then reports the
+/// invocation failed and starts a fresh environment.
+pub struct Warming<T> {
+    ready: futures::future::Shared<futures::future::BoxFuture<'static, std::sync::Arc<T>>>,
+}
+
+impl<T> Clone for Warming<T> {
+    fn clone(&self) -> Self {
+        Self {
+            ready: self.ready.clone(),
+        }
+    }
+}
+
+impl<T: Send + Sync + 'static> Warming<T> {
+    /// Starts `set_up` on the runtime at once.
+    pub fn start<E, F>(set_up: F) -> Self
+    where
+        E: std::fmt::Debug + Send + 'static,
+        F: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        use futures::FutureExt;
+        let built = tokio::spawn(set_up);
+        let ready = async move {
+            match built.await {
+                Ok(Ok(ready)) => std::sync::Arc::new(ready),
+                Ok(Err(e)) => exit_unready(format!("{e:?}")),
+                Err(e) => exit_unready(format!("the set-up did not finish: {e}")),
+            }
+        }
+        .boxed()
+        .shared();
+        // Watched from the start, so a failure ends the process even before the first event.
+        tokio::spawn(ready.clone());
+        Self { ready }
+    }
+
+    /// What the set-up built, once it is.
+    pub async fn get(&self) -> std::sync::Arc<T> {
+        self.ready.clone().await
+    }
+
+    /// What the runtime's loop ended with; but a failed set-up, if that is what happened, is
+    /// the cause worth reporting (a runtime loop that stops at once would otherwise hide it).
+    pub async fn finish<R>(self, served: R) -> R {
+        self.get().await;
+        served
+    }
+}
+
+/// Ends a process whose set-up failed, saying why as `main` returning the error would.
+fn exit_unready(why: String) -> ! {
+    eprintln!("Error: {why}");
+    std::process::exit(1)
 }
 
 /// Lambda's trace for this invocation (its `Lambda-Runtime-Trace-Id`), recorded as the
@@ -185,6 +317,44 @@ pub fn deadline_instant(deadline_ms: u64) -> std::time::Instant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn what_warms_is_built_once_and_shared() {
+        // Given a set-up that counts its runs
+        let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = runs.clone();
+        let warming = Warming::start(async move {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, StartupError>("ready")
+        });
+
+        // When two invocations, on two clones, await it
+        let other = warming.clone();
+        let (a, b) = tokio::join!(warming.get(), other.get());
+
+        // Then both got the one value, built once
+        assert_eq!((*a, *b), ("ready", "ready"));
+        assert!(std::sync::Arc::ptr_eq(&a, &b));
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(warming.finish(7).await, 7);
+    }
+
+    #[test]
+    fn a_secret_in_the_environment_is_checked_before_the_first_poll() {
+        // A secret id wins over a value, and is read later; a short value is refused now.
+        std::env::set_var("WARMING_TEST_SECRET_SECRET_ID", "some/id");
+        assert!(matches!(
+            secret_source("WARMING_TEST_SECRET"),
+            Ok(SecretSource::Manager { .. })
+        ));
+        std::env::remove_var("WARMING_TEST_SECRET_SECRET_ID");
+        std::env::set_var("WARMING_TEST_SECRET", "short");
+        assert!(matches!(
+            secret_source("WARMING_TEST_SECRET"),
+            Err(StartupError::SecretTooShort(_))
+        ));
+        std::env::remove_var("WARMING_TEST_SECRET");
+    }
 
     #[tokio::test]
     async fn secrets_fail_closed() {

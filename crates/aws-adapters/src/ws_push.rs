@@ -3,6 +3,7 @@
 //! means the client has left; throttling and server errors are retried a little, since a
 //! lost `final` frame is the one a client would miss.
 
+use crate::startup::{StartupError, StoreStart};
 use async_trait::async_trait;
 use aws_sdk_apigatewaymanagement::error::ProvideErrorMetadata;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
@@ -66,15 +67,29 @@ impl FramePusher for ApiGatewayPusher {
     }
 }
 
-/// What both live progress functions do at cold start: [`crate::startup::start_with_store`],
-/// and the pusher on `WEBSOCKET_API_ENDPOINT`.
-pub async fn start_live(
-) -> Result<(std::sync::Arc<crate::DynamoTaskStore>, ApiGatewayPusher), crate::startup::StartupError>
-{
-    let (aws, store) = crate::startup::start_with_store().await?;
-    let endpoint = crate::startup::required_env("WEBSOCKET_API_ENDPOINT")?;
-    Ok((
-        std::sync::Arc::new(store),
-        ApiGatewayPusher::from_config(&aws, &endpoint),
-    ))
+/// What both live progress functions check before their first poll: [`StoreStart`], and
+/// where the WebSocket API is (`WEBSOCKET_API_ENDPOINT`).
+pub struct LiveStart {
+    store: StoreStart,
+    endpoint: String,
+}
+
+impl LiveStart {
+    pub fn from_env() -> Result<Self, StartupError> {
+        Ok(Self {
+            store: StoreStart::from_env()?,
+            endpoint: crate::startup::required_env("WEBSOCKET_API_ENDPOINT")?,
+        })
+    }
+
+    /// The store and the pusher, built while the first poll waits.
+    pub async fn connect(
+        self,
+    ) -> Result<(std::sync::Arc<crate::DynamoTaskStore>, ApiGatewayPusher), StartupError> {
+        let (aws, store) = self.store.connect().await?;
+        Ok((
+            std::sync::Arc::new(store),
+            ApiGatewayPusher::from_config(&aws, &self.endpoint),
+        ))
+    }
 }

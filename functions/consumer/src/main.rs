@@ -1,6 +1,7 @@
-//! Lambda entry point of the consumer function.
+//! Lambda entry point of the consumer function: its settings are checked before the first
+//! poll; its clients and secrets are built while that poll waits.
 
-use aws_adapters::startup::QueueFunction;
+use aws_adapters::startup::{QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bos_client::{BosClient, BosConfig};
 use consumer::Consumer;
@@ -9,28 +10,37 @@ use std::sync::Arc;
 use tasks_core::breaker::Breaker;
 use tasks_core::config::Settings;
 
-#[tokio::main]
+// One thread: an invocation's work is waiting on BOS, DynamoDB and SQS, and a second worker
+// thread only adds wake-ups between threads (measured in docs/benchmarks.md).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    let QueueFunction {
-        store,
-        lanes,
-        queue,
-        ..
-    } = QueueFunction::start().await?;
-    let breaker = Arc::new(Breaker::default());
-    let bos = BosClient::new(BosConfig::from_env()?)?.with_gate(breaker.clone());
-    let consumer = Arc::new(Consumer {
-        breakers: store.clone(),
-        store,
-        lanes,
-        queue,
-        backend: Arc::new(bos),
-        breaker,
-        settings: Settings::from_env()?,
+    let start = QueueFunction::from_env()?;
+    let settings = Settings::from_env()?;
+    let bos = BosConfig::from_env()?;
+    let consumer = Warming::start(async move {
+        let QueueFunction {
+            store,
+            lanes,
+            queue,
+            ..
+        } = start.connect().await?;
+        let breaker = Arc::new(Breaker::default());
+        let bos = BosClient::new(bos)?.with_gate(breaker.clone());
+        Ok::<_, Error>(Consumer {
+            breakers: store.clone(),
+            store,
+            lanes,
+            queue,
+            backend: Arc::new(bos),
+            breaker,
+            settings,
+        })
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let consumer = Arc::clone(&consumer);
-        async move { Ok::<_, Error>(consumer.handle(event).await) }
+    let serving = consumer.clone();
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let consumer = serving.clone();
+        async move { Ok::<_, Error>(consumer.get().await.handle(event).await) }
     }))
-    .await
+    .await;
+    consumer.finish(served).await
 }

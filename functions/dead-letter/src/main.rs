@@ -1,29 +1,35 @@
-//! Lambda entry point of the dead-letter function.
+//! Lambda entry point of the dead-letter function: its settings are checked before the first
+//! poll; its clients and secrets are built while that poll waits.
 
-use aws_adapters::startup::QueueFunction;
+use aws_adapters::startup::{QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use dead_letter::DeadLetter;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
-use std::sync::Arc;
 use tasks_core::config::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let QueueFunction {
-        store,
-        lanes,
-        queue,
-        ..
-    } = QueueFunction::start().await?;
-    let handler = Arc::new(DeadLetter {
-        settings: Settings::from_env()?,
-        store,
-        lanes,
-        queue,
+    let start = QueueFunction::from_env()?;
+    let settings = Settings::from_env()?;
+    let handler = Warming::start(async move {
+        let QueueFunction {
+            store,
+            lanes,
+            queue,
+            ..
+        } = start.connect().await?;
+        Ok::<_, Error>(DeadLetter {
+            settings,
+            store,
+            lanes,
+            queue,
+        })
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<_, Error>(handler.handle(event).await) }
+    let serving = handler.clone();
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = serving.clone();
+        async move { Ok::<_, Error>(handler.get().await.handle(event).await) }
     }))
-    .await
+    .await;
+    handler.finish(served).await
 }

@@ -1,7 +1,8 @@
-//! Lambda entry point of the ingest function.
+//! Lambda entry point of the ingest function: its settings are checked before the first
+//! poll; its clients and secrets are built while that poll waits.
 
 use aws_adapters::s3_files::S3Files;
-use aws_adapters::startup::{required_env, QueueFunction};
+use aws_adapters::startup::{required_env, QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use ingest::Ingest;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -10,23 +11,31 @@ use tasks_core::config::Settings;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let QueueFunction {
-        store,
-        lanes,
-        queue,
-        aws,
-    } = QueueFunction::start().await?;
-    let handler = Arc::new(Ingest {
-        settings: Settings::from_env()?,
-        files: Arc::new(S3Files::from_config(&aws, required_env("UPLOADS_BUCKET")?)),
-        ingest: Arc::new(queue.ingest_queue(required_env("INGEST_QUEUE_URL")?)),
-        store,
-        lanes,
-        queue,
+    let start = QueueFunction::from_env()?;
+    let settings = Settings::from_env()?;
+    let bucket = required_env("UPLOADS_BUCKET")?;
+    let ingest_queue = required_env("INGEST_QUEUE_URL")?;
+    let handler = Warming::start(async move {
+        let QueueFunction {
+            store,
+            lanes,
+            queue,
+            aws,
+        } = start.connect().await?;
+        Ok::<_, Error>(Ingest {
+            settings,
+            files: Arc::new(S3Files::from_config(&aws, bucket)),
+            ingest: Arc::new(queue.ingest_queue(ingest_queue)),
+            store,
+            lanes,
+            queue,
+        })
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = Arc::clone(&handler);
-        async move { Ok::<_, Error>(handler.handle(event).await) }
+    let serving = handler.clone();
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let handler = serving.clone();
+        async move { Ok::<_, Error>(handler.get().await.handle(event).await) }
     }))
-    .await
+    .await;
+    handler.finish(served).await
 }

@@ -1,6 +1,8 @@
-//! Lambda entry point of the progress pusher.
+//! Lambda entry point of the progress pusher: its settings are checked before the first
+//! poll; its clients and secrets are built while that poll waits.
 
-use aws_adapters::ws_push::start_live;
+use aws_adapters::startup::Warming;
+use aws_adapters::ws_push::LiveStart;
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use progress_pusher::Pusher;
@@ -8,15 +10,20 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (store, frames) = start_live().await?;
-    let pusher = Arc::new(Pusher {
-        tasks: store.clone(),
-        connections: store,
-        pusher: Arc::new(frames),
+    let start = LiveStart::from_env()?;
+    let pusher = Warming::start(async move {
+        let (store, frames) = start.connect().await?;
+        Ok::<_, Error>(Pusher {
+            tasks: store.clone(),
+            connections: store,
+            pusher: Arc::new(frames),
+        })
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
-        let pusher = Arc::clone(&pusher);
-        async move { Ok::<_, Error>(pusher.handle(event).await) }
+    let serving = pusher.clone();
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let pusher = serving.clone();
+        async move { Ok::<_, Error>(pusher.get().await.handle(event).await) }
     }))
-    .await
+    .await;
+    pusher.finish(served).await
 }

@@ -1,6 +1,7 @@
-//! Lambda entry point of the webhook sender function.
+//! Lambda entry point of the webhook sender function: its settings are checked before the
+//! first poll; its clients and secrets are built while that poll waits.
 
-use aws_adapters::startup::{required_env, start_with_store};
+use aws_adapters::startup::{required_env, StoreStart, Warming};
 use aws_adapters::SqsDeliveryQueue;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -11,18 +12,25 @@ use webhook_sender::Sender;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let (aws, store) = start_with_store().await?;
-    let store = Arc::new(store);
-    let sender = Arc::new(Sender {
-        endpoints: store.clone(),
-        deliveries: store,
-        poster: Arc::new(HttpPoster),
-        queue: SqsDeliveryQueue::from_config(&aws, required_env("DELIVERY_QUEUE_URL")?),
-        settings: Settings::from_env()?,
+    let start = StoreStart::from_env()?;
+    let delivery_queue = required_env("DELIVERY_QUEUE_URL")?;
+    let settings = Settings::from_env()?;
+    let sender = Warming::start(async move {
+        let (aws, store) = start.connect().await?;
+        let store = Arc::new(store);
+        Ok::<_, Error>(Sender {
+            endpoints: store.clone(),
+            deliveries: store,
+            poster: Arc::new(HttpPoster),
+            queue: SqsDeliveryQueue::from_config(&aws, delivery_queue),
+            settings,
+        })
     });
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let sender = Arc::clone(&sender);
-        async move { Ok::<_, Error>(sender.handle(event).await) }
+    let serving = sender.clone();
+    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let sender = serving.clone();
+        async move { Ok::<_, Error>(sender.get().await.handle(event).await) }
     }))
-    .await
+    .await;
+    sender.finish(served).await
 }

@@ -13,7 +13,8 @@ pub const REFETCH_AFTER: Duration = Duration::from_secs(60);
 
 pub struct IssuerKeys {
     url: String,
-    client: reqwest::Client,
+    /// Built on the first fetch: its TLS set-up (the CA bundle) stays off the cold start.
+    client: std::sync::OnceLock<reqwest::Client>,
     refetch_after: Duration,
     state: Mutex<State>,
 }
@@ -33,7 +34,7 @@ impl IssuerKeys {
     pub fn refetching_after(url: String, refetch_after: Duration) -> Self {
         Self {
             url,
-            client: reqwest::Client::new(),
+            client: std::sync::OnceLock::new(),
             refetch_after,
             state: Mutex::new(State::default()),
         }
@@ -64,6 +65,7 @@ impl IssuerKeys {
         state.fetched_at = Some(Instant::now());
         let fetched = async {
             self.client
+                .get_or_init(reqwest::Client::new)
                 .get(&self.url)
                 .timeout(Duration::from_secs(3))
                 .send()
