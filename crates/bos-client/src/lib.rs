@@ -453,7 +453,8 @@ fn verdict_from(body: &[u8]) -> Result<(), BackendError> {
 
 #[async_trait]
 impl BeneficiaryBackend for BosClient {
-    #[tracing::instrument(skip_all)]
+    // Debug-level spans: one per item, with nothing to add to the chunk's span around them.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn create(
         &self,
         beneficiary: &Beneficiary,
@@ -466,7 +467,7 @@ impl BeneficiaryBackend for BosClient {
         created_from(&body, beneficiary, idempotency_key)
     }
 
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn validate(
         &self,
         beneficiary: &Beneficiary,

@@ -38,6 +38,41 @@ pub const PARALLEL_WRITES: usize = 4;
 pub struct DynamoLanes {
     table: Table,
     parallel_writes: usize,
+    /// Sequence runs this process has looked up, shared by its clones.
+    runs: std::sync::Arc<std::sync::Mutex<RunCache>>,
+}
+
+/// A sequence run as stored: seqs `first..first + chunks` of `owner` are `task_id`'s chunks.
+#[derive(Clone)]
+struct Run {
+    owner: String,
+    first: u64,
+    chunks: u64,
+    task_id: TaskId,
+}
+
+/// The runs a consumer found last. A run never changes once its append committed, and seqs are
+/// never reused, so a cached run stays true: every chunk of a large task after its first is
+/// found without the `Query` (one request fewer per hand-off). Bounded, oldest out first.
+#[derive(Default)]
+struct RunCache(std::collections::VecDeque<Run>);
+
+impl RunCache {
+    const KEPT: usize = 64;
+
+    fn find(&self, owner: &str, seq: u64) -> Option<Run> {
+        self.0
+            .iter()
+            .find(|r| r.owner == owner && r.first <= seq && seq - r.first < r.chunks)
+            .cloned()
+    }
+
+    fn keep(&mut self, run: Run) {
+        if self.0.len() == Self::KEPT {
+            self.0.pop_front();
+        }
+        self.0.push_back(run);
+    }
 }
 
 fn owner_pk(owner: &str) -> String {
@@ -102,7 +137,66 @@ impl DynamoLanes {
                 name: table.into(),
             },
             parallel_writes: PARALLEL_WRITES,
+            runs: Default::default(),
         }
+    }
+
+    /// The run holding `seq`: from this process's cache, else the last run starting at or
+    /// before it (one `Query`), or `None` if `seq` is past that run's end.
+    async fn run_of(&self, owner: &str, seq: u64) -> Result<Option<Run>, StoreError> {
+        let cached = self
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .find(owner, seq);
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let out = self
+            .table
+            .client
+            .query()
+            .table_name(&self.table.name)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(owner_pk(owner)))
+            .expression_attribute_values(":from", s(segment_sk(0)))
+            .expression_attribute_values(":to", s(segment_sk(seq)))
+            .scan_index_forward(false)
+            .limit(1)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(store_error)?;
+        let Some(item) = out.items().first() else {
+            return Ok(None);
+        };
+        let first = item
+            .get("sk")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|sk| sk.strip_prefix("SEG#"))
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| corrupt("sequence run key"))?;
+        let task_id: TaskId = item
+            .get("task_id")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| corrupt("sequence run task"))?;
+        let run = Run {
+            owner: owner.to_owned(),
+            first,
+            chunks: number(item, "chunks"),
+            task_id,
+        };
+        if seq - run.first >= run.chunks {
+            return Ok(None);
+        }
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep(run.clone());
+        Ok(Some(run))
     }
 
     /// Another number of batch writes in flight (for the benchmark that compares them).
@@ -327,41 +421,9 @@ impl LaneStore for DynamoLanes {
     }
 
     async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError> {
-        // The run holding `seq` is the last one starting at or before it.
-        let out = self
-            .table
-            .client
-            .query()
-            .table_name(&self.table.name)
-            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_names("#sk", "sk")
-            .expression_attribute_values(":pk", s(owner_pk(owner)))
-            .expression_attribute_values(":from", s(segment_sk(0)))
-            .expression_attribute_values(":to", s(segment_sk(seq)))
-            .scan_index_forward(false)
-            .limit(1)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(store_error)?;
-        let Some(run) = out.items().first() else {
+        let Some(Run { first, task_id, .. }) = self.run_of(owner, seq).await? else {
             return Ok(None);
         };
-        let first = run
-            .get("sk")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|sk| sk.strip_prefix("SEG#"))
-            .and_then(|n| n.parse::<u64>().ok())
-            .ok_or_else(|| corrupt("sequence run key"))?;
-        let task_id: TaskId = run
-            .get("task_id")
-            .and_then(|v| v.as_s().ok())
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| corrupt("sequence run task"))?;
-        if seq - first >= number(run, "chunks") {
-            return Ok(None);
-        }
         let Some(item) = self
             .table
             .get(chunk_key(task_id, (seq - first) as u32))
@@ -389,6 +451,35 @@ mod tests {
             assert_eq!(decode(&encode(h)).unwrap(), h);
         }
         assert!(decode("seq:x").is_err());
+    }
+
+    #[test]
+    fn a_cached_run_answers_for_its_own_seqs_only() {
+        // Given a run of 10 chunks of alice's from seq 100, and one of bob's
+        let mut cache = RunCache::default();
+        let task = TaskId::new_random();
+        let run = |owner: &str, first| Run {
+            owner: owner.to_owned(),
+            first,
+            chunks: 10,
+            task_id: task,
+        };
+        cache.keep(run("alice", 100));
+        cache.keep(run("bob", 0));
+
+        // Then it answers for seqs 100..110 of alice's, and for nothing else
+        assert!(cache.find("alice", 100).is_some());
+        assert_eq!(cache.find("alice", 109).map(|r| r.first), Some(100));
+        assert!(cache.find("alice", 110).is_none());
+        assert!(cache.find("alice", 99).is_none());
+        assert!(cache.find("bob", 5).is_some_and(|r| r.owner == "bob"));
+
+        // And it keeps a bounded number, dropping the oldest first
+        for i in 0..RunCache::KEPT as u64 {
+            cache.keep(run("carol", 1_000 * i));
+        }
+        assert!(cache.find("alice", 100).is_none());
+        assert!(cache.find("carol", 0).is_some());
     }
 
     #[test]

@@ -198,6 +198,10 @@ pub async fn hand_on(
     // `replacing`: a recorded hand-off to a chunk that has since expired, to be replaced.
     let mut replacing: Option<Handoff> = None;
     let wait_until = tokio::time::Instant::now() + APPEND_WAIT;
+    // Doubles from 20 ms to 160 ms: a large task's chunks take a second or more to store, and
+    // every lane start of it waits meanwhile; rereading every 20 ms would load the table while
+    // it is busiest.
+    let mut append_poll = std::time::Duration::from_millis(20);
     let mut races = 0;
     // A first delivery has almost never handed on yet: skip the read, and let the claim's
     // condition (nothing recorded) catch the rare duplicate, which the next round then reads.
@@ -224,7 +228,8 @@ pub async fn hand_on(
                 && tokio::time::Instant::now() < wait_until
             {
                 // This start outran the append it was sent ahead of.
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(append_poll).await;
+                append_poll = (append_poll * 2).min(std::time::Duration::from_millis(160));
                 continue;
             } else {
                 let uncount = state.lanes > 0;
