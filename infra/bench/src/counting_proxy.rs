@@ -20,6 +20,10 @@ pub struct Counts {
     /// in a transaction. An item's size is taken from the request (its JSON, a slight
     /// overestimate); an update or delete, which does not carry the item, counts 1.
     pub write_units: u64,
+    /// `GetItem` requests by the kind of item read: its key's partition and sort key up to
+    /// their first `#` (e.g. `TASK/TASK`, `OWNER/STATE`), to tell which step of a chunk
+    /// made them.
+    pub reads_by_kind: BTreeMap<String, u64>,
 }
 
 impl Counts {
@@ -36,7 +40,15 @@ impl Counts {
             }
         }
         by_operation.retain(|_, v| *v > 0);
+        let mut reads_by_kind = self.reads_by_kind.clone();
+        for (k, v) in &before.reads_by_kind {
+            if let Some(n) = reads_by_kind.get_mut(k) {
+                *n -= v;
+            }
+        }
+        reads_by_kind.retain(|_, v| *v > 0);
         Counts {
+            reads_by_kind,
             by_operation,
             receives_with_messages: self.receives_with_messages - before.receives_with_messages,
             empty_receives: self.empty_receives - before.empty_receives,
@@ -77,6 +89,20 @@ impl CountingProxy {
     pub fn counts(&self) -> Counts {
         self.lock().clone()
     }
+}
+
+/// The kind of item a `GetItem` reads: each key attribute's value up to its first `#`.
+fn read_kind(body: &[u8]) -> String {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return "?".into();
+    };
+    let part = |name: &str| {
+        request["Key"][name]["S"]
+            .as_str()
+            .map(|v| v.split('#').next().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    format!("{}/{}", part("pk"), part("sk"))
 }
 
 /// Units for the item (JSON) written: one per started KB.
@@ -134,6 +160,7 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         .unwrap_or("other")
         .to_owned();
     let write_units = write_units(&operation, &body);
+    let read_kind = (operation == "GetItem").then(|| read_kind(&body));
     let url = format!(
         "{}{}",
         proxy.target,
@@ -165,6 +192,9 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         let mut c = proxy.lock();
         *c.by_operation.entry(operation.clone()).or_default() += 1;
         c.write_units += write_units;
+        if let Some(kind) = read_kind {
+            *c.reads_by_kind.entry(kind).or_default() += 1;
+        }
         if operation == "ReceiveMessage" {
             let has = serde_json::from_slice::<Value>(&bytes)
                 .ok()

@@ -39,6 +39,11 @@ pub fn config(prefix: &str, ddb: &str, sqs: &str, bos_url: &str) -> StackConfig 
     c.functions_dir = PathBuf::from(env("FUNCTIONS_DIR", "target/release"));
     c.listen = ([127, 0, 0, 1], 0).into();
     c.parameters.insert("BosUrl".into(), bos_url.to_owned());
+    // For finding where a run's time goes: `BENCH_PAUSE` names functions (logical ids,
+    // comma-separated) whose event sources stay paused, e.g. the stream readers.
+    if let Ok(paused) = std::env::var("BENCH_PAUSE") {
+        c.paused_event_sources = paused.split(',').map(|f| f.trim().to_owned()).collect();
+    }
     let logs = std::env::temp_dir().join(&c.prefix);
     let _ = std::fs::create_dir_all(&logs);
     c.log_dir = Some(logs);
@@ -173,6 +178,16 @@ pub async fn requests(report: &mut Report) -> Result<(), BoxError> {
     report.info(
         "  DynamoDB requests by operation",
         format!("{:?}", ddb_counts.by_operation),
+    );
+    let chunks = ITEMS.div_ceil(crate::shipped::api_settings()?.chunk_size) as f64;
+    report.info(
+        format!("  DynamoDB reads (GetItem) by item kind, and per chunk ({chunks} chunks)"),
+        ddb_counts
+            .reads_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n} ({:.1})", *n as f64 / chunks))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     report.info(
         "  DynamoDB write units (items < 1 KB)",

@@ -20,27 +20,6 @@ const TASKS: usize = 3;
 const ITEMS: usize = 1_000;
 /// BOS latency: long enough that a 1,000-item task runs for seconds and streams changes.
 const LATENCY_MS: u64 = 50;
-/// `getconf CLK_TCK` on Linux: the unit of /proc's CPU times.
-const TICKS_PER_SECOND: f64 = 100.0;
-
-/// CPU time (user + system) the function's processes used so far, in milliseconds.
-fn cpu_ms(stack: &LocalStack, function: &str) -> f64 {
-    let ticks: u64 = stack
-        .function_pids()
-        .into_iter()
-        .filter(|(name, _)| name.ends_with(function))
-        .flat_map(|(_, pids)| pids)
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| {
-            // Fields after the command (which may hold spaces), from field 3 on.
-            let rest = stat.rsplit_once(')')?.1;
-            let fields: Vec<&str> = rest.split_whitespace().collect();
-            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum();
-    ticks as f64 * 1e3 / TICKS_PER_SECOND
-}
-
 /// Watches one task to its final frame: the freshness of each frame, in milliseconds.
 async fn watch(url: &str, task_id: &str) -> Result<Vec<f64>, BoxError> {
     let mut request = url.into_client_request()?;
@@ -90,7 +69,7 @@ pub async fn latency_and_cost(report: &mut Report) -> Result<(), BoxError> {
     let (client, _) = local_gateway::emulator_clients(&ddb, &sqs).await;
 
     let pusher = "-ProgressPusherFunction";
-    let start = cpu_ms(&stack, pusher);
+    let start = crate::cpu::function_ms(&stack, pusher);
     let mut freshness = Vec::new();
     let mut frames = 0;
     for n in 0..TASKS {
@@ -99,16 +78,16 @@ pub async fn latency_and_cost(report: &mut Report) -> Result<(), BoxError> {
         frames += seen.len();
         freshness.extend(seen);
     }
-    let watched = cpu_ms(&stack, pusher) - start;
+    let watched = crate::cpu::function_ms(&stack, pusher) - start;
 
-    let start = cpu_ms(&stack, pusher);
+    let start = crate::cpu::function_ms(&stack, pusher);
     for n in 0..TASKS {
         let task_id = post(&stack, ITEMS, 900_000 + (n * ITEMS) as u64).await?;
         wait_final(&client, &table, &task_id).await?;
     }
     // The last changes' batch: the pusher's window is a second.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-    let unwatched = cpu_ms(&stack, pusher) - start;
+    let unwatched = crate::cpu::function_ms(&stack, pusher) - start;
     stack.stop();
 
     freshness.sort_by(|a, b| a.total_cmp(b));

@@ -4,6 +4,7 @@
 
 mod coldstart;
 mod counting_proxy;
+mod cpu;
 mod end_to_end;
 mod failing_well;
 mod in_process;
