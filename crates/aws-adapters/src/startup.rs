@@ -283,6 +283,34 @@ impl<T: Send + Sync + 'static> Warming<T> {
         self.get().await;
         served
     }
+
+    /// Runs the Lambda runtime (`lambda_runtime::run`) with `handle`, which gets what the
+    /// set-up built, once it is, and each event.
+    pub async fn serve<A, R, B, S, D, E, F, Fut>(
+        self,
+        handle: F,
+    ) -> Result<(), lambda_runtime::Error>
+    where
+        F: Fn(std::sync::Arc<T>, lambda_runtime::LambdaEvent<A>) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = R>,
+        A: for<'de> serde::Deserialize<'de> + Send + 'static,
+        R: lambda_runtime::IntoFunctionResponse<B, S>,
+        B: serde::Serialize,
+        S: futures::Stream<Item = Result<D, E>> + Unpin + Send + 'static,
+        D: Into<bytes::Bytes> + Send,
+        E: Into<lambda_runtime::Error> + Send + std::fmt::Debug,
+    {
+        let handle = std::sync::Arc::new(handle);
+        let serving = self.clone();
+        let served = lambda_runtime::run(lambda_runtime::service_fn(
+            move |event: lambda_runtime::LambdaEvent<A>| {
+                let (ready, handle) = (serving.clone(), handle.clone());
+                async move { Ok::<R, lambda_runtime::Error>(handle(ready.get().await, event).await) }
+            },
+        ))
+        .await;
+        self.finish(served).await
+    }
 }
 
 /// Ends a process whose set-up failed, saying why as `main` returning the error would.

@@ -5,7 +5,7 @@ use aws_adapters::startup::{QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use bos_client::{BosClient, BosConfig};
 use consumer::Consumer;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use tasks_core::breaker::Breaker;
 use tasks_core::config::Settings;
@@ -36,11 +36,7 @@ async fn main() -> Result<(), Error> {
             settings,
         })
     });
-    let serving = consumer.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let consumer = serving.clone();
-        async move { Ok::<_, Error>(consumer.get().await.handle(event).await) }
-    }))
-    .await;
-    consumer.finish(served).await
+    consumer
+        .serve(|consumer, event: LambdaEvent<SqsEvent>| async move { consumer.handle(event).await })
+        .await
 }

@@ -4,7 +4,7 @@
 use aws_adapters::startup::{QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use dead_letter::DeadLetter;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use tasks_core::config::Settings;
 
 #[tokio::main]
@@ -25,11 +25,7 @@ async fn main() -> Result<(), Error> {
             queue,
         })
     });
-    let serving = handler.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = serving.clone();
-        async move { Ok::<_, Error>(handler.get().await.handle(event).await) }
-    }))
-    .await;
-    handler.finish(served).await
+    handler
+        .serve(|handler, event: LambdaEvent<SqsEvent>| async move { handler.handle(event).await })
+        .await
 }

@@ -5,7 +5,7 @@ use aws_adapters::s3_files::S3Files;
 use aws_adapters::startup::{required_env, QueueFunction, Warming};
 use aws_lambda_events::event::sqs::SqsEvent;
 use ingest::Ingest;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use tasks_core::config::Settings;
 
@@ -31,11 +31,7 @@ async fn main() -> Result<(), Error> {
             queue,
         })
     });
-    let serving = handler.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let handler = serving.clone();
-        async move { Ok::<_, Error>(handler.get().await.handle(event).await) }
-    }))
-    .await;
-    handler.finish(served).await
+    handler
+        .serve(|handler, event: LambdaEvent<SqsEvent>| async move { handler.handle(event).await })
+        .await
 }

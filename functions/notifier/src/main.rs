@@ -4,7 +4,7 @@
 use aws_adapters::startup::{required_env, StoreStart, Warming};
 use aws_adapters::SqsDeliveryQueue;
 use aws_lambda_events::event::dynamodb::Event;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use notifier::Notifier;
 use std::sync::Arc;
 
@@ -26,11 +26,7 @@ async fn main() -> Result<(), Error> {
             files: Arc::new(files),
         })
     });
-    let serving = notifier.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
-        let notifier = serving.clone();
-        async move { Ok::<_, Error>(notifier.get().await.handle(event).await) }
-    }))
-    .await;
-    notifier.finish(served).await
+    notifier
+        .serve(|notifier, event: LambdaEvent<Event>| async move { notifier.handle(event).await })
+        .await
 }

@@ -4,7 +4,7 @@
 use aws_adapters::startup::Warming;
 use aws_adapters::ws_push::LiveStart;
 use aws_lambda_events::event::dynamodb::Event;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use progress_pusher::Pusher;
 use std::sync::Arc;
 
@@ -19,11 +19,7 @@ async fn main() -> Result<(), Error> {
             pusher: Arc::new(frames),
         })
     });
-    let serving = pusher.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
-        let pusher = serving.clone();
-        async move { Ok::<_, Error>(pusher.get().await.handle(event).await) }
-    }))
-    .await;
-    pusher.finish(served).await
+    pusher
+        .serve(|pusher, event: LambdaEvent<Event>| async move { pusher.handle(event).await })
+        .await
 }

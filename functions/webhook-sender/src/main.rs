@@ -4,7 +4,7 @@
 use aws_adapters::startup::{required_env, StoreStart, Warming};
 use aws_adapters::SqsDeliveryQueue;
 use aws_lambda_events::event::sqs::SqsEvent;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use tasks_core::config::Settings;
 use webhook_sender::poster::HttpPoster;
@@ -26,11 +26,7 @@ async fn main() -> Result<(), Error> {
             settings,
         })
     });
-    let serving = sender.clone();
-    let served = lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let sender = serving.clone();
-        async move { Ok::<_, Error>(sender.get().await.handle(event).await) }
-    }))
-    .await;
-    sender.finish(served).await
+    sender
+        .serve(|sender, event: LambdaEvent<SqsEvent>| async move { sender.handle(event).await })
+        .await
 }

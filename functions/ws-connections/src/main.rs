@@ -4,7 +4,7 @@
 use aws_adapters::startup::Warming;
 use aws_adapters::ws_push::LiveStart;
 use aws_lambda_events::apigw::ApiGatewayWebsocketProxyRequest;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use ws_connections::Routes;
 
@@ -19,13 +19,11 @@ async fn main() -> Result<(), Error> {
             pusher: Arc::new(frames),
         })
     });
-    let serving = routes.clone();
-    let served = lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| {
-            let routes = serving.clone();
-            async move { Ok::<_, Error>(routes.get().await.handle(event).await) }
-        },
-    ))
-    .await;
-    routes.finish(served).await
+    routes
+        .serve(
+            |routes, event: LambdaEvent<ApiGatewayWebsocketProxyRequest>| async move {
+                routes.handle(event).await
+            },
+        )
+        .await
 }
