@@ -157,8 +157,12 @@ async fn cold_start_ms(
             .env_clear()
             // The function's own settings as template.yaml ships them (e.g. the authorizer's
             // issuer, audiences and key-set URL, at their parameters' defaults: its keys are
-            // fetched on first use, so no cold start reaches that URL). What follows replaces
-            // what names a deployed stack's resources (BOS, queues, secrets, the CA bundle).
+            // fetched on first use, so no cold start reaches that URL). What follows does not
+            // run the shipped values: it replaces what names a deployed stack's resources
+            // (`!Ref`s with no value before deployment: the table, BOS, the queues, the uploads
+            // bucket, the WebSocket API, the secrets, the CA bundle) with local stand-ins. No
+            // start reaches any of them before its first poll; only the secrets are read, from
+            // moto, before the first answer.
             .envs(&shipped)
             .env("AWS_LAMBDA_RUNTIME_API", &addr)
             .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
@@ -248,7 +252,7 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
             size("hello-lambda")
         ),
     );
-    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with each function's settings as template.yaml ships them (parameters at their defaults, e.g. the WebSocket authorizer's JWT issuer and audiences), SSL_CERT_FILE as the template sets it (this machine's bundle), its secrets in Secrets Manager (moto on loopback) as deployed, and local stand-ins for what a deployed stack gives (the URLs of BOS, the queues and the WebSocket API). Before that poll a function checks its settings and where its secrets are; the AWS SDK configuration and clients, the secrets' reads and the BOS client's TLS set-up run while the poll waits (`aws_adapters::startup::Warming`). The first-answer figure is what a caller waits for: from spawning the process until it answers its first event, one that needs no AWS call of its own (the api: a request without an authorizer subject; the authorizer: a $connect without a token; the WebSocket routes: a message without a connection id; the others: an empty batch), so it holds the whole set-up, the secrets' reads included. In AWS add the round trip to Secrets Manager in the region (typically tens of milliseconds, once per cold start) to it; a request's own reads and writes come on top, as they do warm. The last figure is the same first answer with the secrets given in the environment instead.");
+    report.note("Cold start is measured from spawning the process to its first GET of the Runtime API's /next, on this machine (x86_64, no Lambda sandbox), with each function's settings as template.yaml ships them (parameters at their defaults, e.g. the WebSocket authorizer's JWT issuer and audiences), SSL_CERT_FILE as the template sets it (this machine's bundle), its secrets in Secrets Manager (moto on loopback) as deployed, and, instead of the template's values where those name a deployed stack's resources (`!Ref`s: the table, BOS, the queues, the uploads bucket and the WebSocket API), local stand-ins that no start reaches. Before that poll a function checks its settings and where its secrets are; the AWS SDK configuration and clients, the secrets' reads and the BOS client's TLS set-up run while the poll waits (`aws_adapters::startup::Warming`). The first-answer figure is what a caller waits for: from spawning the process until it answers its first event, one that needs no AWS call of its own (the api: a request without an authorizer subject; the authorizer: a $connect without a token; the WebSocket routes: a message without a connection id; the others: an empty batch), so it holds the whole set-up, the secrets' reads included. In AWS add the round trip to Secrets Manager in the region (typically tens of milliseconds, once per cold start) to it; a request's own reads and writes come on top, as they do warm. The last figure is the same first answer with the secrets given in the environment instead.");
     for f in [
         "api",
         "consumer",
