@@ -38,6 +38,13 @@ ensure_jq() {
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq >/dev/null
 }
 
+# The console's browser test drives Debian's headless Chromium through its ChromeDriver.
+ensure_chromium() {
+  command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 && return
+  log "installing Chromium and ChromeDriver for the console's browser test (apt: chromium chromium-driver)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 ensure_python_tools() {
   local stamp=$VENV/.installed-$MOTO_VERSION-$CFN_LINT_VERSION-$CARGO_LAMBDA_VERSION-$SCHEMATHESIS_VERSION
   [ -f "$stamp" ] && return

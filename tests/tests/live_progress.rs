@@ -14,11 +14,32 @@ type Socket = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 /// Opens a connection with `authorization` as the header, if any: the socket, or the HTTP
 /// status the handshake was refused with.
 async fn open(app: &TestApp, authorization: Option<&str>) -> Result<Socket, u16> {
+    open_at(app, "", authorization).await
+}
+
+/// Opens a connection as a browser does: a live ticket in the query string, no header.
+async fn open_with_ticket(app: &TestApp, ticket: &str) -> Result<Socket, u16> {
+    open_at(app, &format!("?ticket={ticket}"), None).await
+}
+
+/// A live ticket for `token`'s caller, from `POST /live-tickets`.
+async fn ticket(app: &TestApp, token: &str) -> String {
+    let answer = app
+        .send(app.request(reqwest::Method::POST, token, "/live-tickets"))
+        .await;
+    assert_eq!(answer.status, 201, "{}", answer.body);
+    assert_eq!(answer.headers["cache-control"], "no-store");
+    answer.body["ticket"].as_str().expect("a ticket").to_owned()
+}
+
+async fn open_at(app: &TestApp, query: &str, authorization: Option<&str>) -> Result<Socket, u16> {
     let url = app
         .stack
         .websocket_url()
         .expect("the template has a WebSocket API");
-    let mut request = url.into_client_request().expect("request");
+    let mut request = format!("{url}{query}")
+        .into_client_request()
+        .expect("request");
     if let Some(value) = authorization {
         request
             .headers_mut()
@@ -144,7 +165,9 @@ async fn a_watched_import_streams_progress_then_exactly_one_final_frame() {
 #[tokio::test]
 async fn connecting_needs_a_valid_token() {
     let app = spawn_app().await;
-    assert_eq!(open(&app, None).await.err(), Some(401));
+    // No identity source is required (a browser brings a ticket instead of the header), so
+    // the authorizer itself refuses a connection that brings neither.
+    assert_eq!(open(&app, None).await.err(), Some(403));
     assert_eq!(
         open(&app, Some("Bearer not-a-token")).await.err(),
         Some(403)
@@ -164,6 +187,47 @@ async fn connecting_needs_a_valid_token() {
         next_frame(&mut socket).await["error"]["code"],
         "invalid_task_id"
     );
+}
+
+#[tokio::test]
+async fn a_browser_connects_once_with_a_ticket_as_the_caller_who_asked_for_it() {
+    // Given bob's task, and a ticket bob asked for with his token
+    let app = spawn_app().await;
+    let answer = app.import(BOB, &beneficiaries(3)).await;
+    let bobs = answer.body["task_id"].as_str().unwrap().to_owned();
+    let bob_ticket = ticket(&app, BOB).await;
+
+    // When a browser connects with the ticket and no header
+    let mut socket = open_with_ticket(&app, &bob_ticket)
+        .await
+        .expect("a fresh ticket connects");
+
+    // Then the connection is bob's: his task's snapshot comes back
+    send(&mut socket, subscribe(&bobs)).await;
+    let snapshot = next_frame(&mut socket).await;
+    assert_eq!(snapshot["type"], "snapshot");
+    assert_eq!(snapshot["task"]["task_id"], bobs.as_str());
+
+    // A ticket opens one connection: the second try is refused.
+    assert_eq!(open_with_ticket(&app, &bob_ticket).await.err(), Some(403));
+    // A made-up ticket is refused, and alice's ticket does not show her bob's task.
+    assert_eq!(open_with_ticket(&app, "forged").await.err(), Some(403));
+    let mut alice = open_with_ticket(&app, &ticket(&app, ALICE).await)
+        .await
+        .expect("alice's ticket connects");
+    send(&mut alice, subscribe(&bobs)).await;
+    assert_eq!(
+        next_frame(&mut alice).await["error"]["code"],
+        "task_not_found"
+    );
+
+    // No ticket was logged by any function.
+    assert!(!app.function_logs().contains(&bob_ticket));
+    // A ticket needs a caller.
+    let anonymous = app
+        .send(app.http.post(format!("{}/live-tickets", app.base)))
+        .await;
+    assert_eq!(anonymous.status, 401);
 }
 
 #[tokio::test]

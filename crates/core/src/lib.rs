@@ -27,6 +27,7 @@ pub(crate) mod fixtures;
 pub mod iban_registry;
 pub mod identity;
 pub mod live_progress;
+pub mod live_ticket;
 #[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod metrics;

@@ -8,6 +8,7 @@ use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::error_body::ErrorObject;
 use crate::identity::Owner;
 use crate::live_progress::ConnectionId;
+use crate::live_ticket::TicketKey;
 use crate::outcome::ItemOutcome;
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upload::{Upload, Validation};
@@ -521,6 +522,26 @@ pub trait ConnectionStore: Send + Sync {
     /// Ends the subscription if it still exists: `true` for exactly one caller, who then
     /// sends its `final` frame.
     async fn claim_final(&self, id: &ConnectionId, task: TaskId) -> Result<bool, StoreError>;
+}
+
+/// Live tickets (`crate::live_ticket`): single-use keys to open live progress from a browser.
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Keeps a ticket of `owner`'s until `expires_at`.
+    async fn put_ticket(
+        &self,
+        key: &TicketKey,
+        owner: &Owner,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// Removes the ticket and answers its owner if it had not expired at `now`: exactly one
+    /// caller ever gets the owner of a ticket.
+    async fn take_ticket(
+        &self,
+        key: &TicketKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Owner>, StoreError>;
 }
 
 /// Why a frame was not delivered.

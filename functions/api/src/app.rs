@@ -9,7 +9,7 @@ use tasks_core::config::Settings;
 use tasks_core::paging::PageTokens;
 use tasks_core::ports::{
     BeneficiaryBackend, DeliveryQueue, DeliveryStore, FileStore, IdempotencyStore, IngestQueue,
-    LaneStore, TaskStore, WebhookStore, WorkQueue,
+    LaneStore, TaskStore, TicketStore, WebhookStore, WorkQueue,
 };
 use tasks_core::trace::{self, Trace};
 use tasks_core::usecases::schedule::Scheduler;
@@ -22,6 +22,8 @@ pub(crate) struct Services {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub webhooks: Arc<dyn WebhookStore>,
     pub deliveries: Arc<dyn DeliveryStore>,
+    /// Live tickets (`POST /live-tickets`).
+    pub tickets: Arc<dyn TicketStore>,
     /// Where a manual retry sends a delivery (the sender's queue).
     pub delivery_queue: Arc<dyn DeliveryQueue>,
     /// Where submitted chunks wait for the caller's lanes (`usecases::schedule`).
@@ -61,22 +63,28 @@ pub struct Ports {
     pub files: Arc<dyn FileStore>,
     /// Where a closed upload's ingest run is sent.
     pub ingest: Arc<dyn IngestQueue>,
+    /// What the console's page is told about where it runs.
+    pub console: crate::console::ConsoleSettings,
 }
 
 impl App {
-    /// `store` keeps tasks, idempotency records and webhook endpoints (one DynamoDB table in
-    /// AWS).
-    pub fn new<S: TaskStore + IdempotencyStore + WebhookStore + DeliveryStore + 'static>(
+    /// `store` keeps tasks, idempotency records, webhook endpoints and live tickets (one
+    /// DynamoDB table in AWS).
+    pub fn new<
+        S: TaskStore + IdempotencyStore + WebhookStore + DeliveryStore + TicketStore + 'static,
+    >(
         store: Arc<S>,
         ports: Ports,
         settings: Settings,
         tokens: PageTokens,
     ) -> Self {
+        let console = ports.console;
         let services = Services {
             store: store.clone(),
             idempotency: store.clone(),
             webhooks: store.clone(),
-            deliveries: store,
+            deliveries: store.clone(),
+            tickets: store,
             delivery_queue: ports.delivery_queue,
             lanes: ports.lanes,
             queue: ports.queue,
@@ -87,7 +95,7 @@ impl App {
             tokens,
         };
         Self {
-            router: routes::table(Arc::new(services)),
+            router: routes::table(Arc::new(services), console),
         }
     }
 

@@ -5,11 +5,13 @@
 //! A request goes, in order, through [`app`] (its log span and trace), [`routes`] (the route
 //! table) with the layers every route shares ([`auth`], [`paths`], [`idempotency`]), and one
 //! handler in [`resources`], which reads the request through [`extract`] and answers with an
-//! [`answer::Answer`] or an [`error::ApiError`].
+//! [`answer::Answer`] or an [`error::ApiError`]. [`console`] serves the web console beside
+//! them, without credentials.
 
 mod answer;
 mod app;
 mod auth;
+pub mod console;
 pub mod error;
 mod extract;
 mod idempotency;

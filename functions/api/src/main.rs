@@ -25,6 +25,7 @@ async fn main() -> Result<(), Error> {
     let ingest_queue = required_env("INGEST_QUEUE_URL")?;
     let bucket = required_env("UPLOADS_BUCKET")?;
     let bos = BosConfig::from_env()?;
+    let console = api::console::ConsoleSettings::from_env(settings.max_body_bytes);
     let app = Warming::start(async move {
         let aws = aws_config().await;
         // Both secrets at once: each is one Secrets Manager call per cold start.
@@ -46,6 +47,7 @@ async fn main() -> Result<(), Error> {
             delivery_queue: Arc::new(delivery_queue),
             files: Arc::new(S3Files::from_config(&aws, bucket)),
             ingest: Arc::new(ingest_queue),
+            console,
         };
         Ok::<_, Error>(App::new(
             Arc::new(store),

@@ -21,6 +21,7 @@ fn app() -> App {
             delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
             files: Arc::new(tasks_core::memory::MemoryFiles::default()),
             ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+            console: Default::default(),
         },
         Settings::default(),
         PageTokens::new(b"test-page-token-key"),

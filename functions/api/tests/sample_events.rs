@@ -31,6 +31,7 @@ fn app() -> (App, Arc<MemoryQueue>, Arc<MemoryBackend>) {
             delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
             files: Arc::new(tasks_core::memory::MemoryFiles::default()),
             ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+            console: Default::default(),
         },
         settings,
         PageTokens::new(b"test-page-token-key"),

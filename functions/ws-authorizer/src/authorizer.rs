@@ -1,14 +1,19 @@
-//! The `$connect` handler: reads the caller's `Authorization` header, checks it as the HTTP
-//! API would ([`crate::decide`]), and asks the issuer for its keys again once when a token is
-//! signed by a key it has not seen (the issuer may have rotated).
+//! The `$connect` handler. A connection with a `ticket` in its query string is the ticket's
+//! caller if the ticket is unused and unexpired (it is used up by this check). Otherwise the
+//! handler reads the `Authorization` header, checks it as the HTTP API would
+//! ([`crate::decide`]), and asks the issuer for its keys again once when a token is signed by a
+//! key it has not seen (the issuer may have rotated).
 
 use crate::keys::IssuerKeys;
-use crate::{decide, DevTokens, Refusal, Verifier};
+use crate::{decide, policy, DevTokens, Refusal, Verifier};
 use aws_adapters::startup::{required_env, StartupError};
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use jsonwebtoken::jwk::JwkSet;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
+use tasks_core::live_ticket;
+use tasks_core::ports::TicketStore;
+use time::OffsetDateTime;
 
 pub struct Authorizer {
     issuer: String,
@@ -53,14 +58,29 @@ impl Authorizer {
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
     pub async fn handle(
         &self,
+        tickets: &dyn TicketStore,
         event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>,
     ) -> serde_json::Value {
+        let arn = event.payload.method_arn.as_deref().unwrap_or_default();
+        if let Some(ticket) = event.payload.query_string_parameters.first("ticket") {
+            let subject = match live_ticket::redeem(tickets, ticket, OffsetDateTime::now_utc())
+                .await
+            {
+                Ok(Some(owner)) => Ok(owner.as_str().to_owned()),
+                Ok(None) => Err(Refusal::Ticket),
+                Err(e) => {
+                    tracing::error!(cause = %tasks_core::error::Chain(&e), "ticket check failed");
+                    Err(Refusal::TicketUnchecked)
+                }
+            };
+            log_verdict(&subject);
+            return policy(&subject, arn);
+        }
         let authorization = event
             .payload
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok());
-        let arn = event.payload.method_arn.as_deref().unwrap_or_default();
         let check = |keys| decide(&self.verifier(keys), &self.dev, authorization, arn);
         // Without a token the answer is no whatever the keys: they are not fetched for it.
         let keys = match authorization {
@@ -72,23 +92,40 @@ impl Authorizer {
             // The issuer may have rotated its keys since they were fetched.
             verdict = check(self.keys.refresh().await);
         }
-        // The refusal's kind, never the token or the subject.
-        match &verdict.0 {
-            Ok(_) => tracing::info!("connection allowed"),
-            Err(why) => tracing::info!(refusal = ?why, "connection denied"),
-        }
+        log_verdict(&verdict.0);
         verdict.1
+    }
+}
+
+/// The refusal's kind, never the token, the ticket or the subject.
+fn log_verdict(subject: &Result<String, Refusal>) {
+    match subject {
+        Ok(_) => tracing::info!("connection allowed"),
+        Err(why) => tracing::info!(refusal = ?why, "connection denied"),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tasks_core::identity::Owner;
+    use tasks_core::memory::MemoryStore;
 
     fn connect(
         authorization: Option<&str>,
     ) -> LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest> {
+        connect_with(authorization, None)
+    }
+
+    fn connect_with(
+        authorization: Option<&str>,
+        ticket: Option<&str>,
+    ) -> LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest> {
         let mut request = ApiGatewayCustomAuthorizerRequestTypeRequest::default();
+        if let Some(ticket) = ticket {
+            let query = std::collections::HashMap::from([("ticket".to_owned(), ticket.to_owned())]);
+            request.query_string_parameters = query.into();
+        }
         request.method_arn = Some("arn:aws:execute-api:us-east-1:1:api/live/$connect".into());
         if let Some(value) = authorization {
             request
@@ -112,8 +149,9 @@ mod tests {
     #[tokio::test]
     async fn allows_a_known_token_as_its_subject_and_denies_the_rest() {
         let authorizer = authorizer();
+        let tickets = MemoryStore::default();
         let allowed = authorizer
-            .handle(connect(Some("Bearer dev-token-alice")))
+            .handle(&tickets, connect(Some("Bearer dev-token-alice")))
             .await;
         assert_eq!(allowed["principalId"], "alice");
         assert_eq!(allowed["context"]["sub"], "alice");
@@ -123,12 +161,44 @@ mod tests {
             Some("Bearer dev-token-mallory"),
             Some("Basic YWxpY2U6eA=="),
         ] {
-            let denied = authorizer.handle(connect(header)).await;
+            let denied = authorizer.handle(&tickets, connect(header)).await;
             assert_eq!(
                 denied["policyDocument"]["Statement"][0]["Effect"], "Deny",
                 "{header:?}"
             );
             assert_eq!(denied["context"], serde_json::json!({}));
         }
+    }
+
+    #[tokio::test]
+    async fn a_ticket_allows_its_caller_once_without_a_header() {
+        // Given a ticket bob asked for
+        let authorizer = authorizer();
+        let tickets = MemoryStore::default();
+        let bob = Owner::from_subject("bob").unwrap();
+        let issued = live_ticket::issue(&tickets, &bob, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+
+        // When a browser connects with it, then again
+        let first = authorizer
+            .handle(&tickets, connect_with(None, Some(&issued.ticket)))
+            .await;
+        let second = authorizer
+            .handle(&tickets, connect_with(None, Some(&issued.ticket)))
+            .await;
+
+        // Then the first connection is bob's and the second is refused
+        assert_eq!(first["principalId"], "bob");
+        assert_eq!(first["context"]["sub"], "bob");
+        assert_eq!(second["policyDocument"]["Statement"][0]["Effect"], "Deny");
+        // A made-up ticket is refused even beside a valid header: the ticket decides.
+        let forged = authorizer
+            .handle(
+                &tickets,
+                connect_with(Some("Bearer dev-token-alice"), Some("forged")),
+            )
+            .await;
+        assert_eq!(forged["policyDocument"]["Statement"][0]["Effect"], "Deny");
     }
 }

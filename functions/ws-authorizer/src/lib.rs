@@ -3,6 +3,10 @@
 //! the token's signature against the issuer's published keys (JWKS), its issuer, one of the
 //! accepted audiences, and its expiry. The subject it returns becomes the connection's owner;
 //! nothing the client sends besides the token names it.
+//!
+//! Browsers cannot set headers on a WebSocket, so a page connects with a live ticket instead
+//! (`?ticket=…`, from `POST /live-tickets`): single-use, 30 seconds, and it names the caller
+//! whose token asked for it (`tasks_core::live_ticket`).
 
 pub mod authorizer;
 pub mod keys;
@@ -23,6 +27,10 @@ pub enum Refusal {
     UnknownKey,
     /// Bad signature, wrong issuer or audience, expired, not yet valid, no subject.
     Invalid,
+    /// A ticket that is unknown, used already or expired.
+    Ticket,
+    /// The ticket could not be checked (the table did not answer): refused, never waved on.
+    TicketUnchecked,
 }
 
 /// The HTTP API's JWT rules, with the issuer's current keys.
@@ -105,11 +113,17 @@ pub fn decide(
     let subject = dev
         .subject(authorization)
         .map_or_else(|| verifier.subject(authorization), Ok);
-    let (effect, principal) = match &subject {
+    let answer = policy(&subject, method_arn);
+    (subject, answer)
+}
+
+/// API Gateway's policy for a verdict: allow the connection as the subject, or deny it.
+pub fn policy(subject: &Result<String, Refusal>, method_arn: &str) -> serde_json::Value {
+    let (effect, principal) = match subject {
         Ok(s) => ("Allow", s.as_str()),
         Err(_) => ("Deny", "anonymous"),
     };
-    let answer = serde_json::json!({
+    serde_json::json!({
         "principalId": principal,
         "policyDocument": {
             "Version": "2012-10-17",
@@ -117,6 +131,5 @@ pub fn decide(
         },
         // What the route functions see as requestContext.authorizer: the owner, nothing else.
         "context": if subject.is_ok() { serde_json::json!({"sub": principal}) } else { serde_json::json!({}) },
-    });
-    (subject, answer)
+    })
 }

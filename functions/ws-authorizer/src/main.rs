@@ -1,9 +1,11 @@
 //! Lambda entry point of the WebSocket `$connect` authorizer: its settings from the
-//! environment ([`Authorizer::from_env`]), then serve.
+//! environment ([`Authorizer::from_env`] and `TABLE_NAME`, where live tickets are kept) are
+//! checked before the first poll; the table's client is built while that poll waits.
 
-use aws_adapters::startup::init_tracing;
+use aws_adapters::startup::{aws_config, init_tracing, required_env, Warming};
+use aws_adapters::DynamoTaskStore;
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use ws_authorizer::authorizer::Authorizer;
 
@@ -11,11 +13,16 @@ use ws_authorizer::authorizer::Authorizer;
 async fn main() -> Result<(), Error> {
     init_tracing();
     let authorizer = Arc::new(Authorizer::from_env()?);
-    lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
-            let authorizer = Arc::clone(&authorizer);
-            async move { Ok::<_, Error>(authorizer.handle(event).await) }
-        },
-    ))
-    .await
+    let table = required_env("TABLE_NAME")?;
+    let tickets = Warming::start(async move {
+        Ok::<_, Error>(DynamoTaskStore::from_config(&aws_config().await, table))
+    });
+    tickets
+        .serve(
+            move |tickets, event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
+                let authorizer = Arc::clone(&authorizer);
+                async move { authorizer.handle(tickets.as_ref(), event).await }
+            },
+        )
+        .await
 }

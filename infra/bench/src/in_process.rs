@@ -77,6 +77,7 @@ pub async fn handler(report: &mut Report) -> Result<(), BoxError> {
                     delivery_queue: Arc::new(MemoryDeliveryQueue::default()),
                     files: Arc::new(tasks_core::memory::MemoryFiles::default()),
                     ingest: Arc::new(tasks_core::memory::MemoryIngestQueue::default()),
+                    console: Default::default(),
                 },
                 settings,
                 PageTokens::new(b"test-page-token-key"),

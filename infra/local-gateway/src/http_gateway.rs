@@ -106,8 +106,11 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
     else {
         return plain(StatusCode::NOT_FOUND, "Not Found");
     };
-    let Some(sub) = subject(&gateway, &parts.headers) else {
-        return plain(StatusCode::UNAUTHORIZED, "Unauthorized");
+    // A route without an authorizer gets no claims, whatever the request carries.
+    let sub = match (route.public, subject(&gateway, &parts.headers)) {
+        (true, _) => None,
+        (false, Some(sub)) => Some(sub),
+        (false, None) => return plain(StatusCode::UNAUTHORIZED, "Unauthorized"),
     };
     let Ok(body) = to_bytes(body, MAX_PAYLOAD_BYTES).await else {
         return plain(StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large");
@@ -122,7 +125,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, request: Request<Body>) -> 
         path: &path,
         route_key: &route_key,
         path_parameters,
-        sub: &sub,
+        sub: sub.as_deref(),
         request_id: &request_id,
         now,
     });
@@ -155,7 +158,8 @@ struct HttpApiRequest<'a> {
     path: &'a str,
     route_key: &'a str,
     path_parameters: HashMap<String, String>,
-    sub: &'a str,
+    /// The authorizer's subject; `None` on a route without an authorizer.
+    sub: Option<&'a str>,
     request_id: &'a str,
     now: OffsetDateTime,
 }
@@ -196,14 +200,17 @@ fn http_api_event(request: HttpApiRequest<'_>) -> ApiGatewayV2httpRequest {
     }
     let header = |name: &str| parts.headers.get(name).and_then(|h| h.to_str().ok());
 
-    let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
-    jwt.claims = HashMap::from([
-        ("sub".to_owned(), sub.to_owned()),
-        ("iss".to_owned(), "local-gateway".to_owned()),
-        ("aud".to_owned(), "background-tasks-api".to_owned()),
-    ]);
-    let mut authorizer = ApiGatewayRequestAuthorizer::default();
-    authorizer.jwt = Some(jwt);
+    let authorizer = sub.map(|sub| {
+        let mut jwt = ApiGatewayRequestAuthorizerJwtDescription::default();
+        jwt.claims = HashMap::from([
+            ("sub".to_owned(), sub.to_owned()),
+            ("iss".to_owned(), "local-gateway".to_owned()),
+            ("aud".to_owned(), "background-tasks-api".to_owned()),
+        ]);
+        let mut authorizer = ApiGatewayRequestAuthorizer::default();
+        authorizer.jwt = Some(jwt);
+        authorizer
+    });
     let mut http = ApiGatewayV2httpRequestContextHttpDescription::default();
     http.method = parts.method.clone();
     http.path = Some(path.to_owned());
@@ -215,7 +222,7 @@ fn http_api_event(request: HttpApiRequest<'_>) -> ApiGatewayV2httpRequest {
     context.account_id = Some("000000000000".to_owned());
     context.stage = Some("$default".to_owned());
     context.request_id = Some(request_id.to_owned());
-    context.authorizer = Some(authorizer);
+    context.authorizer = authorizer;
     context.apiid = Some("local".to_owned());
     context.domain_name = Some(header("host").unwrap_or("localhost").to_owned());
     context.domain_prefix = Some("local".to_owned());
@@ -317,7 +324,7 @@ mod tests {
             path: "/tasks/beneficiaries-import",
             route_key: "POST /tasks/{task_type}",
             path_parameters: HashMap::new(),
-            sub: "alice",
+            sub: Some("alice"),
             request_id: "r",
             now: OffsetDateTime::UNIX_EPOCH,
         });
@@ -340,10 +347,12 @@ mod tests {
             HttpRoute {
                 method: "POST".into(),
                 path: "/tasks/{task_type}".into(),
+                public: false,
             },
             HttpRoute {
                 method: "GET".into(),
                 path: "/tasks/{task_type}/{task_id}".into(),
+                public: false,
             },
         ]
     }

@@ -323,9 +323,14 @@ pub async fn store_secrets(
 /// then Secrets Manager dynamic references from the local secrets.
 fn substitute(text: &str, p: &Provisioned) -> Result<String, BoxError> {
     // A WebSocket API's execute-api address is the local gateway's.
+    // (`wss://` is the WebSocket URL clients open: `ws://` on the gateway.)
     for (id, base) in &p.websocket_apis {
-        let host = format!("https://${{{id}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}");
-        if let Some(path) = text.strip_prefix(&host) {
+        let host = format!("${{{id}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}");
+        if let Some(path) = text.strip_prefix(&format!("https://{host}")) {
+            return Ok(format!("{base}{}", substitute(path, p)?));
+        }
+        if let Some(path) = text.strip_prefix(&format!("wss://{host}")) {
+            let base = base.replacen("http://", "ws://", 1);
             return Ok(format!("{base}{}", substitute(path, p)?));
         }
     }

@@ -135,6 +135,15 @@ impl<'a> Wiring<'a> {
                 .collect();
             environment.insert("LOCAL_DEV_TOKENS".to_owned(), tokens.join(","));
         }
+        // The console offers them as sign-in buttons, locally only.
+        if !f.http_routes.is_empty() {
+            let tokens: Vec<String> = config
+                .tokens
+                .iter()
+                .map(|(token, subject)| format!("{token}={subject}"))
+                .collect();
+            environment.insert("CONSOLE_DEV_TOKENS".to_owned(), tokens.join(","));
+        }
         Ok(environment)
     }
 
@@ -231,14 +240,20 @@ pub(crate) fn websocket_gateways(
                 .ok_or_else(|| format!("{}: unknown function {id}", spec.logical_id))
         };
         let mut routes = HashMap::new();
-        let mut authorizer = None;
+        let (mut authorizer, mut identity_sources) = (None, vec![]);
         for route in &spec.routes {
             routes.insert(route.key.clone(), pool_of(&route.function)?);
             if let Some(id) = &route.authorizer {
                 authorizer = Some(pool_of(id)?);
+                identity_sources.clone_from(&route.identity_sources);
             }
         }
-        let ws = Arc::new(ws_gateway::WsGateway::new(spec.clone(), routes, authorizer));
+        let ws = Arc::new(ws_gateway::WsGateway::new(
+            spec.clone(),
+            routes,
+            authorizer,
+            identity_sources,
+        ));
         router = router.merge(ws_gateway::router(Arc::clone(&ws)));
         websockets.push(ws);
     }

@@ -1,7 +1,8 @@
 //! Plays an API Gateway WebSocket API from the template, on the gateway's own port:
 //! - `GET /{stage}` upgrades to a WebSocket once the route's REQUEST authorizer allowed it
-//!   (no `Authorization` header: 401 before any function runs, as API Gateway answers when
-//!   the identity source is missing; a Deny: 403) and `$connect` answered 2xx;
+//!   (an identity source the template names is missing: 401 before any function runs, as API
+//!   Gateway answers; a Deny: 403) and `$connect` answered 2xx. The authorizer gets the
+//!   request's headers and query string, as API Gateway sends them;
 //! - each text frame goes to the route its `$request.body.{field}` selects, else `$default`,
 //!   one at a time per connection, with the authorizer's context, as API Gateway sends it;
 //! - a close (or a dropped socket) invokes `$disconnect`;
@@ -13,7 +14,7 @@ use crate::function::FunctionPool;
 use crate::template::WebSocketApiSpec;
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -36,6 +37,8 @@ pub struct WsGateway {
     pub routes: HashMap<String, Arc<FunctionPool>>,
     /// The `$connect` route's authorizer function, if it has one.
     pub authorizer: Option<Arc<FunctionPool>>,
+    /// Its `IdentitySource`s, which must all be present before it is invoked.
+    identity_sources: Vec<String>,
     connections: Mutex<HashMap<String, Connection>>,
 }
 
@@ -63,11 +66,13 @@ impl WsGateway {
         api: WebSocketApiSpec,
         routes: HashMap<String, Arc<FunctionPool>>,
         authorizer: Option<Arc<FunctionPool>>,
+        identity_sources: Vec<String>,
     ) -> Self {
         Self {
             api,
             routes,
             authorizer,
+            identity_sources,
             connections: Mutex::new(HashMap::new()),
         }
     }
@@ -133,19 +138,44 @@ impl WsGateway {
     }
 
     /// Runs the authorizer: `Ok(context)` to allow, `Err(status)` to refuse.
-    async fn authorize(&self, headers: &HeaderMap, id: &str) -> Result<Value, StatusCode> {
+    async fn authorize(
+        &self,
+        headers: &HeaderMap,
+        query: &HashMap<String, String>,
+        id: &str,
+    ) -> Result<Value, StatusCode> {
         let Some(authorizer) = &self.authorizer else {
             return Ok(json!({}));
         };
-        let Some(authorization) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-            return Err(StatusCode::UNAUTHORIZED);
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let present = |source: &String| match source.strip_prefix("route.request.") {
+            Some(rest) => match rest.split_once('.') {
+                Some(("header", name)) => header(&name.to_ascii_lowercase()).is_some(),
+                Some(("querystring", name)) => query.contains_key(name),
+                _ => true,
+            },
+            None => true,
         };
+        if !self.identity_sources.iter().all(present) {
+            return Err(StatusCode::UNAUTHORIZED);
+        }
+        let mut sent_headers = Map::new();
+        let mut multi_headers = Map::new();
+        for name in ["authorization", "origin", "host", "user-agent"] {
+            if let Some(value) = header(name) {
+                sent_headers.insert(name.to_owned(), json!(value));
+                multi_headers.insert(name.to_owned(), json!([value]));
+            }
+        }
+        let multi_query: Map<String, Value> =
+            query.iter().map(|(k, v)| (k.clone(), json!([v]))).collect();
         let event = json!({
             "type": "REQUEST",
             "methodArn": format!("arn:aws:execute-api:us-east-1:000000000000:local/{}/$connect", self.api.stage),
-            "headers": {"authorization": authorization},
-            "multiValueHeaders": {"authorization": [authorization]},
-            "queryStringParameters": {},
+            "headers": sent_headers,
+            "multiValueHeaders": multi_headers,
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": multi_query,
             "stageVariables": {},
             "requestContext": {"routeKey": "$connect", "eventType": "CONNECT", "connectionId": id,
                 "stage": self.api.stage, "apiId": "local"},
@@ -193,11 +223,12 @@ pub fn router(gateway: Arc<WsGateway>) -> Router {
 async fn upgrade(
     State(gateway): State<Arc<WsGateway>>,
     headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     // Like API Gateway's: opaque, unguessable, base64.
     let id = URL_SAFE_NO_PAD.encode(&uuid::Uuid::new_v4().as_bytes()[..12]);
-    let authorizer = match gateway.authorize(&headers, &id).await {
+    let authorizer = match gateway.authorize(&headers, &query, &id).await {
         Ok(context) => context,
         Err(status) => return (status, "").into_response(),
     };

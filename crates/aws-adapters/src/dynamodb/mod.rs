@@ -6,7 +6,8 @@
 //! - `lanes`: the scheduler's lane store, with its own keys, on the same table;
 //! - `webhook_store` and `delivery_store`: webhook endpoints and their deliveries, with their
 //!   own keys, on the same table;
-//! - `connection_store`: live progress connections and their subscriptions, likewise.
+//! - `connection_store`: live progress connections and their subscriptions, likewise;
+//! - `ticket_store`: live tickets, the single-use keys a browser opens live progress with.
 //!
 //! Every attribute name in an expression goes through `#names`, since DynamoDB reserves many
 //! common words (`status`).
@@ -19,6 +20,7 @@ mod idempotency_store;
 pub mod lanes;
 mod table;
 mod task_store;
+mod ticket_store;
 mod webhook_store;
 
 pub use lanes::DynamoLanes;

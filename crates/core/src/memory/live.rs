@@ -109,3 +109,25 @@ impl FramePusher for MemoryPusher {
         Ok(())
     }
 }
+
+#[async_trait]
+impl TicketStore for MemoryStore {
+    async fn put_ticket(
+        &self,
+        key: &crate::live_ticket::TicketKey,
+        owner: &Owner,
+        expires_at: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        lock(&self.tickets).insert(key.clone(), (owner.clone(), expires_at));
+        Ok(())
+    }
+
+    async fn take_ticket(
+        &self,
+        key: &crate::live_ticket::TicketKey,
+        now: OffsetDateTime,
+    ) -> Result<Option<Owner>, StoreError> {
+        let taken = lock(&self.tickets).remove(key);
+        Ok(taken.and_then(|(owner, expires_at)| (expires_at > now).then_some(owner)))
+    }
+}

@@ -52,6 +52,8 @@ pub struct MemoryStore {
     pub(super) deliveries: Mutex<HashMap<String, Delivery>>,
     /// Live progress connections: owner and watched tasks.
     pub(super) connections: Mutex<BTreeMap<ConnectionId, (Owner, BTreeSet<TaskId>)>>,
+    /// Live tickets: owner and expiry.
+    pub(super) tickets: Mutex<BTreeMap<crate::live_ticket::TicketKey, (Owner, OffsetDateTime)>>,
     pub(super) writes: AtomicUsize,
     pub(super) breaker: Mutex<crate::breaker::BreakerRecord>,
 }

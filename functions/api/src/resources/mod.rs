@@ -2,6 +2,7 @@
 //! carry, call one use case, and turn its result into an [`crate::answer::Answer`].
 
 pub mod beneficiaries;
+pub mod live_tickets;
 pub mod task_items;
 pub mod tasks;
 pub mod uploads;

@@ -50,6 +50,8 @@ pub struct StreamSource {
 pub struct HttpRoute {
     pub method: String,
     pub path: String,
+    /// `Auth.Authorizer: NONE`: the route answers without credentials (the console's files).
+    pub public: bool,
 }
 
 /// One `AWS::Serverless::Function`, with the `Globals` it inherits.
@@ -94,6 +96,7 @@ pub(super) fn function(
             Some("HttpApi") => spec.http_routes.push(HttpRoute {
                 method: str_of(&props["Method"])?.to_uppercase(),
                 path: str_of(&props["Path"])?.to_owned(),
+                public: props["Auth"]["Authorizer"].as_str() == Some("NONE"),
             }),
             _ => {}
         }

@@ -114,7 +114,13 @@ mod tests {
         let api = t.functions.iter().find(|f| f.binary == "api").unwrap();
         assert!(api.http_routes.contains(&HttpRoute {
             method: "GET".into(),
-            path: "/tasks/{task_type}/{task_id}".into()
+            path: "/tasks/{task_type}/{task_id}".into(),
+            public: false,
+        }));
+        assert!(api.http_routes.contains(&HttpRoute {
+            method: "GET".into(),
+            path: "/console".into(),
+            public: true,
         }));
         assert_eq!(
             api.environment["TABLE_NAME"],

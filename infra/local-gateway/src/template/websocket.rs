@@ -26,6 +26,10 @@ pub struct WebSocketRoute {
     pub function: String,
     /// Logical id of the REQUEST authorizer's function (`$connect` only, in API Gateway).
     pub authorizer: Option<String>,
+    /// The authorizer's `IdentitySource`: request parameters
+    /// (`route.request.header.{name}`, `route.request.querystring.{name}`) that must all be
+    /// present, or API Gateway answers 401 without invoking it. Empty: it is always invoked.
+    pub identity_sources: Vec<String>,
 }
 
 /// The function a Lambda integration or authorizer URI names: `${Name.Arn}` in its `!Sub`.
@@ -61,7 +65,16 @@ pub(super) fn websocket_apis(
     let mut authorizers = BTreeMap::new();
     for entry in of_type("AWS::ApiGatewayV2::Authorizer") {
         let (id, p): (String, &Value) = entry?;
-        authorizers.insert(id.clone(), function_in_uri(&id, &p["AuthorizerUri"])?);
+        let sources = p["IdentitySource"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .map(|v| str_of(v).map(str::to_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        authorizers.insert(
+            id.clone(),
+            (function_in_uri(&id, &p["AuthorizerUri"])?, sources),
+        );
     }
     let mut integrations = BTreeMap::new();
     for entry in of_type("AWS::ApiGatewayV2::Integration") {
@@ -103,22 +116,22 @@ pub(super) fn websocket_apis(
                 .get(integration)
                 .ok_or_else(|| shape(format!("{rid}: unknown integration {integration}")))?
                 .clone();
-            let authorizer = match rp.get("AuthorizerId") {
-                None => None,
+            let (authorizer, identity_sources) = match rp.get("AuthorizerId") {
+                None => (None, vec![]),
                 Some(a) => {
                     let name = ref_of(&rid, a)?;
-                    Some(
-                        authorizers
-                            .get(&name)
-                            .ok_or_else(|| shape(format!("{rid}: unknown authorizer {name}")))?
-                            .clone(),
-                    )
+                    let (function, sources) = authorizers
+                        .get(&name)
+                        .ok_or_else(|| shape(format!("{rid}: unknown authorizer {name}")))?
+                        .clone();
+                    (Some(function), sources)
                 }
             };
             routes.push(WebSocketRoute {
                 key: str_of(&rp["RouteKey"])?.to_owned(),
                 function,
                 authorizer,
+                identity_sources,
             });
         }
         apis.push(WebSocketApiSpec {
