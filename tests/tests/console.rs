@@ -326,6 +326,65 @@ async fn a_person_imports_a_csv_watches_it_finish_live_and_retries_its_failures(
 }
 
 #[tokio::test]
+async fn a_file_over_the_inline_limit_goes_through_an_upload_session() {
+    // Given a stack whose inline limit (MAX_BODY_BYTES) is below the file's size
+    let rows = beneficiaries_from(700, 40);
+    let csv = csv_of(&rows);
+    let app = spawn_app_with(AppOptions {
+        extra_env: vec![("MAX_BODY_BYTES", "1000".into())],
+        ..AppOptions::default()
+    })
+    .await;
+    assert!(csv.len() > 1000);
+    let file = std::env::temp_dir().join(format!("payees-{}.csv", uuid::Uuid::new_v4()));
+    std::fs::write(&file, &csv).expect("the CSV file");
+    let b = browser().await;
+
+    // When bob submits it from the console
+    b.client
+        .goto(&format!("{}/console#/new", app.base))
+        .await
+        .expect("the console loads");
+    b.click("//button[normalize-space()='Sign in as bob']")
+        .await;
+    b.click("//nav//a[normalize-space()='New task']").await;
+    let input = b
+        .client
+        .wait()
+        .at_most(POLL_BOUND)
+        .for_element(Locator::Id("new-file"))
+        .await
+        .expect("the file input");
+    input
+        .send_keys(&file.display().to_string())
+        .await
+        .expect("a file chosen");
+    b.click("//form//button[normalize-space()='Submit']").await;
+
+    // Then the browser hashed and PUT the file to storage, closed the session, and the task
+    // ran to the end: one made from a file, which an inline POST could not have made
+    eventually(|| async {
+        b.hash()
+            .await
+            .starts_with("/tasks/beneficiaries-import/")
+            .then_some(())
+    })
+    .await
+    .expect("the new task's page opens");
+    let done = b
+        .text_until("#task-summary .progress-text", |t| t.ends_with("(100%)"))
+        .await;
+    assert_eq!(done, "40 of 40 items (100%)");
+    let task_id = b.hash().await.rsplit('/').next().unwrap().to_owned();
+    let task = app
+        .get(BOB, &format!("/tasks/beneficiaries-import/{task_id}"))
+        .await;
+    assert_eq!(task.body["status"], "completed", "{}", task.body);
+    assert_eq!(task.body["file"]["rows_valid"], 40, "{}", task.body);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[tokio::test]
 async fn the_console_ships_with_a_strict_policy_and_needs_no_credentials() {
     let app = spawn_app().await;
     for path in [

@@ -5,16 +5,13 @@
 //!
 //! The store keeps only the ticket's SHA-256 ([`TicketKey`]), so whoever reads the table
 //! cannot connect as anyone; the ticket itself is shown once, to its caller, and never logged.
+//! Issuing and redeeming are `usecases::live_tickets`.
 
-use crate::identity::Owner;
-use crate::ports::{StoreError, TicketStore};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use rand::RngCore;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fmt;
-use time::OffsetDateTime;
 
 /// How long a ticket may wait for its connection.
 pub const TICKET_TTL: time::Duration = time::Duration::seconds(30);
@@ -69,79 +66,9 @@ impl TicketKey {
     }
 }
 
-/// The answer to `POST /live-tickets`.
-#[derive(Debug, Serialize)]
-pub struct IssuedTicket {
-    pub ticket: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub expires_at: OffsetDateTime,
-}
-
-/// Issues a ticket for `owner`, good until `now` + [`TICKET_TTL`].
-pub async fn issue(
-    store: &dyn TicketStore,
-    owner: &Owner,
-    now: OffsetDateTime,
-) -> Result<IssuedTicket, StoreError> {
-    let ticket = LiveTicket::generate();
-    // Whole seconds, as the store's expiry is kept, so the answer never promises more.
-    let expires_at = (now + TICKET_TTL).replace_nanosecond(0).unwrap_or(now);
-    store.put_ticket(&ticket.key(), owner, expires_at).await?;
-    Ok(IssuedTicket {
-        ticket: ticket.0,
-        expires_at,
-    })
-}
-
-/// The caller a ticket was issued to, if it is unused and unexpired; it is used up either way
-/// (a second redemption finds nothing).
-pub async fn redeem(
-    store: &dyn TicketStore,
-    raw: &str,
-    now: OffsetDateTime,
-) -> Result<Option<Owner>, StoreError> {
-    let Some(ticket) = LiveTicket::parse(raw) else {
-        return Ok(None);
-    };
-    store.take_ticket(&ticket.key(), now).await
-}
-
-#[cfg(all(test, feature = "test-support"))]
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::MemoryStore;
-
-    fn alice() -> Owner {
-        Owner::from_subject("alice").unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_ticket_names_its_caller_once() {
-        let store = MemoryStore::default();
-        let now = OffsetDateTime::now_utc();
-        let issued = issue(&store, &alice(), now).await.unwrap();
-        assert_eq!(issued.ticket.len(), 43);
-        assert!(issued.expires_at > now + time::Duration::seconds(28));
-
-        let first = redeem(&store, &issued.ticket, now).await.unwrap();
-        assert_eq!(first, Some(alice()));
-        let again = redeem(&store, &issued.ticket, now).await.unwrap();
-        assert_eq!(again, None, "a ticket is single-use");
-    }
-
-    #[tokio::test]
-    async fn an_expired_or_made_up_ticket_names_nobody() {
-        let store = MemoryStore::default();
-        let now = OffsetDateTime::now_utc();
-        let issued = issue(&store, &alice(), now).await.unwrap();
-        let later = now + TICKET_TTL + time::Duration::seconds(1);
-        assert_eq!(redeem(&store, &issued.ticket, later).await.unwrap(), None);
-
-        let other = LiveTicket::generate();
-        for raw in ["", "x", "not a ticket", other.as_str(), &"A".repeat(5000)] {
-            assert_eq!(redeem(&store, raw, now).await.unwrap(), None, "{raw:.20}");
-        }
-    }
 
     #[test]
     fn the_store_key_is_not_the_ticket_and_debug_hides_it() {

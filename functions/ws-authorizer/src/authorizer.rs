@@ -11,8 +11,8 @@ use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
 use jsonwebtoken::jwk::JwkSet;
 use lambda_runtime::LambdaEvent;
 use std::sync::Arc;
-use tasks_core::live_ticket;
 use tasks_core::ports::TicketStore;
+use tasks_core::usecases::live_tickets as live_ticket;
 use time::OffsetDateTime;
 
 pub struct Authorizer {

@@ -11,6 +11,7 @@ pub mod export;
 pub mod idempotency;
 pub mod ingest;
 pub mod live_progress;
+pub mod live_tickets;
 pub mod notify;
 pub mod process_chunk;
 pub mod read_task;

@@ -6,7 +6,7 @@ use crate::answer::Answer;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use axum::extract::State;
-use tasks_core::live_ticket;
+use tasks_core::usecases::live_tickets as live_ticket;
 use time::OffsetDateTime;
 
 /// `201` with the ticket and when it expires. Never stored by caches or replayed: a ticket
