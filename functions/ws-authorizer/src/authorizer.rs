@@ -55,17 +55,20 @@ impl Authorizer {
         Verifier::new(keys, &self.issuer, &self.audiences)
     }
 
+    /// `tickets` is awaited only for a connection that brings a ticket, so a header's check
+    /// never waits for the table's client to be built.
     #[tracing::instrument(skip_all, fields(request_id = %event.context.request_id))]
-    pub async fn handle(
+    pub async fn handle<S: TicketStore>(
         &self,
-        tickets: &dyn TicketStore,
+        tickets: impl std::future::Future<Output = Arc<S>>,
         event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>,
     ) -> serde_json::Value {
         let arn = event.payload.method_arn.as_deref().unwrap_or_default();
         if let Some(ticket) = event.payload.query_string_parameters.first("ticket") {
-            let subject = match live_ticket::redeem(tickets, ticket, OffsetDateTime::now_utc())
-                .await
-            {
+            let tickets = tickets.await;
+            let redeemed =
+                live_ticket::redeem(tickets.as_ref(), ticket, OffsetDateTime::now_utc()).await;
+            let subject = match redeemed {
                 Ok(Some(owner)) => Ok(owner.as_str().to_owned()),
                 Ok(None) => Err(Refusal::Ticket),
                 Err(e) => {
@@ -111,6 +114,11 @@ mod tests {
     use tasks_core::identity::Owner;
     use tasks_core::memory::MemoryStore;
 
+    /// The store, as the function's set-up hands it over once built.
+    fn ready(store: &Arc<MemoryStore>) -> impl std::future::Future<Output = Arc<MemoryStore>> {
+        std::future::ready(Arc::clone(store))
+    }
+
     fn connect(
         authorization: Option<&str>,
     ) -> LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest> {
@@ -149,9 +157,9 @@ mod tests {
     #[tokio::test]
     async fn allows_a_known_token_as_its_subject_and_denies_the_rest() {
         let authorizer = authorizer();
-        let tickets = MemoryStore::default();
+        let tickets = Arc::new(MemoryStore::default());
         let allowed = authorizer
-            .handle(&tickets, connect(Some("Bearer dev-token-alice")))
+            .handle(ready(&tickets), connect(Some("Bearer dev-token-alice")))
             .await;
         assert_eq!(allowed["principalId"], "alice");
         assert_eq!(allowed["context"]["sub"], "alice");
@@ -161,7 +169,7 @@ mod tests {
             Some("Bearer dev-token-mallory"),
             Some("Basic YWxpY2U6eA=="),
         ] {
-            let denied = authorizer.handle(&tickets, connect(header)).await;
+            let denied = authorizer.handle(ready(&tickets), connect(header)).await;
             assert_eq!(
                 denied["policyDocument"]["Statement"][0]["Effect"], "Deny",
                 "{header:?}"
@@ -174,18 +182,18 @@ mod tests {
     async fn a_ticket_allows_its_caller_once_without_a_header() {
         // Given a ticket bob asked for
         let authorizer = authorizer();
-        let tickets = MemoryStore::default();
+        let tickets = Arc::new(MemoryStore::default());
         let bob = Owner::from_subject("bob").unwrap();
-        let issued = live_ticket::issue(&tickets, &bob, OffsetDateTime::now_utc())
+        let issued = live_ticket::issue(tickets.as_ref(), &bob, OffsetDateTime::now_utc())
             .await
             .unwrap();
 
         // When a browser connects with it, then again
         let first = authorizer
-            .handle(&tickets, connect_with(None, Some(&issued.ticket)))
+            .handle(ready(&tickets), connect_with(None, Some(&issued.ticket)))
             .await;
         let second = authorizer
-            .handle(&tickets, connect_with(None, Some(&issued.ticket)))
+            .handle(ready(&tickets), connect_with(None, Some(&issued.ticket)))
             .await;
 
         // Then the first connection is bob's and the second is refused
@@ -195,7 +203,7 @@ mod tests {
         // A made-up ticket is refused even beside a valid header: the ticket decides.
         let forged = authorizer
             .handle(
-                &tickets,
+                ready(&tickets),
                 connect_with(Some("Bearer dev-token-alice"), Some("forged")),
             )
             .await;

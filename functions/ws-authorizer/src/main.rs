@@ -1,11 +1,12 @@
 //! Lambda entry point of the WebSocket `$connect` authorizer: its settings from the
 //! environment ([`Authorizer::from_env`] and `TABLE_NAME`, where live tickets are kept) are
-//! checked before the first poll; the table's client is built while that poll waits.
+//! checked before the first poll; the table's client is built while that poll waits, and only
+//! a connection with a ticket waits for it.
 
 use aws_adapters::startup::{aws_config, init_tracing, required_env, Warming};
 use aws_adapters::DynamoTaskStore;
 use aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
-use lambda_runtime::{Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 use ws_authorizer::authorizer::Authorizer;
 
@@ -17,12 +18,13 @@ async fn main() -> Result<(), Error> {
     let tickets = Warming::start(async move {
         Ok::<_, Error>(DynamoTaskStore::from_config(&aws_config().await, table))
     });
-    tickets
-        .serve(
-            move |tickets, event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
-                let authorizer = Arc::clone(&authorizer);
-                async move { authorizer.handle(tickets.as_ref(), event).await }
-            },
-        )
-        .await
+    let serving = tickets.clone();
+    let served = lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
+            let (authorizer, tickets) = (Arc::clone(&authorizer), serving.clone());
+            async move { Ok::<_, Error>(authorizer.handle(tickets.get(), event).await) }
+        },
+    ))
+    .await;
+    tickets.finish(served).await
 }
