@@ -245,14 +245,26 @@ impl<T> Clone for Warming<T> {
 }
 
 impl<T: Send + Sync + 'static> Warming<T> {
-    /// Starts `set_up` on the runtime at once.
+    /// Starts `set_up` at once, on a thread of its own.
+    ///
+    /// Not as a task of the runtime: the set-up is mostly work for the CPU (the CA bundle
+    /// parsed, the SDK's configuration resolved, clients built), and as a task it held the
+    /// thread that was to send the first poll until its first `await`. On a blocking thread
+    /// it only needs the runtime for its I/O, which the runtime's own thread keeps driving
+    /// (`Handle::block_on` relies on that), so the poll goes out while it runs.
+    ///
+    /// Hence every function runs a one-thread runtime (`current_thread`): Lambda gives 128 to
+    /// 512 MB a fraction of one vCPU, and a pool of worker threads would only contend with the
+    /// set-up for it before the first poll (cold starts in docs/benchmarks.md, decisions in
+    /// docs/decisions.md, issue 25).
     pub fn start<E, F>(set_up: F) -> Self
     where
         E: std::fmt::Debug + Send + 'static,
         F: std::future::Future<Output = Result<T, E>> + Send + 'static,
     {
         use futures::FutureExt;
-        let built = tokio::spawn(set_up);
+        let runtime = tokio::runtime::Handle::current();
+        let built = tokio::task::spawn_blocking(move || runtime.block_on(set_up));
         let ready = async move {
             match built.await {
                 Ok(Ok(ready)) => std::sync::Arc::new(ready),

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use tasks_core::config::Settings;
 use tasks_core::paging::PageTokens;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let settings = Settings::from_env()?;

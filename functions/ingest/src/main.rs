@@ -9,7 +9,8 @@ use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use tasks_core::config::Settings;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let start = QueueFunction::from_env()?;
     let settings = Settings::from_env()?;

@@ -8,7 +8,8 @@ use lambda_runtime::{Error, LambdaEvent};
 use notifier::Notifier;
 use std::sync::Arc;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let start = StoreStart::from_env()?;
     let delivery_queue = required_env("DELIVERY_QUEUE_URL")?;

@@ -10,7 +10,8 @@ use tasks_core::config::Settings;
 use webhook_sender::poster::HttpPoster;
 use webhook_sender::Sender;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let start = StoreStart::from_env()?;
     let delivery_queue = required_env("DELIVERY_QUEUE_URL")?;

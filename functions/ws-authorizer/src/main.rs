@@ -10,7 +10,8 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use std::sync::Arc;
 use ws_authorizer::authorizer::Authorizer;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     init_tracing();
     let authorizer = Arc::new(Authorizer::from_env()?);

@@ -8,7 +8,8 @@ use lambda_runtime::{Error, LambdaEvent};
 use std::sync::Arc;
 use ws_connections::Routes;
 
-#[tokio::main]
+// One thread, as every function (`aws_adapters::startup::Warming` says why).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     let start = LiveStart::from_env()?;
     let routes = Warming::start(async move {
