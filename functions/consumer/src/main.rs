@@ -10,6 +10,11 @@ use std::sync::Arc;
 use tasks_core::breaker::Breaker;
 use tasks_core::config::Settings;
 
+// mimalloc: allocation and copies were the largest share of the consumer's CPU per item
+// (measured in docs/benchmarks.md, issue 25).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // One thread: an invocation's work is waiting on BOS, DynamoDB and SQS, and a second worker
 // thread only adds wake-ups between threads (measured in docs/benchmarks.md).
 #[tokio::main(flavor = "current_thread")]
