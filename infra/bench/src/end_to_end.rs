@@ -44,6 +44,14 @@ pub fn config(prefix: &str, ddb: &str, sqs: &str, bos_url: &str) -> StackConfig 
     if let Ok(paused) = std::env::var("BENCH_PAUSE") {
         c.paused_event_sources = paused.split(',').map(|f| f.trim().to_owned()).collect();
     }
+    // For trying another setting before changing the template: `BENCH_PARAMETERS` overrides
+    // template parameters (`Name=value`, comma-separated). A row run so is not the template's.
+    if let Ok(overrides) = std::env::var("BENCH_PARAMETERS") {
+        for (name, value) in overrides.split(',').filter_map(|p| p.split_once('=')) {
+            c.parameters
+                .insert(name.trim().to_owned(), value.trim().to_owned());
+        }
+    }
     let logs = std::env::temp_dir().join(&c.prefix);
     let _ = std::fs::create_dir_all(&logs);
     c.log_dir = Some(logs);

@@ -28,6 +28,11 @@ fn wanted(section: &str) -> bool {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut report = Report::new();
+    if let Ok(overrides) = std::env::var("BENCH_PARAMETERS") {
+        report.note(format!(
+            "NOT the template's settings: parameters overridden with BENCH_PARAMETERS={overrides}."
+        ));
+    }
     if wanted("in_process") {
         in_process::validation(&mut report)?;
         in_process::handler(&mut report).await?;
