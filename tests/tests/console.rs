@@ -391,6 +391,7 @@ async fn the_console_ships_with_a_strict_policy_and_needs_no_credentials() {
         "/console",
         "/console/app.js",
         "/console/style.css",
+        "/console/icon.svg",
         "/console/config.json",
     ] {
         let response = app

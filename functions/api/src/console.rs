@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
 /// The console's files, as they ship.
-const FILES: [(&str, &str, &str); 3] = [
+const FILES: [(&str, &str, &str); 4] = [
     (
         "/console",
         "text/html; charset=utf-8",
@@ -32,6 +32,12 @@ const FILES: [(&str, &str, &str); 3] = [
         "/console/style.css",
         "text/css; charset=utf-8",
         include_str!("../console/style.css"),
+    ),
+    // Linked from the page, so a browser does not ask for `/favicon.ico`, which is no route.
+    (
+        "/console/icon.svg",
+        "image/svg+xml",
+        include_str!("../console/icon.svg"),
     ),
 ];
 
@@ -112,7 +118,7 @@ struct Console {
     files: Vec<(&'static str, &'static str, String, String)>,
 }
 
-/// The console's routes: its three files and its settings (`/console/config.json`).
+/// The console's routes: its four files and its settings (`/console/config.json`).
 pub fn router(settings: ConsoleSettings) -> Router {
     let config = serde_json::to_string(&settings).unwrap_or_else(|_| "{}".to_owned());
     let mut files: Vec<_> = FILES
@@ -206,6 +212,7 @@ mod tests {
             "/console",
             "/console/app.js",
             "/console/style.css",
+            "/console/icon.svg",
             "/console/config.json",
         ] {
             let response = get(path, None).await;
