@@ -85,8 +85,10 @@ pub struct ValidationEnd {
 /// What [`TaskStore::record_outcomes`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
-    /// Every outcome was written and the counters moved, atomically.
-    All,
+    /// Every outcome was written and the counters moved, atomically. `may_complete` is false
+    /// when the store could tell that items of the task are still without an outcome after
+    /// this write, so the task cannot be complete and nobody needs to read it to check.
+    All { may_complete: bool },
     /// At least one item already had an outcome (a redelivery raced us); nothing was written.
     Conflict,
 }
@@ -131,10 +133,14 @@ pub trait TaskStore: Send + Sync {
 
     /// Writes outcomes of items that have none yet and adds them to the task's counters in one
     /// atomic step, so counters can never disagree with the items, whatever crashes.
+    ///
+    /// `total` is the task's item count when it is settled (the task runs): with it the store
+    /// can answer `may_complete: false` for every write but the one that completes the task.
     async fn record_outcomes(
         &self,
         id: TaskId,
         outcomes: &[ItemOutcome],
+        total: Option<u32>,
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError>;
@@ -298,6 +304,20 @@ pub struct LaneState {
     pub lanes: u64,
 }
 
+/// How a [`LaneStore::claim`] or [`LaneStore::close_lane`] ended. A lost step says what it
+/// learnt when it can: a lane that lost a race to its caller's other lanes then tries again
+/// without reading the state and its own hand-off first (two reads fewer a race).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LaneStep {
+    /// It happened.
+    Done,
+    /// Another writer moved the owner's state first, and this vehicle's hand-off is still as
+    /// the step expected: here is the state as the store found it.
+    Moved(LaneState),
+    /// It did not happen, for a reason the caller must read again to learn.
+    Lost,
+}
+
 /// A message that carries a lane forward: on receipt it hands the lane on exactly once, and
 /// the store remembers what it handed on, so a redelivery repeats the same hand-off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -353,7 +373,7 @@ pub trait LaneStore: Send + Sync {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<LaneStep, StoreError>;
 
     /// Closes the vehicle's lane, if the owner has no chunk left at `cursor` (no chunk was
     /// appended since). `uncount` lowers the open-lane count; it is false when the count is
@@ -366,7 +386,7 @@ pub trait LaneStore: Send + Sync {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<LaneStep, StoreError>;
 
     /// The chunk at `seq` of the owner's sequence; `None` once it has expired.
     async fn chunk_at(&self, owner: &str, seq: u64) -> Result<Option<ChunkMessage>, StoreError>;

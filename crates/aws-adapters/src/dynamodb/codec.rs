@@ -94,6 +94,9 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     item.insert("failed".into(), n(task.failed));
     item.insert("cancelled".into(), n(task.cancelled));
     item.insert("not_attempted".into(), n(task.not_attempted));
+    // The counters' sum, so a condition can tell whether a write completes the task
+    // (`TaskStore::record_outcomes`).
+    item.insert("processed".into(), n(task.processed()));
     if let Some(p) = task.tolerance.percent {
         item.insert("tolerated_failure_percent".into(), n(p));
     }

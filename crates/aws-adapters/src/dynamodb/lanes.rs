@@ -18,6 +18,7 @@ use super::codec::corrupt;
 use super::codec::{n, s, task_pk, Item};
 use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
 use aws_sdk_dynamodb::types::{
     ConditionCheck, Put, PutRequest, TransactWriteItem, Update, WriteRequest,
 };
@@ -25,7 +26,7 @@ use aws_sdk_dynamodb::Client;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use tasks_core::chunk::ChunkMessage;
-use tasks_core::ports::{Handoff, LaneState, LaneStore, StoreError, Vehicle};
+use tasks_core::ports::{Handoff, LaneState, LaneStep, LaneStore, StoreError, Vehicle};
 use tasks_core::task::TaskId;
 use time::OffsetDateTime;
 
@@ -119,6 +120,14 @@ fn decode(text: &str) -> Result<Handoff, StoreError> {
             .and_then(|n| n.parse().ok())
             .map(Handoff::Seq)
             .ok_or_else(|| corrupt("handoff")),
+    }
+}
+
+fn state_of(item: &Item) -> LaneState {
+    LaneState {
+        next_seq: number(item, "next_seq"),
+        cursor: number(item, "cursor"),
+        lanes: number(item, "lanes"),
     }
 }
 
@@ -240,6 +249,19 @@ impl DynamoLanes {
     async fn transact(&self, actions: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
         Ok(self.table.transact(actions).await?.is_ok())
     }
+
+    /// Runs a hand-off: `[state step, vehicle's record]`. When only the state's condition
+    /// failed, the state it found comes back with the answer (it asked for it), so the lane can
+    /// try again without reading.
+    async fn hand_off(&self, actions: [TransactWriteItem; 2]) -> Result<LaneStep, StoreError> {
+        Ok(match self.table.transact(actions.into()).await? {
+            Ok(()) => LaneStep::Done,
+            Err(cancelled) => match cancelled.item_at(0) {
+                Some(state) if cancelled.fine_at(1) => LaneStep::Moved(state_of(state)),
+                _ => LaneStep::Lost,
+            },
+        })
+    }
 }
 
 #[async_trait]
@@ -282,11 +304,8 @@ impl LaneStore for DynamoLanes {
             .table
             .get(state_key(owner))
             .await?
-            .map(|item| LaneState {
-                next_seq: number(&item, "next_seq"),
-                cursor: number(&item, "cursor"),
-                lanes: number(&item, "lanes"),
-            })
+            .as_ref()
+            .map(state_of)
             .unwrap_or_default())
     }
 
@@ -353,7 +372,7 @@ impl LaneStore for DynamoLanes {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LaneStep, StoreError> {
         let state = Update::builder()
             .table_name(&self.table.name)
             .set_key(Some(state_key(owner)))
@@ -363,9 +382,10 @@ impl LaneStore for DynamoLanes {
             .expression_attribute_names("#next", "next_seq")
             .expression_attribute_values(":cursor", n(cursor))
             .expression_attribute_values(":after", n(cursor + 1))
+            .return_values_on_condition_check_failure(AllOld)
             .build()
             .map_err(build_error)?;
-        self.transact(vec![
+        self.hand_off([
             TransactWriteItem::builder().update(state).build(),
             self.record_handoff(vehicle, replacing, Handoff::Seq(cursor), expires_at)?,
         ])
@@ -380,7 +400,7 @@ impl LaneStore for DynamoLanes {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LaneStep, StoreError> {
         let state = if uncount {
             let update = Update::builder()
                 .table_name(&self.table.name)
@@ -393,6 +413,7 @@ impl LaneStore for DynamoLanes {
                 .expression_attribute_values(":cursor", n(cursor))
                 .expression_attribute_values(":one", n(1))
                 .expression_attribute_values(":zero", n(0))
+                .return_values_on_condition_check_failure(AllOld)
                 .build()
                 .map_err(build_error)?;
             TransactWriteItem::builder().update(update).build()
@@ -409,11 +430,12 @@ impl LaneStore for DynamoLanes {
                 .expression_attribute_names("#cursor", "cursor")
                 .expression_attribute_names("#next", "next_seq")
                 .expression_attribute_values(":cursor", n(cursor))
+                .return_values_on_condition_check_failure(AllOld)
                 .build()
                 .map_err(build_error)?;
             TransactWriteItem::builder().condition_check(check).build()
         };
-        self.transact(vec![
+        self.hand_off([
             state,
             self.record_handoff(vehicle, replacing, Handoff::End, expires_at)?,
         ])

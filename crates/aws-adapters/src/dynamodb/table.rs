@@ -55,12 +55,29 @@ pub(crate) fn build_error(e: aws_sdk_dynamodb::error::BuildError) -> StoreError 
 }
 
 /// How a transaction that did not apply was cancelled: one reason code per action, in order
-/// (`None` where that action was fine).
-pub(crate) struct Cancelled(pub Vec<Option<String>>);
+/// (`None` where that action was fine), and the item as it stood for each action that asked
+/// for it (`ReturnValuesOnConditionCheckFailure`) and failed its condition.
+pub(crate) struct Cancelled {
+    codes: Vec<Option<String>>,
+    items: Vec<Option<Item>>,
+}
 
 impl Cancelled {
     pub(crate) fn condition_failed_at(&self, action: usize) -> bool {
-        self.0.get(action).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
+        self.codes.get(action).and_then(Option::as_deref) == Some("ConditionalCheckFailed")
+    }
+
+    /// Whether the action's part was fine: only the others' conditions or conflicts stopped it.
+    pub(crate) fn fine_at(&self, action: usize) -> bool {
+        self.codes.get(action).is_some_and(Option::is_none)
+    }
+
+    /// The item that failed the action's condition, as it stood, if the action asked for it.
+    pub(crate) fn item_at(&self, action: usize) -> Option<&Item> {
+        if !self.condition_failed_at(action) {
+            return None;
+        }
+        self.items.get(action).and_then(Option::as_ref)
     }
 }
 
@@ -169,17 +186,22 @@ impl Table {
             Err(e) => return Err(store_error(e)),
         };
         if let TransactWriteItemsError::TransactionCanceledException(tc) = se.err() {
-            let reasons: Vec<Option<String>> = tc
+            let codes: Vec<Option<String>> = tc
                 .cancellation_reasons()
                 .iter()
                 .map(|r| r.code().filter(|c| *c != "None").map(str::to_owned))
                 .collect();
-            let raced = reasons
+            let raced = codes
                 .iter()
                 .flatten()
                 .any(|c| c == "ConditionalCheckFailed" || c == "TransactionConflict");
             if raced {
-                return Ok(Err(Cancelled(reasons)));
+                let items = tc
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.item().cloned())
+                    .collect();
+                return Ok(Err(Cancelled { codes, items }));
             }
         }
         Err(store_error(SdkError::ServiceError(se)))

@@ -9,6 +9,7 @@ use super::codec::{
 use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashSet;
@@ -51,6 +52,115 @@ impl DynamoTaskStore {
     fn client(&self) -> &Client {
         &self.table.client
     }
+
+    /// The outcomes' transaction; with `below`, only if the task's `processed` count is less.
+    async fn write_outcomes(
+        &self,
+        write: &OutcomeWrite<'_>,
+        counting: Counting,
+        below: Option<u32>,
+    ) -> Result<Written, StoreError> {
+        let OutcomeWrite {
+            id,
+            outcomes,
+            now,
+            expires_at,
+        } = *write;
+        let tally = Tally::of(outcomes);
+        let mut actions = Vec::with_capacity(outcomes.len() + 1);
+        for o in outcomes {
+            let put = Put::builder()
+                .table_name(&self.table.name)
+                .set_item(Some(outcome_to_item(id, o, expires_at)?))
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", "pk")
+                .build()
+                .map_err(build_error)?;
+            actions.push(TransactWriteItem::builder().put(put).build());
+        }
+        let mut add = "ADD #succeeded :s, #failed :f, #cancelled :c, #not_attempted :na".to_owned();
+        let mut update = Update::builder()
+            .table_name(&self.table.name)
+            .set_key(Some(task_key(id)))
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#succeeded", "succeeded")
+            .expression_attribute_names("#failed", "failed")
+            .expression_attribute_names("#cancelled", "cancelled")
+            .expression_attribute_names("#not_attempted", "not_attempted")
+            .expression_attribute_names("#updated_at", "updated_at")
+            .expression_attribute_values(":s", n(tally.succeeded))
+            .expression_attribute_values(":f", n(tally.failed))
+            .expression_attribute_values(":c", n(tally.cancelled))
+            .expression_attribute_values(":na", n(tally.not_attempted))
+            .expression_attribute_values(":now", s(rfc3339(now)));
+        if counting == Counting::Processed {
+            add.push_str(", #processed :p");
+            update = update
+                .expression_attribute_names("#processed", "processed")
+                .expression_attribute_values(":p", n(tally.total()));
+        }
+        update = match below {
+            Some(below) => update
+                .condition_expression("attribute_exists(#pk) AND #processed < :below")
+                .expression_attribute_names("#processed", "processed")
+                .expression_attribute_values(":below", n(below))
+                .return_values_on_condition_check_failure(AllOld),
+            None => update.condition_expression("attribute_exists(#pk)"),
+        };
+        let update = update
+            .update_expression(format!("{add} SET #updated_at = :now"))
+            .build()
+            .map_err(build_error)?;
+        actions.push(TransactWriteItem::builder().update(update).build());
+
+        let task_at = outcomes.len();
+        match self.table.transact(actions).await? {
+            Ok(()) => Ok(Written::Done),
+            Err(cancelled) if (0..task_at).any(|i| cancelled.condition_failed_at(i)) => {
+                Ok(Written::Conflict)
+            }
+            Err(cancelled) => match cancelled.item_at(task_at) {
+                Some(task) if below.is_some() => Ok(Written::Limit {
+                    counted: task.contains_key("processed"),
+                }),
+                _ if cancelled.condition_failed_at(task_at) => Err(StoreError::permanent(
+                    "task not found while recording outcomes",
+                )),
+                // Only another transaction was in the way: a retry will do.
+                _ => Err(StoreError::transient(
+                    "outcomes' transaction conflicted with another",
+                )),
+            },
+        }
+    }
+}
+
+/// One chunk's outcomes on their way to the table.
+#[derive(Clone, Copy)]
+struct OutcomeWrite<'a> {
+    id: TaskId,
+    outcomes: &'a [ItemOutcome],
+    now: OffsetDateTime,
+    expires_at: OffsetDateTime,
+}
+
+/// Whether a write adds to the task's `processed` count: not for a task written before it
+/// existed, whose count would start from the middle and lie.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Counting {
+    Processed,
+    Legacy,
+}
+
+/// How an outcomes' transaction ended.
+enum Written {
+    Done,
+    /// An item had an outcome already.
+    Conflict,
+    /// The task's `processed` count was not below the limit; `counted`: it has one at all.
+    Limit {
+        counted: bool,
+    },
 }
 
 #[async_trait]
@@ -171,11 +281,19 @@ impl TaskStore for DynamoTaskStore {
     /// One `TransactWriteItems`: a conditional put per outcome and the counter update. A
     /// transaction holds at most 100 actions, so more than [`MAX_CHUNK_SIZE`] outcomes are
     /// refused rather than split, which would break the one-atomic-step promise.
+    ///
+    /// With `total`, the update also requires the task's `processed` count (the sum of its
+    /// counters, kept beside them) to stay below `total` minus these outcomes: only the write
+    /// that completes the task fails that condition. It is written again without it and
+    /// answers `may_complete`; every other write answers `may_complete: false`, and its caller
+    /// reads nothing more. `processed` is only ever added to where it exists: a task written
+    /// before it existed goes without, and every write to it answers `may_complete`.
     #[tracing::instrument(skip_all, fields(task_id = %id, outcomes = outcomes.len()))]
     async fn record_outcomes(
         &self,
         id: TaskId,
         outcomes: &[ItemOutcome],
+        total: Option<u32>,
         now: OffsetDateTime,
         expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError> {
@@ -185,53 +303,36 @@ impl TaskStore for DynamoTaskStore {
                 outcomes.len()
             )));
         }
-        let tally = Tally::of(outcomes);
-        let mut actions = Vec::with_capacity(outcomes.len() + 1);
-        for o in outcomes {
-            let put = Put::builder()
-                .table_name(&self.table.name)
-                .set_item(Some(outcome_to_item(id, o, expires_at)?))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", "pk")
-                .build()
-                .map_err(build_error)?;
-            actions.push(TransactWriteItem::builder().put(put).build());
-        }
-        let update = Update::builder()
-            .table_name(&self.table.name)
-            .set_key(Some(task_key(id)))
-            .update_expression(
-                "ADD #succeeded :s, #failed :f, #cancelled :c, #not_attempted :na \
-                 SET #updated_at = :now",
-            )
-            .condition_expression("attribute_exists(#pk)")
-            .expression_attribute_names("#pk", "pk")
-            .expression_attribute_names("#succeeded", "succeeded")
-            .expression_attribute_names("#failed", "failed")
-            .expression_attribute_names("#cancelled", "cancelled")
-            .expression_attribute_names("#not_attempted", "not_attempted")
-            .expression_attribute_names("#updated_at", "updated_at")
-            .expression_attribute_values(":s", n(tally.succeeded))
-            .expression_attribute_values(":f", n(tally.failed))
-            .expression_attribute_values(":c", n(tally.cancelled))
-            .expression_attribute_values(":na", n(tally.not_attempted))
-            .expression_attribute_values(":now", s(rfc3339(now)))
-            .build()
-            .map_err(build_error)?;
-        actions.push(TransactWriteItem::builder().update(update).build());
-
-        match self.table.transact(actions).await? {
-            Ok(()) => Ok(Recorded::All),
-            Err(cancelled) if (0..outcomes.len()).any(|i| cancelled.condition_failed_at(i)) => {
-                Ok(Recorded::Conflict)
+        let write = OutcomeWrite {
+            id,
+            outcomes,
+            now,
+            expires_at,
+        };
+        // Without a total the limit is one no count reaches: the condition then only finds
+        // out whether the task has a count to add to.
+        let below = total.map_or(u32::MAX, |t| t.saturating_sub(outcomes.len() as u32));
+        match self
+            .write_outcomes(&write, Counting::Processed, Some(below))
+            .await?
+        {
+            Written::Done => Ok(Recorded::All {
+                may_complete: total.is_none(),
+            }),
+            Written::Conflict => Ok(Recorded::Conflict),
+            // This write completes the task, or the task predates `processed`: either way the
+            // outcomes go in without the limit, and a read decides.
+            Written::Limit { counted } => {
+                let counting = if counted {
+                    Counting::Processed
+                } else {
+                    Counting::Legacy
+                };
+                match self.write_outcomes(&write, counting, None).await? {
+                    Written::Done => Ok(Recorded::All { may_complete: true }),
+                    Written::Conflict | Written::Limit { .. } => Ok(Recorded::Conflict),
+                }
             }
-            Err(cancelled) if cancelled.condition_failed_at(outcomes.len()) => Err(
-                StoreError::permanent("task not found while recording outcomes"),
-            ),
-            // Only another transaction was in the way: a retry will do.
-            Err(_) => Err(StoreError::transient(
-                "outcomes' transaction conflicted with another",
-            )),
         }
     }
 

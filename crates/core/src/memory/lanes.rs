@@ -56,14 +56,17 @@ impl LanesInner {
         replacing: Option<Handoff>,
         to: Handoff,
         apply: impl FnOnce(&mut LaneState),
-    ) -> bool {
+    ) -> LaneStep {
         let state = self.states.get(owner).copied().unwrap_or_default();
-        if !allowed(&state) || self.handoffs.get(&vehicle).copied() != replacing {
-            return false;
+        if self.handoffs.get(&vehicle).copied() != replacing {
+            return LaneStep::Lost;
+        }
+        if !allowed(&state) {
+            return LaneStep::Moved(state);
         }
         self.handoffs.insert(vehicle, to);
         apply(self.states.entry(owner.to_owned()).or_default());
-        true
+        LaneStep::Done
     }
 }
 
@@ -129,7 +132,7 @@ impl LaneStore for MemoryLanes {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         _expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LaneStep, StoreError> {
         let allowed = |s: &LaneState| s.cursor == cursor && cursor < s.next_seq;
         Ok(lock(&self.inner).hand_off(
             owner,
@@ -149,7 +152,7 @@ impl LaneStore for MemoryLanes {
         vehicle: Vehicle,
         replacing: Option<Handoff>,
         _expires_at: OffsetDateTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<LaneStep, StoreError> {
         let allowed = |s: &LaneState| {
             s.cursor == cursor && s.next_seq == cursor && !(uncount && s.lanes == 0)
         };

@@ -78,6 +78,7 @@ impl TaskStore for MemoryStore {
         &self,
         id: TaskId,
         new: &[ItemOutcome],
+        total: Option<u32>,
         now: OffsetDateTime,
         _expires_at: OffsetDateTime,
     ) -> Result<Recorded, StoreError> {
@@ -99,7 +100,9 @@ impl TaskStore for MemoryStore {
             outcomes.insert((id, o.index), o.clone());
         }
         task.updated_at = now;
-        Ok(Recorded::All)
+        Ok(Recorded::All {
+            may_complete: total.is_none_or(|total| task.processed() >= total),
+        })
     }
 
     async fn set_waiting(

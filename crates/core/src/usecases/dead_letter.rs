@@ -112,10 +112,10 @@ pub async fn fail_chunk(
     settings: &Settings,
     msg: &ChunkMessage,
 ) -> Result<(usize, Option<TaskStatus>), StoreError> {
-    if store.get_task(msg.task_id).await?.is_none() {
+    let Some(task) = store.get_task(msg.task_id).await? else {
         tracing::warn!("dead chunk of an unknown task dropped");
         return Ok((0, None));
-    }
+    };
     let done = store.final_items(msg.task_id, &msg.indexes()).await?;
     let outcomes: Vec<ItemOutcome> = msg
         .items
@@ -142,7 +142,7 @@ pub async fn fail_chunk(
         })
         .collect();
     let metrics = MetricSet::new().count("DeadChunks", 1);
-    let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
+    let concluded = record_and_finish(store, settings, msg, task.total, outcomes, metrics).await?;
     let failed = concluded.tally.total();
     if failed > 0 {
         tracing::warn!(

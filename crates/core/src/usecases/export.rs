@@ -176,7 +176,7 @@ mod tests {
             .collect();
         for batch in outcomes.chunks(99) {
             store
-                .record_outcomes(task.id, batch, now, now)
+                .record_outcomes(task.id, batch, None, now, now)
                 .await
                 .unwrap();
         }

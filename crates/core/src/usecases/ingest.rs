@@ -268,6 +268,7 @@ impl<'a> Ingest<'a> {
                 self.ports.store,
                 self.task.id,
                 batch.to_vec(),
+                None,
                 self.settings,
             )
             .await?;

@@ -216,7 +216,8 @@ async fn process_in_trace(
 
     if let Some(unstarted) = Unstarted::of(&task) {
         let outcomes = pending.iter().map(|i| unstarted.outcome(msg, i)).collect();
-        let concluded = record_and_finish(store, settings, msg, outcomes, MetricSet::new()).await?;
+        let concluded =
+            record_and_finish(store, settings, msg, task.total, outcomes, MetricSet::new()).await?;
         return Ok(ChunkReport {
             recorded: concluded.tally.total(),
             skipped,
@@ -307,7 +308,8 @@ async fn process_in_trace(
         }
         let done: std::collections::HashSet<u32> = outcomes.iter().map(|o| o.index).collect();
         let metrics = MetricSet::new().millis("BosLatency", latencies);
-        let concluded = record_and_finish(store, settings, msg, outcomes, metrics).await?;
+        let concluded =
+            record_and_finish(store, settings, msg, task.total, outcomes, metrics).await?;
         report.recorded += concluded.tally.total();
         report.finished = report.finished.or(concluded.finished);
         left.retain(|i| !done.contains(&i.index));

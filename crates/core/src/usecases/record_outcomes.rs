@@ -22,15 +22,18 @@ pub struct Concluded {
 }
 
 /// Records `outcomes` of `msg`'s items, emits `metrics` with the item counts added, and
-/// finishes the task if nothing is left.
+/// finishes the task if nothing is left. `total` is the task's item count: with it, only the
+/// write that completes the task pays the read that checks (one read a chunk fewer).
 pub async fn record_and_finish(
     store: &dyn TaskStore,
     settings: &Settings,
     msg: &ChunkMessage,
+    total: u32,
     outcomes: Vec<ItemOutcome>,
     metrics: MetricSet,
 ) -> Result<Concluded, StoreError> {
-    let tally = record(store, msg.task_id, outcomes, settings).await?;
+    let wrote = record(store, msg.task_id, outcomes, Some(total), settings).await?;
+    let tally = wrote.tally;
     metrics
         .dimension("TaskType", msg.task_type.slug())
         .count("ItemsSucceeded", tally.succeeded.into())
@@ -38,33 +41,54 @@ pub async fn record_and_finish(
         .count("ItemsCancelled", tally.cancelled.into())
         .count("ItemsNotAttempted", tally.not_attempted.into())
         .emit();
-    let now = OffsetDateTime::now_utc();
-    let finished = finish_if_complete(store, msg.task_id, now, settings.retention).await?;
+    let finished = if wrote.may_complete {
+        let now = OffsetDateTime::now_utc();
+        finish_if_complete(store, msg.task_id, now, settings.retention).await?
+    } else {
+        None
+    };
     Ok(Concluded { tally, finished })
 }
 
+/// What [`record`] wrote.
+pub(crate) struct Wrote {
+    pub(crate) tally: Tally,
+    /// False when the store said items of the task are still without an outcome.
+    pub(crate) may_complete: bool,
+}
+
 /// Records outcomes; when another consumer recorded some of these items first, drops those
-/// and tries again with the rest. Returns what this call wrote.
+/// and tries again with the rest. `total` as in [`TaskStore::record_outcomes`].
 pub(crate) async fn record(
     store: &dyn TaskStore,
     task_id: TaskId,
     mut outcomes: Vec<ItemOutcome>,
+    total: Option<u32>,
     settings: &Settings,
-) -> Result<Tally, StoreError> {
+) -> Result<Wrote, StoreError> {
     const ATTEMPTS: usize = 5;
     for _ in 0..ATTEMPTS {
         if outcomes.is_empty() {
-            return Ok(Tally::default());
+            // Others wrote them all; whether they completed the task is for a read to say.
+            return Ok(Wrote {
+                tally: Tally::default(),
+                may_complete: true,
+            });
         }
         let now = OffsetDateTime::now_utc();
         // Outcomes outlive their task by up to a day: they are only read through a task that
         // is itself unexpired, and the task's retention starts later, when it finishes.
         let expires_at = now + settings.retention + Duration::from_secs(86_400);
         match store
-            .record_outcomes(task_id, &outcomes, now, expires_at)
+            .record_outcomes(task_id, &outcomes, total, now, expires_at)
             .await?
         {
-            Recorded::All => return Ok(Tally::of(&outcomes)),
+            Recorded::All { may_complete } => {
+                return Ok(Wrote {
+                    tally: Tally::of(&outcomes),
+                    may_complete,
+                })
+            }
             Recorded::Conflict => {
                 let indexes: Vec<u32> = outcomes.iter().map(|o| o.index).collect();
                 let done = store.final_items(task_id, &indexes).await?;

@@ -38,7 +38,9 @@
 //! finding the sequence shorter, waits for it (briefly: [`APPEND_WAIT`]) before it may close.
 
 use crate::chunk::{ChunkMessage, LaneStart, WorkMessage};
-use crate::ports::{Handoff, LaneStore, QueueError, StoreError, Vehicle, WorkQueue};
+use crate::ports::{
+    Handoff, LaneState, LaneStep, LaneStore, QueueError, StoreError, Vehicle, WorkQueue,
+};
 use crate::task::TaskId;
 use time::OffsetDateTime;
 
@@ -203,44 +205,56 @@ pub async fn hand_on(
     // it is busiest.
     let mut append_poll = std::time::Duration::from_millis(20);
     let mut races = 0;
-    // A first delivery has almost never handed on yet: skip the read, and let the claim's
-    // condition (nothing recorded) catch the rare duplicate, which the next round then reads.
-    let mut known_unrecorded = !resend;
+    // What the store holds, when known without a read. A first delivery has almost never
+    // handed on yet: skip that read, and let the claim's condition (nothing recorded) catch the
+    // rare duplicate, which the next round then reads. A lane that lost a race to its caller's
+    // other lanes is told the state they left (`LaneStep::Moved`): it tries again at once.
+    // Neither is trusted for safety: a claim or close whose view was stale just loses.
+    let mut known_handoff: Option<Option<Handoff>> = (!resend).then_some(None);
+    let mut known_state: Option<LaneState> = None;
     while races < RACE_RETRIES {
-        let recorded = if std::mem::take(&mut known_unrecorded) {
-            None
-        } else {
-            lanes.handoff_of(vehicle).await?
+        let recorded = match known_handoff.take() {
+            Some(recorded) => recorded,
+            None => lanes.handoff_of(vehicle).await?,
         };
         let seq = if recorded == replacing {
             // Nothing handed on yet (or only an expired chunk): take the next chunk, or close.
-            let state = lanes.lane_state(owner).await?;
-            if state.cursor < state.next_seq {
-                if !lanes
+            let state = match known_state.take() {
+                Some(state) => state,
+                None => lanes.lane_state(owner).await?,
+            };
+            let claiming = state.cursor < state.next_seq;
+            let step = if claiming {
+                lanes
                     .claim(owner, state.cursor, vehicle, replacing, expires_at)
                     .await?
-                {
-                    races += 1;
-                    continue;
-                }
-                state.cursor
             } else if appended_until.is_some_and(|until| state.next_seq < until)
                 && tokio::time::Instant::now() < wait_until
             {
                 // This start outran the append it was sent ahead of.
                 tokio::time::sleep(append_poll).await;
                 append_poll = (append_poll * 2).min(std::time::Duration::from_millis(160));
+                known_handoff = Some(recorded);
                 continue;
             } else {
                 let uncount = state.lanes > 0;
-                if lanes
+                lanes
                     .close_lane(owner, state.cursor, uncount, vehicle, replacing, expires_at)
                     .await?
-                {
-                    return Ok(None);
+            };
+            match step {
+                LaneStep::Done if claiming => state.cursor,
+                LaneStep::Done => return Ok(None),
+                LaneStep::Moved(now) => {
+                    races += 1;
+                    known_handoff = Some(replacing);
+                    known_state = Some(now);
+                    continue;
                 }
-                races += 1;
-                continue;
+                LaneStep::Lost => {
+                    races += 1;
+                    continue;
+                }
             }
         } else {
             match recorded {
@@ -500,5 +514,124 @@ mod tests {
             .is_err());
         let s = lanes.lane_state("alice").await.unwrap();
         assert_eq!((s.next_seq, s.lanes), (0, 0));
+    }
+
+    /// A lane store whose first claim loses a race: another lane of the owner claims the same
+    /// chunk just before it. Counts the reads hand-offs make.
+    struct Racing {
+        inner: MemoryLanes,
+        rival: Vehicle,
+        raced: std::sync::atomic::AtomicBool,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl LaneStore for Racing {
+        async fn store_chunks(
+            &self,
+            chunks: &[ChunkMessage],
+            expires_at: OffsetDateTime,
+        ) -> Result<(), StoreError> {
+            self.inner.store_chunks(chunks, expires_at).await
+        }
+        async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.lane_state(owner).await
+        }
+        async fn append(
+            &self,
+            owner: &str,
+            seen: LaneState,
+            task_id: TaskId,
+            chunks: u32,
+            new_lanes: u64,
+            expires_at: OffsetDateTime,
+        ) -> Result<bool, StoreError> {
+            let inner = &self.inner;
+            inner
+                .append(owner, seen, task_id, chunks, new_lanes, expires_at)
+                .await
+        }
+        async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError> {
+            self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.handoff_of(vehicle).await
+        }
+        async fn claim(
+            &self,
+            owner: &str,
+            cursor: u64,
+            vehicle: Vehicle,
+            replacing: Option<Handoff>,
+            expires_at: OffsetDateTime,
+        ) -> Result<LaneStep, StoreError> {
+            if !self.raced.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let rival = self
+                    .inner
+                    .claim(owner, cursor, self.rival, None, expires_at);
+                assert_eq!(rival.await?, LaneStep::Done);
+            }
+            let inner = &self.inner;
+            inner
+                .claim(owner, cursor, vehicle, replacing, expires_at)
+                .await
+        }
+        async fn close_lane(
+            &self,
+            owner: &str,
+            cursor: u64,
+            uncount: bool,
+            vehicle: Vehicle,
+            replacing: Option<Handoff>,
+            expires_at: OffsetDateTime,
+        ) -> Result<LaneStep, StoreError> {
+            let inner = &self.inner;
+            inner
+                .close_lane(owner, cursor, uncount, vehicle, replacing, expires_at)
+                .await
+        }
+        async fn chunk_at(
+            &self,
+            owner: &str,
+            seq: u64,
+        ) -> Result<Option<ChunkMessage>, StoreError> {
+            self.inner.chunk_at(owner, seq).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lane_that_loses_a_race_takes_the_next_chunk_without_reading_again() {
+        // Given a caller with 3 chunks, and a lane whose first claim another lane beats
+        let (id, cs) = chunks("alice", 3);
+        let lanes = Racing {
+            inner: MemoryLanes::default(),
+            rival: Vehicle::Start {
+                task_id: id,
+                lane: 1,
+            },
+            raced: false.into(),
+            reads: 0.into(),
+        };
+        let queue = MemoryQueue::default();
+        admit(&lanes.inner, &queue, "alice", id, &cs, 2, far())
+            .await
+            .unwrap();
+
+        // When a chunk's first delivery hands its lane on
+        let v = Vehicle::Chunk {
+            task_id: id,
+            chunk: 0,
+        };
+        let next = hand_on(&lanes, "alice", v, false, None, far())
+            .await
+            .unwrap();
+
+        // Then it takes the chunk after the rival's, with the one read of the state it began
+        // with: the lost claim told it the state it lost to
+        assert_eq!(next.map(|c| c.chunk), Some(1));
+        assert_eq!(lanes.reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(
+            lanes.inner.handoff_of(v).await.unwrap(),
+            Some(Handoff::Seq(1))
+        );
     }
 }
