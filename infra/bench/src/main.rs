@@ -33,6 +33,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             "NOT the template's settings: parameters overridden with BENCH_PARAMETERS={overrides}."
         ));
     }
+    if let Ok(dir) = std::env::var("BENCH_FUNCTIONS_DIR") {
+        report.note(format!(
+            "NOT the release build as scripts/bench makes it: function binaries from \
+             BENCH_FUNCTIONS_DIR={dir}."
+        ));
+    }
     if wanted("in_process") {
         in_process::validation(&mut report)?;
         in_process::handler(&mut report).await?;
