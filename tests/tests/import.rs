@@ -299,12 +299,13 @@ async fn a_thousand_items_all_end_final_and_bos_creates_each_once() {
         stats.creations, 1000,
         "BOS creations must equal succeeded: {stats:?}"
     );
-    // 1 task record and 1,000 item outcomes; the 32 chunks (of 32 items) that waited for
-    // alice's lanes, one hand-off record per lane start, and alice's lane state and sequence.
+    // 1 task record and 1,000 item outcomes in 32 records of up to 32; the 32 chunks (of 32
+    // items) that waited for alice's lanes, one hand-off record per lane start, and alice's
+    // lane state and sequence.
     let kinds = app.table_item_kinds().await;
     assert_eq!(
-        (kinds["TASK"], kinds["ITEM"], kinds["CHUNK"]),
-        (1, 1000, 32),
+        (kinds["TASK"], kinds["OUTCOMES"], kinds["CHUNK"]),
+        (1, 32, 32),
         "{kinds:?}"
     );
     assert_eq!(

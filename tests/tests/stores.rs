@@ -1,14 +1,19 @@
 //! The DynamoDB stores' conditional steps that spare the consumer a read, against DynamoDB
 //! Local: an outcomes' write that says whether it may have completed its task, and a lost
-//! lane claim that says which state it lost to. Each answer is checked against the table.
+//! lane claim that says which state it lost to; and item outcomes grouped in records, read
+//! back page by page, beside a task stored before grouping. Each answer is checked against
+//! the table.
 
 use aws_adapters::dynamodb::{DynamoLanes, DynamoTaskStore};
 use integration_tests::spawn_app;
 use serde_json::Map;
 use std::collections::HashMap;
+use tasks_core::error_body::ErrorDetail;
 use tasks_core::identity::Owner;
 use tasks_core::outcome::{ItemOutcome, OutcomeResult};
-use tasks_core::ports::{Handoff, LaneState, LaneStep, LaneStore, Recorded, TaskStore, Vehicle};
+use tasks_core::ports::{
+    Handoff, LaneState, LaneStep, LaneStore, OutcomeFilter, Recorded, TaskStore, Vehicle,
+};
 use tasks_core::task::{Task, TaskId, TaskType};
 use time::OffsetDateTime;
 
@@ -19,6 +24,27 @@ fn succeeded(index: u32) -> ItemOutcome {
         result: OutcomeResult::Succeeded { output: Map::new() },
         input: None,
         bos_key: None,
+    }
+}
+
+fn failed(index: u32) -> ItemOutcome {
+    ItemOutcome {
+        index,
+        external_id: Some(format!("row-{index}")),
+        result: OutcomeResult::Failed {
+            error: ErrorDetail::field("iban", "bos_rejected", "refused").at(index, None),
+        },
+        input: None,
+        bos_key: Some(format!("key-{index}")),
+    }
+}
+
+/// Succeeded, except every seventh item, which failed.
+fn mixed(index: u32) -> ItemOutcome {
+    if index.is_multiple_of(7) {
+        failed(index)
+    } else {
+        succeeded(index)
     }
 }
 
@@ -39,7 +65,7 @@ async fn new_task(store: &DynamoTaskStore, total: u32) -> Task {
 }
 
 async fn record(store: &DynamoTaskStore, task: &Task, indexes: &[u32]) -> Recorded {
-    let outcomes: Vec<ItemOutcome> = indexes.iter().copied().map(succeeded).collect();
+    let outcomes: Vec<ItemOutcome> = indexes.iter().copied().map(mixed).collect();
     let now = OffsetDateTime::now_utc();
     store
         .record_outcomes(task.id, &outcomes, Some(task.total), now, later())
@@ -74,12 +100,12 @@ async fn only_the_write_that_completes_a_task_may_have_completed_it() {
     );
     assert_eq!(last, Recorded::All { may_complete: true });
     let stored = store.get_task(task.id).await.unwrap().unwrap();
-    assert_eq!(stored.succeeded, 5);
+    assert_eq!((stored.succeeded, stored.failed), (4, 1));
     assert!(stored.completion_status().is_some());
 
     // And a repeated write is a conflict that counts nothing twice
     assert_eq!(record(&store, &task, &[4]).await, Recorded::Conflict);
-    assert_eq!(store.get_task(task.id).await.unwrap().unwrap().succeeded, 5);
+    assert_eq!(store.get_task(task.id).await.unwrap().unwrap().succeeded, 4);
 }
 
 #[tokio::test]
@@ -108,7 +134,7 @@ async fn a_task_stored_without_a_processed_count_is_checked_after_every_write() 
     // Then the write may have completed it (a read must say), it counted, and the task was
     // not given a count that would start from the middle
     assert_eq!(answer, Recorded::All { may_complete: true });
-    assert_eq!(store.get_task(task.id).await.unwrap().unwrap().succeeded, 1);
+    assert_eq!(store.get_task(task.id).await.unwrap().unwrap().failed, 1);
     let item = app
         .ddb
         .get_item()
@@ -120,6 +146,156 @@ async fn a_task_stored_without_a_processed_count_is_checked_after_every_write() 
         .item
         .expect("the task");
     assert!(!item.contains_key("processed"), "{item:?}");
+}
+
+fn task_key(task: &Task) -> HashMap<String, aws_sdk_dynamodb::types::AttributeValue> {
+    HashMap::from([
+        ("pk".to_owned(), attr(&format!("TASK#{}", task.id))),
+        ("sk".to_owned(), attr("TASK")),
+    ])
+}
+
+/// The sort keys of a task's partition, but the task's own.
+async fn stored_keys(app: &integration_tests::TestApp, task: &Task) -> Vec<String> {
+    let out = app
+        .ddb
+        .query()
+        .table_name(app.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", attr(&format!("TASK#{}", task.id)))
+        .send()
+        .await
+        .expect("query");
+    out.items()
+        .iter()
+        .filter_map(|i| i.get("sk").and_then(|v| v.as_s().ok()).cloned())
+        .filter(|sk| sk != "TASK")
+        .collect()
+}
+
+async fn indexes(
+    store: &DynamoTaskStore,
+    task: &Task,
+    filter: OutcomeFilter,
+    after: Option<u32>,
+    limit: usize,
+) -> (Vec<u32>, bool) {
+    let (page, more) = store
+        .list_outcomes(task.id, filter, after, limit)
+        .await
+        .expect("list");
+    (page.iter().map(|o| o.index).collect(), more)
+}
+
+#[tokio::test]
+async fn outcomes_are_grouped_in_records_and_read_back_page_by_page() {
+    // Given a 70-item task whose outcomes arrive in three writes, one straddling two records
+    let app = spawn_app().await;
+    let store = DynamoTaskStore::new(app.ddb.clone(), app.table());
+    let task = new_task(&store, 70).await;
+    let first: Vec<u32> = (0..20).collect();
+    let straddling: Vec<u32> = (20..40).collect();
+    let rest: Vec<u32> = (40..70).collect();
+    for part in [&first, &straddling, &rest] {
+        assert!(matches!(
+            record(&store, &task, part).await,
+            Recorded::All { .. }
+        ));
+    }
+
+    // Then they sit in three records of up to 32 items, not one item each
+    assert_eq!(
+        stored_keys(&app, &task).await,
+        ["OUTCOMES#000000", "OUTCOMES#000032", "OUTCOMES#000064"]
+    );
+
+    // And pages read them in order across records, with and without a filter
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::All, Some(29), 5).await,
+        (vec![30, 31, 32, 33, 34], true)
+    );
+    let failed_ones: Vec<u32> = (0..70u32).filter(|i| i.is_multiple_of(7)).collect();
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::FailedOnly, None, 100).await,
+        (failed_ones.clone(), false)
+    );
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::FailedOnly, Some(7), 3).await,
+        (vec![14, 21, 28], true)
+    );
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::All, Some(69), 10).await,
+        (vec![], false)
+    );
+    let (page, _) = store
+        .list_outcomes(task.id, OutcomeFilter::FailedOnly, None, 1)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![failed(0)], "the key BOS saw is kept");
+
+    // And a write that overlaps what is stored writes nothing and counts nothing
+    assert_eq!(
+        record(&store, &task, &[31, 32, 33]).await,
+        Recorded::Conflict
+    );
+    let stored = store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!((stored.succeeded, stored.failed), (60, 10));
+    let done = store.final_items(task.id, &[31, 32, 69]).await.unwrap();
+    assert_eq!(done.len(), 3);
+}
+
+#[tokio::test]
+async fn a_task_stored_before_grouping_keeps_one_item_an_outcome() {
+    // Given a 40-item task as stored before outcomes were grouped (with a processed count)
+    let app = spawn_app().await;
+    let store = DynamoTaskStore::new(app.ddb.clone(), app.table());
+    let task = new_task(&store, 40).await;
+    app.ddb
+        .update_item()
+        .table_name(app.table())
+        .set_key(Some(task_key(&task)))
+        .update_expression("REMOVE #g")
+        .expression_attribute_names("#g", "grouped_outcomes")
+        .send()
+        .await
+        .expect("remove the mark");
+
+    // When its outcomes are written in two parts
+    let first: Vec<u32> = (0..32).collect();
+    let last: Vec<u32> = (32..40).collect();
+    let answers = [
+        record(&store, &task, &first).await,
+        record(&store, &task, &last).await,
+    ];
+
+    // Then they are one item each, as before, the limit still says which write completed it
+    assert_eq!(
+        answers,
+        [
+            Recorded::All {
+                may_complete: false
+            },
+            Recorded::All { may_complete: true }
+        ]
+    );
+    let keys = stored_keys(&app, &task).await;
+    assert_eq!(keys.len(), 40);
+    assert!(keys.iter().all(|k| k.starts_with("ITEM#")), "{keys:?}");
+
+    // And they read back, are known final, and are never written twice
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::All, Some(30), 3).await,
+        (vec![31, 32, 33], true)
+    );
+    assert_eq!(
+        indexes(&store, &task, OutcomeFilter::FailedOnly, Some(28), 2).await,
+        (vec![35], false)
+    );
+    let (_, done) = store.chunk_state(task.id, &[0, 39]).await.unwrap().unwrap();
+    assert_eq!(done.len(), 2);
+    assert_eq!(record(&store, &task, &[39]).await, Recorded::Conflict);
+    let stored = store.get_task(task.id).await.unwrap().unwrap();
+    assert_eq!(stored.succeeded + stored.failed, 40);
 }
 
 fn attr(text: &str) -> aws_sdk_dynamodb::types::AttributeValue {

@@ -9,7 +9,7 @@ use crate::error_body::ErrorObject;
 use crate::identity::Owner;
 use crate::live_progress::ConnectionId;
 use crate::live_ticket::TicketKey;
-use crate::outcome::ItemOutcome;
+use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::task::{Task, TaskId, TaskStatus, TaskType};
 use crate::upload::{Upload, Validation};
 use crate::upstream::BackendError;
@@ -29,6 +29,20 @@ pub enum OutcomeFilter {
     FailedOnly,
     /// Failed and not-attempted items: what `?include=all_failed` retries.
     FailedOrNotAttempted,
+}
+
+impl OutcomeFilter {
+    /// Whether a listing with this filter returns `outcome`.
+    pub fn keeps(self, outcome: &ItemOutcome) -> bool {
+        match self {
+            Self::All => true,
+            Self::FailedOnly => matches!(outcome.result, OutcomeResult::Failed { .. }),
+            Self::FailedOrNotAttempted => matches!(
+                outcome.result,
+                OutcomeResult::Failed { .. } | OutcomeResult::NotAttempted
+            ),
+        }
+    }
 }
 
 /// What a failed store or queue call carries for the logs: the SDK's error, or a sentence.

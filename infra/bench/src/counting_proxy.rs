@@ -16,9 +16,11 @@ pub struct Counts {
     /// `ReceiveMessage` calls that returned messages / none (long-poll idling).
     pub receives_with_messages: u64,
     pub empty_receives: u64,
-    /// Write capacity units as DynamoDB bills them: a unit per KB of each item written, twice
-    /// in a transaction. An item's size is taken from the request (its JSON, a slight
-    /// overestimate); an update or delete, which does not carry the item, counts 1.
+    /// Write capacity units as DynamoDB bills them: a unit per KB of each item written (the
+    /// larger of before and after for an update or delete), twice in a transaction. Applied
+    /// writes count what DynamoDB Local reports (the proxy asks each one for
+    /// `ReturnConsumedCapacity`); refused ones (a failed condition, a cancelled transaction)
+    /// are estimated from the request: an item's JSON for a put, 1 for an update or delete.
     pub write_units: u64,
     /// `GetItem` requests by the kind of item read: its key's partition and sort key up to
     /// their first `#` (e.g. `TASK/TASK`, `OWNER/STATE`), to tell which step of a chunk
@@ -105,6 +107,37 @@ fn read_kind(body: &[u8]) -> String {
     format!("{}/{}", part("pk"), part("sk"))
 }
 
+const WRITES: [&str; 5] = [
+    "PutItem",
+    "UpdateItem",
+    "DeleteItem",
+    "BatchWriteItem",
+    "TransactWriteItems",
+];
+
+/// A write request that asks DynamoDB for the capacity it consumed, unless it asked already.
+fn asking_capacity(body: &[u8]) -> Option<Vec<u8>> {
+    let mut request = serde_json::from_slice::<Value>(body).ok()?;
+    let fields = request.as_object_mut()?;
+    if fields.contains_key("ReturnConsumedCapacity") {
+        return None;
+    }
+    fields.insert("ReturnConsumedCapacity".into(), "TOTAL".into());
+    serde_json::to_vec(&request).ok()
+}
+
+/// The write units an answer reports (`ConsumedCapacity`: one table's, or a list of them).
+fn consumed_units(answer: &[u8]) -> Option<u64> {
+    let answer = serde_json::from_slice::<Value>(answer).ok()?;
+    let units = |c: &Value| c["CapacityUnits"].as_f64().unwrap_or(0.0);
+    let total = match &answer["ConsumedCapacity"] {
+        Value::Array(tables) => tables.iter().map(units).sum(),
+        c @ Value::Object(_) => units(c),
+        _ => return None,
+    };
+    Some(total.ceil() as u64)
+}
+
 /// Units for the item (JSON) written: one per started KB.
 fn units(item: &Value) -> u64 {
     (item.to_string().len() as u64).div_ceil(1024).max(1)
@@ -159,7 +192,12 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("other")
         .to_owned();
-    let write_units = write_units(&operation, &body);
+    let estimated_units = write_units(&operation, &body);
+    let is_write = WRITES.contains(&operation.as_str());
+    let body = match is_write {
+        true => asking_capacity(&body).map_or(body, Into::into),
+        false => body,
+    };
     let read_kind = (operation == "GetItem").then(|| read_kind(&body));
     let url = format!(
         "{}{}",
@@ -188,6 +226,10 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
+    let write_units = match is_write && status.is_success() {
+        true => consumed_units(&bytes).unwrap_or(estimated_units),
+        false => estimated_units,
+    };
     {
         let mut c = proxy.lock();
         *c.by_operation.entry(operation.clone()).or_default() += 1;

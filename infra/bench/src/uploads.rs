@@ -383,21 +383,28 @@ async fn seed_final_task(
             bos_key: None,
         }
     };
-    futures::stream::iter((0..items).step_by(25).map(|first| {
-        let requests: Result<Vec<_>, _> = (first..items.min(first + 25))
-            .map(|index| {
-                let item = aws_adapters::dynamodb::outcome_record(id, &outcome(index), later)?;
-                Ok::<_, BoxError>(
-                    aws_sdk_dynamodb::types::WriteRequest::builder()
-                        .put_request(
-                            aws_sdk_dynamodb::types::PutRequest::builder()
-                                .set_item(Some(item))
-                                .build()?,
-                        )
-                        .build(),
-                )
-            })
-            .collect();
+    // 25 records (a `BatchWriteItem`'s most) of 32 outcomes each, as the store groups them.
+    const PER_BATCH: u32 = 25 * 32;
+    futures::stream::iter((0..items).step_by(PER_BATCH as usize).map(|first| {
+        let outcomes: Vec<ItemOutcome> =
+            (first..items.min(first + PER_BATCH)).map(outcome).collect();
+        let requests: Result<Vec<_>, BoxError> =
+            aws_adapters::dynamodb::outcome_records(id, &outcomes, later)
+                .map_err(BoxError::from)
+                .and_then(|records| {
+                    records
+                        .into_iter()
+                        .map(|item| {
+                            Ok(aws_sdk_dynamodb::types::WriteRequest::builder()
+                                .put_request(
+                                    aws_sdk_dynamodb::types::PutRequest::builder()
+                                        .set_item(Some(item))
+                                        .build()?,
+                                )
+                                .build())
+                        })
+                        .collect()
+                });
         let ddb = ddb.clone();
         let table = table.to_owned();
         async move {

@@ -4,7 +4,8 @@
 //! | item            | pk              | sk            | also                                    |
 //! |-----------------|-----------------|---------------|-----------------------------------------|
 //! | task            | `TASK#{id}`     | `TASK`        | `gsi1pk = OWNER#{sha256(owner)}#TYPE#{type}`, `gsi1sk = {created_at ns, 20 digits}#{id}` (listing, newest first) |
-//! | item outcome    | `TASK#{id}`     | `ITEM#000042` | `idx`, `outcome` (succeeded/failed/cancelled/not_attempted), `body` (JSON) |
+//! | item outcomes   | `TASK#{id}`     | `OUTCOMES#000032` | items 32–63, one attribute each (`outcome_records`) |
+//! | item outcome, before grouping | `TASK#{id}` | `ITEM#000042` | `idx`, `outcome` (succeeded/failed/cancelled/not_attempted), `body` (JSON) |
 //! | idempotency key | `IDEMP#{scope}` | `IDEMP`       | `fingerprint`, `locked_at_ms`, `response` (JSON, once answered) |
 //!
 //! The scheduler's items share the `TASK#{id}` partition; their keys are in `lanes`.
@@ -97,6 +98,12 @@ pub(crate) fn task_to_item(task: &Task) -> Item {
     // The counters' sum, so a condition can tell whether a write completes the task
     // (`TaskStore::record_outcomes`).
     item.insert("processed".into(), n(task.processed()));
+    // Only tasks created with this mark have their outcomes grouped: one stored before keeps
+    // one item an outcome to its end.
+    item.insert(
+        super::outcome_records::GROUPED.into(),
+        AttributeValue::Bool(true),
+    );
     if let Some(p) = task.tolerance.percent {
         item.insert("tolerated_failure_percent".into(), n(p));
     }

@@ -18,6 +18,7 @@ mod connection_store;
 mod delivery_store;
 mod idempotency_store;
 pub mod lanes;
+mod outcome_records;
 mod table;
 mod task_store;
 mod ticket_store;
@@ -33,14 +34,15 @@ pub fn task_record(
     codec::task_to_item(task)
 }
 
-/// An item outcome as its table item, for tools that seed the table (the benchmarks).
-pub fn outcome_record(
+/// Item outcomes as the table's records hold them (32 to a record), for tools that seed the
+/// table (the benchmarks).
+pub fn outcome_records(
     id: tasks_core::task::TaskId,
-    outcome: &tasks_core::outcome::ItemOutcome,
+    outcomes: &[tasks_core::outcome::ItemOutcome],
     expires_at: time::OffsetDateTime,
 ) -> Result<
-    std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+    Vec<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>>,
     tasks_core::ports::StoreError,
 > {
-    codec::outcome_to_item(id, outcome, expires_at)
+    outcome_records::records(id, outcomes, expires_at)
 }

@@ -6,11 +6,12 @@ use super::codec::{
     self, index_of, is_task, item_key, listing_key, n, outcome_from_item, outcome_to_item, rfc3339,
     s, task_from_item, task_key, task_pk, task_to_item,
 };
+use super::outcome_records;
 use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
-use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashSet;
 use tasks_core::chunk::MAX_CHUNK_SIZE;
@@ -53,10 +54,12 @@ impl DynamoTaskStore {
         &self.table.client
     }
 
-    /// The outcomes' transaction; with `below`, only if the task's `processed` count is less.
+    /// The outcomes' transaction in `layout`; with `below`, only if the task's `processed`
+    /// count is less.
     async fn write_outcomes(
         &self,
         write: &OutcomeWrite<'_>,
+        layout: Layout,
         counting: Counting,
         below: Option<u32>,
     ) -> Result<Written, StoreError> {
@@ -68,15 +71,25 @@ impl DynamoTaskStore {
         } = *write;
         let tally = Tally::of(outcomes);
         let mut actions = Vec::with_capacity(outcomes.len() + 1);
-        for o in outcomes {
-            let put = Put::builder()
-                .table_name(&self.table.name)
-                .set_item(Some(outcome_to_item(id, o, expires_at)?))
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", "pk")
-                .build()
-                .map_err(build_error)?;
-            actions.push(TransactWriteItem::builder().put(put).build());
+        match layout {
+            Layout::Grouped => {
+                for update in outcome_records::updates(&self.table.name, id, outcomes, expires_at)?
+                {
+                    actions.push(TransactWriteItem::builder().update(update).build());
+                }
+            }
+            Layout::PerItem => {
+                for o in outcomes {
+                    let put = Put::builder()
+                        .table_name(&self.table.name)
+                        .set_item(Some(outcome_to_item(id, o, expires_at)?))
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", "pk")
+                        .build()
+                        .map_err(build_error)?;
+                    actions.push(TransactWriteItem::builder().put(put).build());
+                }
+            }
         }
         let mut add = "ADD #succeeded :s, #failed :f, #cancelled :c, #not_attempted :na".to_owned();
         let mut update = Update::builder()
@@ -99,27 +112,45 @@ impl DynamoTaskStore {
                 .expression_attribute_names("#processed", "processed")
                 .expression_attribute_values(":p", n(tally.total()));
         }
-        update = match below {
-            Some(below) => update
-                .condition_expression("attribute_exists(#pk) AND #processed < :below")
+        let mut conditions = vec!["attribute_exists(#pk)"];
+        if layout == Layout::Grouped {
+            conditions.push("#grouped = :grouped");
+            update = update
+                .expression_attribute_names("#grouped", outcome_records::GROUPED)
+                .expression_attribute_values(":grouped", AttributeValue::Bool(true));
+        }
+        if let Some(below) = below {
+            conditions.push("#processed < :below");
+            update = update
                 .expression_attribute_names("#processed", "processed")
-                .expression_attribute_values(":below", n(below))
-                .return_values_on_condition_check_failure(AllOld),
-            None => update.condition_expression("attribute_exists(#pk)"),
-        };
+                .expression_attribute_values(":below", n(below));
+        }
+        if conditions.len() > 1 {
+            // The task as it stood says which of its conditions failed.
+            update = update.return_values_on_condition_check_failure(AllOld);
+        }
         let update = update
+            .condition_expression(conditions.join(" AND "))
             .update_expression(format!("{add} SET #updated_at = :now"))
             .build()
             .map_err(build_error)?;
         actions.push(TransactWriteItem::builder().update(update).build());
 
-        let task_at = outcomes.len();
+        let task_at = actions.len() - 1;
         match self.table.transact(actions).await? {
             Ok(()) => Ok(Written::Done),
             Err(cancelled) if (0..task_at).any(|i| cancelled.condition_failed_at(i)) => {
                 Ok(Written::Conflict)
             }
             Err(cancelled) => match cancelled.item_at(task_at) {
+                Some(task)
+                    if layout == Layout::Grouped
+                        && !task.contains_key(outcome_records::GROUPED) =>
+                {
+                    Ok(Written::PerItem {
+                        counted: task.contains_key("processed"),
+                    })
+                }
                 Some(task) if below.is_some() => Ok(Written::Limit {
                     counted: task.contains_key("processed"),
                 }),
@@ -132,6 +163,95 @@ impl DynamoTaskStore {
                 )),
             },
         }
+    }
+
+    /// Which of `indexes` have an outcome, and the task if `with_task` (`None` when it is
+    /// gone): the task and the records that hold them in one `BatchGetItem`, and the items
+    /// of a task stored before grouping in a second.
+    async fn finals(
+        &self,
+        id: TaskId,
+        indexes: &[u32],
+        with_task: bool,
+    ) -> Result<(Option<Task>, HashSet<u32>), StoreError> {
+        let wanted: HashSet<u32> = indexes.iter().copied().collect();
+        let mut keys = vec![task_key(id)];
+        keys.extend(outcome_records::record_keys(id, indexes));
+        let items = self.table.batch_get(keys, None).await?;
+        let mut task = None;
+        let mut grouped = false;
+        let mut done = HashSet::new();
+        for item in &items {
+            if is_task(item) {
+                grouped = item.contains_key(outcome_records::GROUPED);
+                if with_task {
+                    task = Some(task_from_item(item)?);
+                }
+            } else if outcome_records::is_record(item) {
+                done.extend(outcome_records::indexes(item).filter(|i| wanted.contains(i)));
+            }
+        }
+        if !grouped {
+            let keys = indexes.iter().map(|i| item_key(id, *i)).collect();
+            let items = self.table.batch_get(keys, Some("idx")).await?;
+            done.extend(items.iter().filter_map(index_of));
+        }
+        Ok((task, done))
+    }
+
+    /// A page of a task's grouped outcomes from index `from`: the records from the one that
+    /// holds it, decoded and filtered here. Also says whether any record was there at all.
+    async fn grouped_outcomes(
+        &self,
+        id: TaskId,
+        filter: OutcomeFilter,
+        from: u32,
+        limit: usize,
+    ) -> Result<(Vec<ItemOutcome>, bool, bool), StoreError> {
+        let query = self
+            .client()
+            .query()
+            .table_name(&self.table.name)
+            .key_condition_expression("#pk = :pk AND #sk BETWEEN :from AND :to")
+            .expression_attribute_names("#pk", "pk")
+            .expression_attribute_names("#sk", "sk")
+            .expression_attribute_values(":pk", s(task_pk(id)))
+            .expression_attribute_values(
+                ":from",
+                s(outcome_records::record_sk(outcome_records::record_of(from))),
+            )
+            .expression_attribute_values(":to", s(outcome_records::LAST_RECORD_SK))
+            .consistent_read(true);
+        let mut found = Vec::new();
+        let mut any = false;
+        let mut start = None;
+        loop {
+            // Enough records for the rest of the page if none is filtered out, and one more.
+            let wanted =
+                (limit + 1 - found.len()) / outcome_records::OUTCOMES_PER_RECORD as usize + 2;
+            let out = query
+                .clone()
+                .limit(wanted as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            for record in out.items() {
+                any = true;
+                found.extend(
+                    outcome_records::outcomes(record)?
+                        .into_iter()
+                        .filter(|o| o.index >= from && filter.keeps(o)),
+                );
+            }
+            start = out.last_evaluated_key().cloned();
+            if found.len() > limit || start.is_none() {
+                break;
+            }
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        Ok((found, more, any))
     }
 }
 
@@ -152,11 +272,24 @@ enum Counting {
     Legacy,
 }
 
+/// How a task's outcomes are stored (`outcome_records`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// In records of consecutive items: every task created since grouping.
+    Grouped,
+    /// One item each: a task stored before grouping.
+    PerItem,
+}
+
 /// How an outcomes' transaction ended.
 enum Written {
     Done,
     /// An item had an outcome already.
     Conflict,
+    /// The task was stored before grouping; `counted`: it has a `processed` count.
+    PerItem {
+        counted: bool,
+    },
     /// The task's `processed` count was not below the limit; `counted`: it has one at all.
     Limit {
         counted: bool,
@@ -252,35 +385,24 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
-        let keys = indexes.iter().map(|i| item_key(id, *i)).collect();
-        let items = self.table.batch_get(keys, Some("idx")).await?;
-        Ok(items.iter().filter_map(index_of).collect())
+        Ok(self.finals(id, indexes, false).await?.1)
     }
 
-    /// The task and its chunk's final items in one `BatchGetItem` (for up to 99 items).
+    /// The task and the records of its chunk's items in one `BatchGetItem`.
     async fn chunk_state(
         &self,
         id: TaskId,
         indexes: &[u32],
     ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
-        let mut keys = vec![task_key(id)];
-        keys.extend(indexes.iter().map(|i| item_key(id, *i)));
-        let items = self.table.batch_get(keys, None).await?;
-        let mut task = None;
-        let mut done = HashSet::new();
-        for item in &items {
-            if is_task(item) {
-                task = Some(task_from_item(item)?);
-            } else if let Some(i) = index_of(item) {
-                done.insert(i);
-            }
-        }
+        let (task, done) = self.finals(id, indexes, true).await?;
         Ok(task.map(|t| (t, done)))
     }
 
-    /// One `TransactWriteItems`: a conditional put per outcome and the counter update. A
-    /// transaction holds at most 100 actions, so more than [`MAX_CHUNK_SIZE`] outcomes are
-    /// refused rather than split, which would break the one-atomic-step promise.
+    /// One `TransactWriteItems`: an update per outcome record (`outcome_records`), each item
+    /// set only if it has no outcome yet, and the counter update. More than
+    /// [`MAX_CHUNK_SIZE`] outcomes are refused rather than split, which would break the
+    /// one-atomic-step promise (a task stored before grouping takes one action an outcome,
+    /// and a transaction holds at most 100).
     ///
     /// With `total`, the update also requires the task's `processed` count (the sum of its
     /// counters, kept beside them) to stay below `total` minus these outcomes: only the write
@@ -312,28 +434,34 @@ impl TaskStore for DynamoTaskStore {
         // Without a total the limit is one no count reaches: the condition then only finds
         // out whether the task has a count to add to.
         let below = total.map_or(u32::MAX, |t| t.saturating_sub(outcomes.len() as u32));
-        match self
-            .write_outcomes(&write, Counting::Processed, Some(below))
-            .await?
-        {
-            Written::Done => Ok(Recorded::All {
-                may_complete: total.is_none(),
-            }),
-            Written::Conflict => Ok(Recorded::Conflict),
-            // This write completes the task, or the task predates `processed`: either way the
-            // outcomes go in without the limit, and a read decides.
-            Written::Limit { counted } => {
-                let counting = if counted {
-                    Counting::Processed
-                } else {
-                    Counting::Legacy
-                };
-                match self.write_outcomes(&write, counting, None).await? {
-                    Written::Done => Ok(Recorded::All { may_complete: true }),
-                    Written::Conflict | Written::Limit { .. } => Ok(Recorded::Conflict),
+        let (mut layout, mut counting, mut limit) =
+            (Layout::Grouped, Counting::Processed, Some(below));
+        // At most three writes: the first; one in the task's own layout if it was stored
+        // before grouping; one without the limit if this write completes the task (or the
+        // task predates `processed`), after which a read decides.
+        for _ in 0..3 {
+            match self.write_outcomes(&write, layout, counting, limit).await? {
+                Written::Done => {
+                    return Ok(Recorded::All {
+                        may_complete: limit.is_none() || total.is_none(),
+                    })
+                }
+                Written::Conflict => return Ok(Recorded::Conflict),
+                Written::PerItem { counted } => {
+                    layout = Layout::PerItem;
+                    if !counted {
+                        (counting, limit) = (Counting::Legacy, None);
+                    }
+                }
+                Written::Limit { counted } => {
+                    if !counted {
+                        counting = Counting::Legacy;
+                    }
+                    limit = None;
                 }
             }
         }
+        Ok(Recorded::Conflict)
     }
 
     #[tracing::instrument(skip_all, fields(task_id = %id))]
@@ -611,6 +739,12 @@ impl TaskStore for DynamoTaskStore {
         after: Option<u32>,
         limit: usize,
     ) -> Result<(Vec<ItemOutcome>, bool), StoreError> {
+        let from = after.map_or(0, |a| a + 1);
+        let (found, more, any) = self.grouped_outcomes(id, filter, from, limit).await?;
+        if any {
+            return Ok((found, more));
+        }
+        // No record from here on: the task may be one stored before grouping.
         let mut q = self
             .client()
             .query()
@@ -618,7 +752,7 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_names("#pk", "pk")
             .expression_attribute_names("#sk", "sk")
             .expression_attribute_values(":pk", s(task_pk(id)))
-            .expression_attribute_values(":from", s(codec::item_sk(after.map_or(0, |a| a + 1))))
+            .expression_attribute_values(":from", s(codec::item_sk(from)))
             .expression_attribute_values(":to", s(codec::LAST_ITEM_SK))
             .consistent_read(true);
         match filter {

@@ -2,8 +2,8 @@
 
 use super::{lock, MemoryStore};
 use crate::identity::Owner;
+use crate::outcome::ItemOutcome;
 use crate::outcome::Tally;
-use crate::outcome::{ItemOutcome, OutcomeResult};
 use crate::ports::*;
 use crate::task::Task;
 use crate::task::TaskId;
@@ -245,14 +245,7 @@ impl TaskStore for MemoryStore {
         let mut matching = outcomes
             .range((id, start)..=(id, u32::MAX))
             .map(|(_, o)| o)
-            .filter(|o| match filter {
-                OutcomeFilter::All => true,
-                OutcomeFilter::FailedOnly => matches!(o.result, OutcomeResult::Failed { .. }),
-                OutcomeFilter::FailedOrNotAttempted => matches!(
-                    o.result,
-                    OutcomeResult::Failed { .. } | OutcomeResult::NotAttempted
-                ),
-            });
+            .filter(|o| filter.keeps(o));
         let page: Vec<ItemOutcome> = matching.by_ref().take(limit).cloned().collect();
         let more = matching.next().is_some();
         Ok((page, more))
