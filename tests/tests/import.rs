@@ -300,8 +300,8 @@ async fn a_thousand_items_all_end_final_and_bos_creates_each_once() {
         "BOS creations must equal succeeded: {stats:?}"
     );
     // 1 task record and 1,000 item outcomes in 32 records of up to 32; the 32 chunks (of 32
-    // items) that waited for alice's lanes, one hand-off record per lane start, and alice's
-    // lane state and sequence.
+    // items) that waited for alice's lanes, one hand-off record per chunk and per lane start,
+    // and alice's lane state and sequence.
     let kinds = app.table_item_kinds().await;
     assert_eq!(
         (kinds["TASK"], kinds["OUTCOMES"], kinds["CHUNK"]),
@@ -309,11 +309,16 @@ async fn a_thousand_items_all_end_final_and_bos_creates_each_once() {
         "{kinds:?}"
     );
     assert_eq!(
-        (kinds["STATE"], kinds["SEG"], kinds["START"]),
-        (1, 1, 4),
+        (
+            kinds["STATE"],
+            kinds["SEG"],
+            kinds["START"],
+            kinds["HANDOFF"]
+        ),
+        (1, 1, 4, 32),
         "{kinds:?}"
     );
-    assert_eq!(kinds.len(), 6, "{kinds:?}");
+    assert_eq!(kinds.len(), 7, "{kinds:?}");
 }
 
 #[tokio::test]

@@ -157,12 +157,16 @@ fn task_key(task: &Task) -> HashMap<String, aws_sdk_dynamodb::types::AttributeVa
 
 /// The sort keys of a task's partition, but the task's own.
 async fn stored_keys(app: &integration_tests::TestApp, task: &Task) -> Vec<String> {
+    keys_of(app, task.id).await
+}
+
+async fn keys_of(app: &integration_tests::TestApp, id: TaskId) -> Vec<String> {
     let out = app
         .ddb
         .query()
         .table_name(app.table())
         .key_condition_expression("pk = :pk")
-        .expression_attribute_values(":pk", attr(&format!("TASK#{}", task.id)))
+        .expression_attribute_values(":pk", attr(&format!("TASK#{id}")))
         .send()
         .await
         .expect("query");
@@ -349,4 +353,60 @@ async fn a_lost_claim_says_which_state_it_lost_to() {
     let again = lanes.claim(owner, 2, a, None, later()).await.unwrap();
     assert_eq!(again, LaneStep::Lost);
     assert_eq!(lanes.lane_state(owner).await.unwrap().cursor, 2);
+}
+
+#[tokio::test]
+async fn a_hand_off_is_an_item_of_its_own_and_one_kept_on_an_older_chunk_is_read() {
+    // Given a caller with 2 chunks in its sequence, and a chunk stored before hand-offs had
+    // items of their own, which handed its lane on to seq 7
+    let app = spawn_app().await;
+    let lanes = DynamoLanes::new(app.ddb.clone(), app.table());
+    let owner = "owner-of-old-chunks";
+    let task = TaskId::new_random();
+    let appended = lanes
+        .append(owner, LaneState::default(), task, 2, 1, later())
+        .await
+        .unwrap();
+    assert!(appended);
+    app.ddb
+        .put_item()
+        .table_name(app.table())
+        .item("pk", attr(&format!("TASK#{task}")))
+        .item("sk", attr("CHUNK#000009"))
+        .item("body", attr("{}"))
+        .item("handoff", attr("seq:7"))
+        .send()
+        .await
+        .expect("an older chunk");
+    let old = Vehicle::Chunk {
+        task_id: task,
+        chunk: 9,
+    };
+
+    // Then its hand-off is read from the chunk
+    assert_eq!(lanes.handoff_of(old).await.unwrap(), Some(Handoff::Seq(7)));
+
+    // And replacing it (seq 7 expired, say) records the new one in an item of its own
+    let replaced = lanes
+        .claim(owner, 0, old, Some(Handoff::Seq(7)), later())
+        .await
+        .unwrap();
+    assert_eq!(replaced, LaneStep::Done);
+    assert_eq!(lanes.handoff_of(old).await.unwrap(), Some(Handoff::Seq(0)));
+
+    // And a new chunk's hand-off is an item of its own too; a second one from a stale view
+    // loses
+    let new = Vehicle::Chunk {
+        task_id: task,
+        chunk: 0,
+    };
+    let claimed = lanes.claim(owner, 1, new, None, later()).await.unwrap();
+    assert_eq!(claimed, LaneStep::Done);
+    assert_eq!(lanes.handoff_of(new).await.unwrap(), Some(Handoff::Seq(1)));
+    assert_eq!(
+        keys_of(&app, task).await,
+        ["CHUNK#000009", "HANDOFF#000000", "HANDOFF#000009"]
+    );
+    let stale = lanes.claim(owner, 1, new, None, later()).await.unwrap();
+    assert_eq!(stale, LaneStep::Lost);
 }

@@ -17,11 +17,19 @@ pub struct Counts {
     pub receives_with_messages: u64,
     pub empty_receives: u64,
     /// Write capacity units as DynamoDB bills them: a unit per KB of each item written (the
-    /// larger of before and after for an update or delete), twice in a transaction. Applied
-    /// writes count what DynamoDB Local reports (the proxy asks each one for
-    /// `ReturnConsumedCapacity`); refused ones (a failed condition, a cancelled transaction)
-    /// are estimated from the request: an item's JSON for a put, 1 for an update or delete.
+    /// larger of before and after for an update or delete), twice in a transaction.
+    /// - Single-item and batch writes count what DynamoDB Local reports (the proxy asks each
+    ///   for `ReturnConsumedCapacity`).
+    /// - Transactions are sized here: DynamoDB Local reports four times one item's units for a
+    ///   whole transaction, whatever it holds. The proxy reads each updated, deleted or checked
+    ///   item before and after (reads it does not count) and sizes it by DynamoDB's rules;
+    ///   a put is sized from its item.
+    /// - Refused writes (a failed condition, a cancelled transaction) are estimated from the
+    ///   request: a put's item, 1 for anything else.
     pub write_units: u64,
+    /// Write units by write: its operation and the kinds of item it writes (as
+    /// `reads_by_kind` names them), e.g. `TransactWriteItems TASK/OUTCOMES+TASK/TASK`.
+    pub write_units_by_kind: BTreeMap<String, u64>,
     /// `GetItem` requests by the kind of item read: its key's partition and sort key up to
     /// their first `#` (e.g. `TASK/TASK`, `OWNER/STATE`), to tell which step of a chunk
     /// made them.
@@ -49,8 +57,16 @@ impl Counts {
             }
         }
         reads_by_kind.retain(|_, v| *v > 0);
+        let mut write_units_by_kind = self.write_units_by_kind.clone();
+        for (k, v) in &before.write_units_by_kind {
+            if let Some(n) = write_units_by_kind.get_mut(k) {
+                *n -= v;
+            }
+        }
+        write_units_by_kind.retain(|_, v| *v > 0);
         Counts {
             reads_by_kind,
+            write_units_by_kind,
             by_operation,
             receives_with_messages: self.receives_with_messages - before.receives_with_messages,
             empty_receives: self.empty_receives - before.empty_receives,
@@ -98,13 +114,52 @@ fn read_kind(body: &[u8]) -> String {
     let Ok(request) = serde_json::from_slice::<Value>(body) else {
         return "?".into();
     };
+    key_kind(&request["Key"])
+}
+
+/// An item's kind from its key (or the item itself): `pk` and `sk` up to their first `#`.
+fn key_kind(key: &Value) -> String {
     let part = |name: &str| {
-        request["Key"][name]["S"]
+        key[name]["S"]
             .as_str()
             .map(|v| v.split('#').next().unwrap_or_default().to_owned())
             .unwrap_or_else(|| "?".into())
     };
     format!("{}/{}", part("pk"), part("sk"))
+}
+
+/// A write's operation and the distinct kinds of the items it writes, joined by `+`.
+fn write_kind(operation: &str, body: &[u8]) -> String {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return operation.to_owned();
+    };
+    let target = |w: &Value| {
+        if w["Item"].is_object() {
+            key_kind(&w["Item"])
+        } else {
+            key_kind(&w["Key"])
+        }
+    };
+    let mut kinds: Vec<String> = match operation {
+        "TransactWriteItems" => request["TransactItems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|action| action.as_object()?.values().next().map(target))
+            .collect(),
+        "BatchWriteItem" => request["RequestItems"]
+            .as_object()
+            .into_iter()
+            .flat_map(|tables| tables.values())
+            .filter_map(Value::as_array)
+            .flatten()
+            .filter_map(|w| w.as_object()?.values().next().map(target))
+            .collect(),
+        _ => vec![target(&request)],
+    };
+    kinds.sort();
+    kinds.dedup();
+    format!("{operation} {}", kinds.join("+"))
 }
 
 const WRITES: [&str; 5] = [
@@ -136,6 +191,110 @@ fn consumed_units(answer: &[u8]) -> Option<u64> {
         _ => return None,
     };
     Some(total.ceil() as u64)
+}
+
+/// An item's size as DynamoDB bills it: each attribute's name and value, strings and binary
+/// by their bytes, numbers by about half their digits, and 3 bytes more per map or list and
+/// 1 per element in it.
+fn item_size(item: &Value) -> u64 {
+    item.as_object()
+        .map(|attributes| {
+            attributes
+                .iter()
+                .map(|(name, value)| name.len() as u64 + value_size(value))
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn value_size(value: &Value) -> u64 {
+    let Some((kind, inner)) = value.as_object().and_then(|v| v.iter().next()) else {
+        return 0;
+    };
+    match kind.as_str() {
+        "S" => inner.as_str().map_or(0, |t| t.len() as u64),
+        // Base64 in JSON: three bytes in every four characters.
+        "B" => inner.as_str().map_or(0, |t| t.len() as u64 * 3 / 4),
+        "N" => inner.as_str().map_or(1, |t| t.len() as u64 / 2 + 1),
+        "BOOL" | "NULL" => 1,
+        "M" => inner.as_object().map_or(3, |m| {
+            3 + m
+                .iter()
+                .map(|(k, v)| 1 + k.len() as u64 + value_size(v))
+                .sum::<u64>()
+        }),
+        "L" => inner
+            .as_array()
+            .map_or(3, |l| 3 + l.iter().map(|v| 1 + value_size(v)).sum::<u64>()),
+        _ => inner.to_string().len() as u64,
+    }
+}
+
+/// Units for an item of `bytes`: one per started KB.
+fn kb_units(bytes: u64) -> u64 {
+    bytes.div_ceil(1024).max(1)
+}
+
+/// A transaction's actions that do not carry their item (update, delete, condition check):
+/// the table and key of each.
+fn keyed_actions(body: &[u8]) -> Vec<(Value, Value)> {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return Vec::new();
+    };
+    request["TransactItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|action| action.as_object()?.values().next())
+        .filter(|a| a["Key"].is_object())
+        .map(|a| (a["TableName"].clone(), a["Key"].clone()))
+        .collect()
+}
+
+/// Units of a transaction's puts: two per started KB of each item.
+fn put_units(body: &[u8]) -> u64 {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else {
+        return 0;
+    };
+    request["TransactItems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|action| action.get("Put"))
+        .map(|put| 2 * kb_units(item_size(&put["Item"])))
+        .sum()
+}
+
+impl CountingProxy {
+    /// The stored sizes of `items` (0 for one that is not there), read past the counts.
+    async fn sizes(&self, headers: &axum::http::HeaderMap, items: &[(Value, Value)]) -> Vec<u64> {
+        let mut sizes = Vec::with_capacity(items.len());
+        for (table, key) in items {
+            let body = serde_json::json!({"TableName": table, "Key": key, "ConsistentRead": true});
+            let mut req = self
+                .http
+                .post(format!("{}/", self.target))
+                .body(body.to_string());
+            for (name, value) in headers {
+                if name != "host" && name != "content-length" && name != "x-amz-target" {
+                    req = req.header(name, value);
+                }
+            }
+            let size = match req
+                .header("x-amz-target", "DynamoDB_20120810.GetItem")
+                .send()
+                .await
+            {
+                Ok(answer) => answer
+                    .json::<Value>()
+                    .await
+                    .map_or(0, |v| item_size(&v["Item"])),
+                Err(_) => 0,
+            };
+            sizes.push(size);
+        }
+        sizes
+    }
 }
 
 /// Units for the item (JSON) written: one per started KB.
@@ -193,6 +352,14 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         .unwrap_or("other")
         .to_owned();
     let estimated_units = write_units(&operation, &body);
+    let keyed = match operation.as_str() {
+        "TransactWriteItems" => keyed_actions(&body),
+        _ => Vec::new(),
+    };
+    let before = proxy.sizes(&parts.headers, &keyed).await;
+    let write_kind = WRITES
+        .contains(&operation.as_str())
+        .then(|| write_kind(&operation, &body));
     let is_write = WRITES.contains(&operation.as_str());
     let body = match is_write {
         true => asking_capacity(&body).map_or(body, Into::into),
@@ -226,14 +393,26 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
     let status = answer.status();
     let headers = answer.headers().clone();
     let bytes = answer.bytes().await.unwrap_or_default();
-    let write_units = match is_write && status.is_success() {
-        true => consumed_units(&bytes).unwrap_or(estimated_units),
-        false => estimated_units,
+    let write_units = match (is_write && status.is_success(), operation.as_str()) {
+        (true, "TransactWriteItems") => {
+            let after = proxy.sizes(&parts.headers, &keyed).await;
+            let keyed: u64 = before
+                .iter()
+                .zip(&after)
+                .map(|(b, a)| 2 * kb_units(*b.max(a)))
+                .sum();
+            keyed + put_units(&body)
+        }
+        (true, _) => consumed_units(&bytes).unwrap_or(estimated_units),
+        (false, _) => estimated_units,
     };
     {
         let mut c = proxy.lock();
         *c.by_operation.entry(operation.clone()).or_default() += 1;
         c.write_units += write_units;
+        if let Some(kind) = write_kind {
+            *c.write_units_by_kind.entry(kind).or_default() += write_units;
+        }
         if let Some(kind) = read_kind {
             *c.reads_by_kind.entry(kind).or_default() += 1;
         }

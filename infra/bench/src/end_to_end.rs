@@ -198,12 +198,21 @@ pub async fn requests(report: &mut Report) -> Result<(), BoxError> {
             .join(", "),
     );
     report.info(
-        "  DynamoDB write units (items < 1 KB)",
+        "  DynamoDB write units (sized as DynamoDB bills them: see counting_proxy)",
         format!(
             "{} ({:.2} per item)",
             ddb_counts.write_units,
             ddb_counts.write_units as f64 / ITEMS as f64
         ),
+    );
+    report.info(
+        "  DynamoDB write units by write (operation and item kinds), and per item",
+        ddb_counts
+            .write_units_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n} ({:.2})", *n as f64 / ITEMS as f64))
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     report.info(
         "  SQS requests by operation",

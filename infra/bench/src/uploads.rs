@@ -453,10 +453,17 @@ async fn writes_per_item(report: &mut Report, ddb: &str, sqs: &str) -> Result<()
     .sum();
     let per_item = counts.write_units as f64 / ROWS as f64;
     report.check(
-        format!("DynamoDB write units per item, {ROWS}-row uploaded task from session to result files (BOS without latency; units estimated from each request's items)"),
+        format!("DynamoDB write units per item, {ROWS}-row uploaded task from session to result files (BOS without latency; units sized as DynamoDB bills them, see counting_proxy)"),
         format!(
-            "{per_item:.2} units an item ({} units; {writes} write requests: {:?})",
-            counts.write_units, counts.by_operation
+            "{per_item:.2} units an item ({} units; {writes} write requests: {:?}; units by write: {})",
+            counts.write_units,
+            counts.by_operation,
+            counts
+                .write_units_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{kind} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         "≤ 1",
         per_item <= 1.0,

@@ -4,12 +4,18 @@
 //! |-----------------|------------------|--------------------|---------------------------------------|
 //! | lane state      | `SCHED#{owner}`  | `STATE`            | `next_seq`, `cursor`, `lanes`         |
 //! | sequence run    | `SCHED#{owner}`  | `SEG#{first, 12}`  | `task_id`, `chunks`: seqs `first..first+chunks` are that task's chunks 0.. |
-//! | waiting chunk   | `TASK#{id}`      | `CHUNK#{n, 6}`     | `body` (the chunk message), `handoff` once it handed its lane on |
+//! | waiting chunk   | `TASK#{id}`      | `CHUNK#{n, 6}`     | `body` (the chunk message)            |
+//! | chunk's hand-off | `TASK#{id}`     | `HANDOFF#{n, 6}`   | `handoff` once the chunk handed its lane on |
 //! | lane start      | `TASK#{id}`      | `START#{n, 3}`     | `handoff`                             |
 //!
 //! `{owner}` is the owner's storage key (a hash). `handoff` is `seq:{n}` or `end`. Every item
 //! but the lane state carries `expires_at`: the lane state is one small item per caller, kept
 //! for as long as the caller has tasks.
+//!
+//! A chunk's hand-off is an item of its own, not an attribute of the waiting chunk: an update
+//! is billed for the whole item it changes, twice in a transaction, and the chunk holds 32
+//! items' bodies (about 7 KB, so 14 units a hand-off instead of 2). Chunks stored before that
+//! carry their hand-off on themselves (`handoff`); reads look there too.
 //!
 //! Each [`LaneStore`] step that changes two items is one `TransactWriteItems`, whose
 //! conditions are the step's "if nobody changed it since I read it".
@@ -97,7 +103,10 @@ fn chunk_key(task_id: TaskId, chunk: u32) -> Item {
 
 fn vehicle_key(vehicle: Vehicle) -> Item {
     match vehicle {
-        Vehicle::Chunk { task_id, chunk } => chunk_key(task_id, chunk),
+        Vehicle::Chunk { task_id, chunk } => HashMap::from([
+            ("pk".into(), s(task_pk(task_id))),
+            ("sk".into(), s(format!("HANDOFF#{chunk:06}"))),
+        ]),
         Vehicle::Start { task_id, lane } => HashMap::from([
             ("pk".into(), s(task_pk(task_id))),
             ("sk".into(), s(format!("START#{lane:03}"))),
@@ -234,9 +243,14 @@ impl DynamoLanes {
             .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_values(":to", s(encode(to)))
             .expression_attribute_values(":exp", n(expires_at.unix_timestamp()));
-        update = match replacing {
-            None => update.condition_expression("attribute_not_exists(#h)"),
-            Some(old) => update
+        update = match (replacing, vehicle) {
+            (None, _) => update.condition_expression("attribute_not_exists(#h)"),
+            // A chunk stored before hand-offs had items of their own has its record on the
+            // chunk (`handoff_of` read it there): the new item starts without one.
+            (Some(old), Vehicle::Chunk { .. }) => update
+                .condition_expression("attribute_not_exists(#h) OR #h = :old")
+                .expression_attribute_values(":old", s(encode(old))),
+            (Some(old), Vehicle::Start { .. }) => update
                 .condition_expression("#h = :old")
                 .expression_attribute_values(":old", s(encode(old))),
         };
@@ -356,13 +370,23 @@ impl LaneStore for DynamoLanes {
     }
 
     async fn handoff_of(&self, vehicle: Vehicle) -> Result<Option<Handoff>, StoreError> {
-        match self.table.get(vehicle_key(vehicle)).await? {
-            Some(item) => match item.get("handoff").and_then(|v| v.as_s().ok()) {
-                Some(text) => decode(text).map(Some),
-                None => Ok(None),
-            },
-            None => Ok(None),
+        let recorded = |item: &Item| item.get("handoff").and_then(|v| v.as_s().ok()).cloned();
+        let mut found = self
+            .table
+            .get(vehicle_key(vehicle))
+            .await?
+            .as_ref()
+            .and_then(recorded);
+        // A chunk stored before hand-offs had items of their own keeps its record on itself.
+        // Only a redelivered chunk asks, so the second read is rare.
+        if let (None, Vehicle::Chunk { task_id, chunk }) = (&found, vehicle) {
+            let items = self
+                .table
+                .batch_get(vec![chunk_key(task_id, chunk)], Some("handoff"))
+                .await?;
+            found = items.iter().find_map(recorded);
         }
+        found.as_deref().map(decode).transpose()
     }
 
     async fn claim(
