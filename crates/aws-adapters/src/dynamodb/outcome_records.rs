@@ -1,25 +1,32 @@
 //! Item outcomes as the table keeps them: grouped in records of [`OUTCOMES_PER_RECORD`]
-//! consecutive indexes, keyed `TASK#{id}` / `OUTCOMES#{first index, 6 digits}`, with one
-//! attribute an item (`o{index}`: a map of `b`, the outcome's JSON, and, for failed items,
-//! `i`, the input kept for the error report and retries, and `k`, the key BOS saw).
+//! consecutive indexes, keyed `TASK#{id}` / `OUTCOMES#{first index, 6 digits}`.
 //!
-//! Why grouped: DynamoDB bills at least one write unit per item written, two in a
-//! transaction. An outcome is a few hundred bytes, so an item of its own cost two units for
-//! a fraction of a KB, and the outcomes alone came to two units an item. A record of 32 is
-//! billed for the KBs it holds. It is also one transaction action per record instead of one
-//! per item: less for the SDK to build and for the table to check.
+//! Each write to a record adds one part, `w{its first index}`: its outcomes as deflated JSON
+//! (each with, for failed items, the input kept for the error report and retries, and the
+//! key BOS saw), and one small mark per item, `o{index}` (the part's first index), set only
+//! if absent. So a record is filled by several writes when a chunk straddles records or a
+//! redelivery finishes what an earlier one began, and no outcome is ever written twice.
 //!
-//! Each item is its own attribute, written with `attribute_not_exists` on it, so a record is
-//! filled by several writes when a chunk straddles records or a redelivery finishes what an
-//! earlier one began, and no outcome is ever written twice.
+//! Why: DynamoDB bills at least one write unit per item written and per started KB, twice in
+//! a transaction. An outcome is a few hundred bytes, so an item each cost two units; a record
+//! of 32 as plain attributes was still about 20 units for 10 KB; deflated, the same outcomes
+//! take about a quarter of that (`docs/benchmarks.md`). It is also one transaction action a
+//! record instead of one an item.
 //!
 //! A task stored before grouping has no `grouped_outcomes` attribute; its outcomes stay one
 //! item each (`ITEM#{index}`, `codec::outcome_to_item`) until it expires.
 
 use super::codec::{corrupt, n, s, task_pk, Item};
 use super::table::build_error;
+use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
+use flate2::read::DeflateDecoder;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use tasks_core::beneficiary::Beneficiary;
 use tasks_core::outcome::ItemOutcome;
 use tasks_core::ports::StoreError;
 use time::OffsetDateTime;
@@ -64,60 +71,92 @@ pub(crate) fn is_record(item: &Item) -> bool {
         .is_some_and(|sk| sk.starts_with("OUTCOMES#"))
 }
 
-fn attribute(index: u32) -> String {
+fn mark(index: u32) -> String {
     format!("o{index}")
 }
 
-/// The indexes a record holds outcomes for, read from its attribute names (no decoding).
+fn part(first: u32) -> String {
+    format!("w{first}")
+}
+
+/// The number after `prefix` in an attribute's name, if that is all there is.
+fn numbered(name: &str, prefix: char) -> Option<u32> {
+    let digits = name.strip_prefix(prefix)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The indexes a record holds outcomes for, read from its marks (nothing to inflate).
 pub(crate) fn indexes(record: &Item) -> impl Iterator<Item = u32> + '_ {
-    record.keys().filter_map(|name| {
-        let digits = name.strip_prefix('o')?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
-    })
+    record.keys().filter_map(|name| numbered(name, 'o'))
 }
 
-fn value(o: &ItemOutcome) -> Result<AttributeValue, StoreError> {
-    let mut fields = HashMap::from([(
-        "b".to_owned(),
-        s(serde_json::to_string(o).map_err(StoreError::permanent)?),
-    )]);
-    if let Some(input) = &o.input {
-        let input = serde_json::to_string(input).map_err(StoreError::permanent)?;
-        fields.insert("i".into(), s(input));
-    }
-    if let Some(key) = &o.bos_key {
-        fields.insert("k".into(), s(key.clone()));
-    }
-    Ok(AttributeValue::M(fields))
+/// One outcome as a part holds it: the outcome's JSON and what it keeps beside it.
+#[derive(Serialize)]
+struct Stored<'a> {
+    o: &'a ItemOutcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    i: Option<&'a Beneficiary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    k: Option<&'a str>,
 }
 
-fn outcome_from_value(v: &AttributeValue) -> Result<ItemOutcome, StoreError> {
-    let fields = v.as_m().map_err(|_| corrupt("outcome"))?;
-    let text = |name: &str| fields.get(name).and_then(|v| v.as_s().ok());
-    let body = text("b").ok_or_else(|| corrupt("outcome body"))?;
-    let mut outcome: ItemOutcome =
-        serde_json::from_str(body).map_err(|_| corrupt("outcome body"))?;
-    outcome.input = match text("i") {
-        Some(input) => Some(serde_json::from_str(input).map_err(|_| corrupt("input"))?),
-        None => None,
-    };
-    outcome.bos_key = text("k").cloned();
-    Ok(outcome)
+#[derive(Deserialize)]
+struct Unpacked {
+    o: ItemOutcome,
+    #[serde(default)]
+    i: Option<Beneficiary>,
+    #[serde(default)]
+    k: Option<String>,
+}
+
+/// A part: the outcomes' JSON, deflated at the fastest level (a chunk's worth takes well
+/// under a millisecond, and the higher levels save little more on text this repetitive).
+fn pack(outcomes: &[&ItemOutcome]) -> Result<AttributeValue, StoreError> {
+    let stored: Vec<Stored> = outcomes
+        .iter()
+        .map(|o| Stored {
+            o,
+            i: o.input.as_ref(),
+            k: o.bos_key.as_deref(),
+        })
+        .collect();
+    let json = serde_json::to_vec(&stored).map_err(StoreError::permanent)?;
+    let mut deflated = DeflateEncoder::new(Vec::with_capacity(json.len() / 3), Compression::fast());
+    deflated.write_all(&json).map_err(StoreError::permanent)?;
+    let bytes = deflated.finish().map_err(StoreError::permanent)?;
+    Ok(AttributeValue::B(Blob::new(bytes)))
+}
+
+fn unpack(part: &AttributeValue) -> Result<Vec<ItemOutcome>, StoreError> {
+    let bytes = part.as_b().map_err(|_| corrupt("outcomes"))?;
+    let mut json = Vec::new();
+    DeflateDecoder::new(bytes.as_ref())
+        .read_to_end(&mut json)
+        .map_err(|_| corrupt("outcomes"))?;
+    let stored: Vec<Unpacked> = serde_json::from_slice(&json).map_err(|_| corrupt("outcomes"))?;
+    Ok(stored
+        .into_iter()
+        .map(|r| ItemOutcome {
+            input: r.i,
+            bos_key: r.k,
+            ..r.o
+        })
+        .collect())
 }
 
 /// A record's outcomes, by ascending index.
 pub(crate) fn outcomes(record: &Item) -> Result<Vec<ItemOutcome>, StoreError> {
-    let mut found: Vec<(u32, &AttributeValue)> = indexes(record)
-        .filter_map(|i| record.get(&attribute(i)).map(|v| (i, v)))
-        .collect();
-    found.sort_unstable_by_key(|(i, _)| *i);
-    found
-        .into_iter()
-        .map(|(_, v)| outcome_from_value(v))
-        .collect()
+    let mut found = Vec::new();
+    for (name, value) in record {
+        if numbered(name, 'w').is_some() {
+            found.extend(unpack(value)?);
+        }
+    }
+    found.sort_unstable_by_key(|o| o.index);
+    Ok(found)
 }
 
 /// `outcomes` grouped by record, by ascending first index.
@@ -129,7 +168,8 @@ fn by_record(outcomes: &[ItemOutcome]) -> BTreeMap<u32, Vec<&ItemOutcome>> {
     groups
 }
 
-/// One transaction update a record: each outcome set only if its item has none yet.
+/// One transaction update a record: a part with these outcomes, and each item's mark set
+/// only if it has none yet.
 pub(crate) fn updates(
     table: &str,
     id: tasks_core::task::TaskId,
@@ -139,20 +179,22 @@ pub(crate) fn updates(
     by_record(outcomes)
         .into_iter()
         .map(|(first, group)| {
-            let mut set = vec!["#exp = :exp".to_owned()];
+            let written = group[0].index;
+            let mut set = vec!["#exp = :exp".to_owned(), "#part = :part".to_owned()];
             let mut absent = Vec::with_capacity(group.len());
             let mut update = Update::builder()
                 .table_name(table)
                 .set_key(Some(record_key(id, first)))
                 .expression_attribute_names("#exp", "expires_at")
-                .expression_attribute_values(":exp", n(expires_at.unix_timestamp()));
-            for o in group {
-                let name = attribute(o.index);
-                set.push(format!("#{name} = :{name}"));
+                .expression_attribute_values(":exp", n(expires_at.unix_timestamp()))
+                .expression_attribute_names("#part", part(written))
+                .expression_attribute_values(":part", pack(&group)?)
+                .expression_attribute_values(":written", n(written));
+            for o in &group {
+                let name = mark(o.index);
+                set.push(format!("#{name} = :written"));
                 absent.push(format!("attribute_not_exists(#{name})"));
-                update = update
-                    .expression_attribute_values(format!(":{name}"), value(o)?)
-                    .expression_attribute_names(format!("#{name}"), name);
+                update = update.expression_attribute_names(format!("#{name}"), name);
             }
             update
                 .update_expression(format!("SET {}", set.join(", ")))
@@ -163,7 +205,8 @@ pub(crate) fn updates(
         .collect()
 }
 
-/// Whole records holding `outcomes`, for tools that seed the table (the benchmarks).
+/// Whole records holding `outcomes`, one part each, for tools that seed the table (the
+/// benchmarks).
 pub(crate) fn records(
     id: tasks_core::task::TaskId,
     outcomes: &[ItemOutcome],
@@ -172,10 +215,12 @@ pub(crate) fn records(
     by_record(outcomes)
         .into_iter()
         .map(|(first, group)| {
+            let written = group[0].index;
             let mut item = record_key(id, first);
             item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
-            for o in group {
-                item.insert(attribute(o.index), value(o)?);
+            item.insert(part(written), pack(&group)?);
+            for o in &group {
+                item.insert(mark(o.index), n(written));
             }
             Ok(item)
         })
@@ -190,15 +235,45 @@ mod tests {
     use tasks_core::task::TaskId;
 
     fn failed(index: u32) -> ItemOutcome {
+        let input = serde_json::json!({"name": "N", "country": "DE", "currency": "EUR",
+            "iban": "DE89370400440532013000"});
         ItemOutcome {
             index,
             external_id: Some(format!("e{index}")),
             result: OutcomeResult::Failed {
                 error: ErrorDetail::field("iban", "bos_rejected", "refused"),
             },
-            input: None,
+            input: Beneficiary::parse(&input).ok(),
             bos_key: Some(format!("key-{index}")),
         }
+    }
+
+    fn succeeded(index: u32) -> ItemOutcome {
+        let output = serde_json::json!({"beneficiary": {"id": format!("ben_{index:032}"),
+            "name": format!("Payee number {index}"), "country": "DE", "currency": "EUR",
+            "iban": "DE89370400440532013000", "email": format!("payee{index}@example.com"),
+            "external_id": format!("ext-{index}"), "created_at": "2026-12-04T18:00:00Z"}});
+        ItemOutcome {
+            index,
+            external_id: Some(format!("ext-{index}")),
+            result: OutcomeResult::Succeeded {
+                output: output.as_object().cloned().unwrap_or_default(),
+            },
+            input: None,
+            bos_key: None,
+        }
+    }
+
+    #[test]
+    fn a_record_of_a_chunk_is_a_fraction_of_its_json() {
+        let outcomes: Vec<ItemOutcome> = (0..32).map(succeeded).collect();
+        let json = serde_json::to_vec(&outcomes).unwrap().len();
+        let record = records(TaskId::new_random(), &outcomes, OffsetDateTime::UNIX_EPOCH)
+            .unwrap()
+            .remove(0);
+        let packed = record["w0"].as_b().unwrap().as_ref().len();
+        assert!(packed * 3 < json, "{packed} bytes packed of {json}");
+        assert_eq!(outcomes_of(&record), outcomes);
     }
 
     #[test]
@@ -234,6 +309,11 @@ mod tests {
         record.insert("owner".into(), s("x"));
         record.insert("o".into(), s("x"));
         assert_eq!(indexes(&record).collect::<Vec<_>>(), [5]);
+        assert_eq!(
+            outcomes_of(&record),
+            [failed(5)],
+            "the input and key kept beside it"
+        );
     }
 
     #[test]
