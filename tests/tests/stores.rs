@@ -8,6 +8,7 @@ use aws_adapters::dynamodb::{DynamoLanes, DynamoTaskStore};
 use integration_tests::spawn_app;
 use serde_json::Map;
 use std::collections::HashMap;
+use tasks_core::chunk::ChunkMessage;
 use tasks_core::error_body::ErrorDetail;
 use tasks_core::identity::Owner;
 use tasks_core::outcome::{ItemOutcome, OutcomeResult};
@@ -409,4 +410,53 @@ async fn a_hand_off_is_an_item_of_its_own_and_one_kept_on_an_older_chunk_is_read
     );
     let stale = lanes.claim(owner, 1, new, None, later()).await.unwrap();
     assert_eq!(stale, LaneStep::Lost);
+}
+
+#[tokio::test]
+async fn waiting_chunks_are_stored_deflated_and_plain_older_ones_still_read() {
+    // Given a caller with 2 chunks in its sequence: the first stored now, the second as
+    // stored before chunks were deflated
+    let app = spawn_app().await;
+    let lanes = DynamoLanes::new(app.ddb.clone(), app.table());
+    let owner = "owner-with-chunks";
+    let task = TaskId::new_random();
+    let appended = lanes
+        .append(owner, LaneState::default(), task, 2, 1, later())
+        .await
+        .unwrap();
+    assert!(appended);
+    let chunk = |n: u32| ChunkMessage {
+        task_id: task,
+        task_type: TaskType::BeneficiariesImport,
+        chunk: n,
+        owner: Some(owner.to_owned()),
+        trace: None,
+        items: vec![],
+    };
+    lanes.store_chunks(&[chunk(0)], later()).await.unwrap();
+    app.ddb
+        .put_item()
+        .table_name(app.table())
+        .item("pk", attr(&format!("TASK#{task}")))
+        .item("sk", attr("CHUNK#000001"))
+        .item("body", attr(&serde_json::to_string(&chunk(1)).unwrap()))
+        .send()
+        .await
+        .expect("an older chunk");
+
+    // Then both read back as they were sent, and the new one is stored deflated
+    assert_eq!(lanes.chunk_at(owner, 0).await.unwrap(), Some(chunk(0)));
+    assert_eq!(lanes.chunk_at(owner, 1).await.unwrap(), Some(chunk(1)));
+    let stored = app
+        .ddb
+        .get_item()
+        .table_name(app.table())
+        .key("pk", attr(&format!("TASK#{task}")))
+        .key("sk", attr("CHUNK#000000"))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert!(stored.contains_key("packed") && !stored.contains_key("body"));
 }

@@ -4,7 +4,7 @@
 //! |-----------------|------------------|--------------------|---------------------------------------|
 //! | lane state      | `SCHED#{owner}`  | `STATE`            | `next_seq`, `cursor`, `lanes`         |
 //! | sequence run    | `SCHED#{owner}`  | `SEG#{first, 12}`  | `task_id`, `chunks`: seqs `first..first+chunks` are that task's chunks 0.. |
-//! | waiting chunk   | `TASK#{id}`      | `CHUNK#{n, 6}`     | `body` (the chunk message)            |
+//! | waiting chunk   | `TASK#{id}`      | `CHUNK#{n, 6}`     | `packed` (the chunk message, deflated JSON; `body`, plain, before) |
 //! | chunk's hand-off | `TASK#{id}`     | `HANDOFF#{n, 6}`   | `handoff` once the chunk handed its lane on |
 //! | lane start      | `TASK#{id}`      | `START#{n, 3}`     | `handoff`                             |
 //!
@@ -14,14 +14,15 @@
 //!
 //! A chunk's hand-off is an item of its own, not an attribute of the waiting chunk: an update
 //! is billed for the whole item it changes, twice in a transaction, and the chunk holds 32
-//! items' bodies (about 7 KB, so 14 units a hand-off instead of 2). Chunks stored before that
-//! carry their hand-off on themselves (`handoff`); reads look there too.
+//! items' bodies (about 7 KB as plain JSON: 14 units a hand-off instead of 2). Chunks stored
+//! before that carry their hand-off on themselves (`handoff`); reads look there too.
 //!
 //! Each [`LaneStore`] step that changes two items is one `TransactWriteItems`, whose
 //! conditions are the step's "if nobody changed it since I read it".
 
 use super::codec::corrupt;
 use super::codec::{n, s, task_pk, Item};
+use super::deflated;
 use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
@@ -288,9 +289,8 @@ impl LaneStore for DynamoLanes {
     ) -> Result<(), StoreError> {
         let mut requests = Vec::with_capacity(chunks.len());
         for c in chunks {
-            let body = serde_json::to_string(c).map_err(StoreError::permanent)?;
             let mut item = chunk_key(c.task_id, c.chunk);
-            item.insert("body".into(), s(body));
+            item.insert("packed".into(), deflated::pack(c)?);
             item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
             let put = PutRequest::builder()
                 .set_item(Some(item))
@@ -477,6 +477,10 @@ impl LaneStore for DynamoLanes {
         else {
             return Ok(None);
         };
+        if let Some(packed) = item.get("packed") {
+            return deflated::unpack(packed, "waiting chunk").map(Some);
+        }
+        // A chunk stored before chunks were deflated.
         let body = item
             .get("body")
             .and_then(|v| v.as_s().ok())

@@ -15,6 +15,7 @@
 mod breaker_store;
 mod codec;
 mod connection_store;
+mod deflated;
 mod delivery_store;
 mod idempotency_store;
 pub mod lanes;

@@ -16,16 +16,12 @@
 //! A task stored before grouping has no `grouped_outcomes` attribute; its outcomes stay one
 //! item each (`ITEM#{index}`, `codec::outcome_to_item`) until it expires.
 
-use super::codec::{corrupt, n, s, task_pk, Item};
+use super::codec::{n, s, task_pk, Item};
+use super::deflated;
 use super::table::build_error;
-use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::{AttributeValue, Update};
-use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
-use flate2::Compression;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
 use tasks_core::beneficiary::Beneficiary;
 use tasks_core::outcome::ItemOutcome;
 use tasks_core::ports::StoreError;
@@ -112,8 +108,7 @@ struct Unpacked {
     k: Option<String>,
 }
 
-/// A part: the outcomes' JSON, deflated at the fastest level (a chunk's worth takes well
-/// under a millisecond, and the higher levels save little more on text this repetitive).
+/// A part: the outcomes' JSON, deflated.
 fn pack(outcomes: &[&ItemOutcome]) -> Result<AttributeValue, StoreError> {
     let stored: Vec<Stored> = outcomes
         .iter()
@@ -123,20 +118,11 @@ fn pack(outcomes: &[&ItemOutcome]) -> Result<AttributeValue, StoreError> {
             k: o.bos_key.as_deref(),
         })
         .collect();
-    let json = serde_json::to_vec(&stored).map_err(StoreError::permanent)?;
-    let mut deflated = DeflateEncoder::new(Vec::with_capacity(json.len() / 3), Compression::fast());
-    deflated.write_all(&json).map_err(StoreError::permanent)?;
-    let bytes = deflated.finish().map_err(StoreError::permanent)?;
-    Ok(AttributeValue::B(Blob::new(bytes)))
+    deflated::pack(&stored)
 }
 
 fn unpack(part: &AttributeValue) -> Result<Vec<ItemOutcome>, StoreError> {
-    let bytes = part.as_b().map_err(|_| corrupt("outcomes"))?;
-    let mut json = Vec::new();
-    DeflateDecoder::new(bytes.as_ref())
-        .read_to_end(&mut json)
-        .map_err(|_| corrupt("outcomes"))?;
-    let stored: Vec<Unpacked> = serde_json::from_slice(&json).map_err(|_| corrupt("outcomes"))?;
+    let stored: Vec<Unpacked> = deflated::unpack(part, "outcomes")?;
     Ok(stored
         .into_iter()
         .map(|r| ItemOutcome {
