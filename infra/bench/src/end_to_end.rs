@@ -180,7 +180,8 @@ pub async fn requests(report: &mut Report) -> Result<(), BoxError> {
     report.note(format!(
         "Floor per {ITEMS} items: one BOS call and one item write per item, and ⌈N/1000⌉ SendMessageBatch \
          (100 items per message, 10 messages per call). Item outcomes are written a chunk to a transaction, so \
-         DynamoDB requests sit far below one per item; in write units a transaction costs 2 per item. \
+         DynamoDB requests sit far below one per item. A transaction bills 2 write units per KB of each item it \
+         writes, so outcomes go to records of 32, deflated (about 3 KB a record). \
          Scheduling adds, per chunk, its stored body and one hand-off (a few reads, one transaction, one send)."
     ));
     report.info(
