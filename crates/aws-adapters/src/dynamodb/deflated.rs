@@ -1,6 +1,6 @@
 //! JSON stored deflated, for the table's large items (waiting chunks, outcome records):
 //! DynamoDB bills writes and reads by the KB, and these items are repetitive text that
-//! deflates to a quarter or less.
+//! deflates to between a third and a fifth of its size.
 
 use super::codec::corrupt;
 use aws_sdk_dynamodb::primitives::Blob;

@@ -10,7 +10,7 @@
 //! Why: DynamoDB bills at least one write unit per item written and per started KB, twice in
 //! a transaction. An outcome is a few hundred bytes, so an item each cost two units; a record
 //! of 32 as plain attributes was still about 20 units for 10 KB; deflated, the same outcomes
-//! take about a quarter of that (`docs/benchmarks.md`). It is also one transaction action a
+//! take about a third of that (`docs/benchmarks.md`). It is also one transaction action a
 //! record instead of one an item.
 //!
 //! A task stored before grouping has no `grouped_outcomes` attribute; its outcomes stay one
