@@ -356,29 +356,48 @@ async fn a_lost_claim_says_which_state_it_lost_to() {
     assert_eq!(lanes.lane_state(owner).await.unwrap().cursor, 2);
 }
 
-#[tokio::test]
-async fn a_hand_off_is_an_item_of_its_own_and_one_kept_on_an_older_chunk_is_read() {
-    // Given a caller with 2 chunks in its sequence, and a chunk stored before hand-offs had
-    // items of their own, which handed its lane on to seq 7
-    let app = spawn_app().await;
+/// A lane store, and a caller with one task of 2 chunks in its sequence and 1 lane.
+async fn caller_with_two_chunks(
+    app: &integration_tests::TestApp,
+    owner: &str,
+) -> (DynamoLanes, TaskId) {
     let lanes = DynamoLanes::new(app.ddb.clone(), app.table());
-    let owner = "owner-of-old-chunks";
     let task = TaskId::new_random();
     let appended = lanes
         .append(owner, LaneState::default(), task, 2, 1, later())
         .await
         .unwrap();
     assert!(appended);
-    app.ddb
+    (lanes, task)
+}
+
+/// A waiting chunk as stored before (with the given attributes, plain text).
+async fn put_older_chunk<const N: usize>(
+    app: &integration_tests::TestApp,
+    task: TaskId,
+    chunk: u32,
+    attributes: [(&str, &str); N],
+) {
+    let mut put = app
+        .ddb
         .put_item()
         .table_name(app.table())
         .item("pk", attr(&format!("TASK#{task}")))
-        .item("sk", attr("CHUNK#000009"))
-        .item("body", attr("{}"))
-        .item("handoff", attr("seq:7"))
-        .send()
-        .await
-        .expect("an older chunk");
+        .item("sk", attr(&format!("CHUNK#{chunk:06}")));
+    for (name, value) in attributes {
+        put = put.item(name, attr(value));
+    }
+    put.send().await.expect("an older chunk");
+}
+
+#[tokio::test]
+async fn a_hand_off_is_an_item_of_its_own_and_one_kept_on_an_older_chunk_is_read() {
+    // Given a caller with 2 chunks in its sequence, and a chunk stored before hand-offs had
+    // items of their own, which handed its lane on to seq 7
+    let app = spawn_app().await;
+    let owner = "owner-of-old-chunks";
+    let (lanes, task) = caller_with_two_chunks(&app, owner).await;
+    put_older_chunk(&app, task, 9, [("body", "{}"), ("handoff", "seq:7")]).await;
     let old = Vehicle::Chunk {
         task_id: task,
         chunk: 9,
@@ -417,14 +436,8 @@ async fn waiting_chunks_are_stored_deflated_and_plain_older_ones_still_read() {
     // Given a caller with 2 chunks in its sequence: the first stored now, the second as
     // stored before chunks were deflated
     let app = spawn_app().await;
-    let lanes = DynamoLanes::new(app.ddb.clone(), app.table());
     let owner = "owner-with-chunks";
-    let task = TaskId::new_random();
-    let appended = lanes
-        .append(owner, LaneState::default(), task, 2, 1, later())
-        .await
-        .unwrap();
-    assert!(appended);
+    let (lanes, task) = caller_with_two_chunks(&app, owner).await;
     let chunk = |n: u32| ChunkMessage {
         task_id: task,
         task_type: TaskType::BeneficiariesImport,
@@ -434,15 +447,8 @@ async fn waiting_chunks_are_stored_deflated_and_plain_older_ones_still_read() {
         items: vec![],
     };
     lanes.store_chunks(&[chunk(0)], later()).await.unwrap();
-    app.ddb
-        .put_item()
-        .table_name(app.table())
-        .item("pk", attr(&format!("TASK#{task}")))
-        .item("sk", attr("CHUNK#000001"))
-        .item("body", attr(&serde_json::to_string(&chunk(1)).unwrap()))
-        .send()
-        .await
-        .expect("an older chunk");
+    let plain = serde_json::to_string(&chunk(1)).unwrap();
+    put_older_chunk(&app, task, 1, [("body", plain.as_str())]).await;
 
     // Then both read back as they were sent, and the new one is stored deflated
     assert_eq!(lanes.chunk_at(owner, 0).await.unwrap(), Some(chunk(0)));
