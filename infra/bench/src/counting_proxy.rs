@@ -30,10 +30,27 @@ pub struct Counts {
     /// Write units by write: its operation and the kinds of item it writes (as
     /// `reads_by_kind` names them), e.g. `TransactWriteItems TASK/OUTCOMES+TASK/TASK`.
     pub write_units_by_kind: BTreeMap<String, u64>,
+    /// Write requests by write, named as in `write_units_by_kind`, refused ones included.
+    pub writes_by_kind: BTreeMap<String, u64>,
+    /// Of those, the ones refused (a failed condition, a cancelled transaction): for a lane
+    /// claim, a race lost to the caller's other lanes.
+    pub refused_by_kind: BTreeMap<String, u64>,
     /// `GetItem` requests by the kind of item read: its key's partition and sort key up to
     /// their first `#` (e.g. `TASK/TASK`, `OWNER/STATE`), to tell which step of a chunk
     /// made them.
     pub reads_by_kind: BTreeMap<String, u64>,
+}
+
+/// Each count of `now` less its count in `before`, keeping those above zero.
+fn minus(now: &BTreeMap<String, u64>, before: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    let mut left = now.clone();
+    for (k, v) in before {
+        if let Some(n) = left.get_mut(k) {
+            *n -= v;
+        }
+    }
+    left.retain(|_, v| *v > 0);
+    left
 }
 
 impl Counts {
@@ -43,31 +60,12 @@ impl Counts {
     }
 
     pub fn since(&self, before: &Counts) -> Counts {
-        let mut by_operation = self.by_operation.clone();
-        for (k, v) in &before.by_operation {
-            if let Some(n) = by_operation.get_mut(k) {
-                *n -= v;
-            }
-        }
-        by_operation.retain(|_, v| *v > 0);
-        let mut reads_by_kind = self.reads_by_kind.clone();
-        for (k, v) in &before.reads_by_kind {
-            if let Some(n) = reads_by_kind.get_mut(k) {
-                *n -= v;
-            }
-        }
-        reads_by_kind.retain(|_, v| *v > 0);
-        let mut write_units_by_kind = self.write_units_by_kind.clone();
-        for (k, v) in &before.write_units_by_kind {
-            if let Some(n) = write_units_by_kind.get_mut(k) {
-                *n -= v;
-            }
-        }
-        write_units_by_kind.retain(|_, v| *v > 0);
         Counts {
-            reads_by_kind,
-            write_units_by_kind,
-            by_operation,
+            reads_by_kind: minus(&self.reads_by_kind, &before.reads_by_kind),
+            write_units_by_kind: minus(&self.write_units_by_kind, &before.write_units_by_kind),
+            writes_by_kind: minus(&self.writes_by_kind, &before.writes_by_kind),
+            refused_by_kind: minus(&self.refused_by_kind, &before.refused_by_kind),
+            by_operation: minus(&self.by_operation, &before.by_operation),
             receives_with_messages: self.receives_with_messages - before.receives_with_messages,
             empty_receives: self.empty_receives - before.empty_receives,
             write_units: self.write_units - before.write_units,
@@ -411,7 +409,11 @@ async fn forward(State(proxy): State<CountingProxy>, request: Request<Body>) -> 
         *c.by_operation.entry(operation.clone()).or_default() += 1;
         c.write_units += write_units;
         if let Some(kind) = write_kind {
-            *c.write_units_by_kind.entry(kind).or_default() += write_units;
+            *c.write_units_by_kind.entry(kind.clone()).or_default() += write_units;
+            *c.writes_by_kind.entry(kind.clone()).or_default() += 1;
+            if !status.is_success() {
+                *c.refused_by_kind.entry(kind).or_default() += 1;
+            }
         }
         if let Some(kind) = read_kind {
             *c.reads_by_kind.entry(kind).or_default() += 1;

@@ -216,6 +216,18 @@ pub async fn requests(report: &mut Report) -> Result<(), BoxError> {
             .join(", "),
     );
     report.info(
+        "  DynamoDB writes by write, per chunk, and how many of them were refused (lost lane races, repeats)",
+        ddb_counts
+            .writes_by_kind
+            .iter()
+            .map(|(kind, n)| {
+                let refused = ddb_counts.refused_by_kind.get(kind).copied().unwrap_or(0);
+                format!("{kind} {n} ({:.1}; {refused} refused)", *n as f64 / chunks)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    report.info(
         "  SQS requests by operation",
         format!(
             "{:?}; receives with messages {}, idle long polls {} (not counted above)",

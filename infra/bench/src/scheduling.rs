@@ -290,6 +290,14 @@ async fn full_speed(report: &mut Report, s: &Shipped, peaks: &mut Peaks) -> Resu
                 "≤ 60 µs",
                 per_item(consumers) <= 60.0,
             );
+            let at_once = (s.cap / s.consumers) as usize;
+            let floor = crate::bos_call_floor::micros_per_call(latency_ms, at_once).await?;
+            report.info(
+                format!(
+                    "  floor under it: client CPU of one bare HTTP call to BOS (reqwest, {at_once} at once on one thread, as a consumer; BOS at {latency_ms} ms)"
+                ),
+                format!("{floor:.0} µs a call; the consumer makes one call an item"),
+            );
         }
         let bound = FULL_SPEED_ITEMS as f64 * latency_ms as f64 / 1000.0 / s.cap as f64;
         let share = bound / took;

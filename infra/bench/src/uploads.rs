@@ -224,10 +224,15 @@ async fn million_rows(report: &mut Report, ddb: &str, sqs: &str) -> Result<(), B
     let seconds = closed.elapsed().as_secs_f64();
     let state = text(&queued, "status");
     let memory = peak_mb(&stack, "IngestFunction");
+    let chunk_size = crate::shipped::settings_of(&crate::shipped::template()?, "ingest")
+        .get("CHUNK_SIZE")
+        .cloned()
+        .unwrap_or_else(|| "?".into());
     report.info(
         format!(
-            "ingest of a {ROWS}-row CSV ({:.0} MB), close to queued (IngestFunction, template settings: chunks of 32, checkpoint every 64 chunks)",
-            bytes as f64 / 1e6
+            "ingest of a {ROWS}-row CSV ({:.0} MB), close to queued (IngestFunction, template settings: chunks of {chunk_size}, checkpoint every {} chunks)",
+            bytes as f64 / 1e6,
+            tasks_core::usecases::ingest::CHUNKS_PER_CHECKPOINT
         ),
         format!(
             "{seconds:.1} s, {:.0} rows/s ({state})",
