@@ -13,6 +13,7 @@ use tasks_core::config::Settings;
 use tasks_core::ports::{BeneficiaryBackend, BreakerStore, LaneStore, TaskStore, WorkQueue};
 use tasks_core::trace;
 use tasks_core::usecases::consume::{consume, Ports};
+use tasks_core::usecases::hand_off_turn::HandOffTurn;
 use tasks_core::usecases::process_chunk::ChunkError;
 use tasks_core::usecases::upstream_wait::Upstream;
 use tokio::sync::Semaphore;
@@ -27,6 +28,8 @@ pub struct Consumer {
     /// This process's view of the breaker, which `backend` reports to: one per process, so
     /// every invocation it serves shares what the others saw.
     pub breaker: Arc<Breaker>,
+    /// This process's turn for hand-offs, shared by the messages of its invocations.
+    pub turn: HandOffTurn,
     pub settings: Settings,
 }
 
@@ -49,6 +52,7 @@ impl Consumer {
                 breaker: self.breaker.as_ref(),
                 store: self.breakers.as_ref(),
             },
+            turn: &self.turn,
         };
         let run = |message: WorkMessage, redelivered| async move {
             let report = consume(

@@ -38,6 +38,7 @@ async fn main() -> Result<(), Error> {
             queue,
             backend: Arc::new(bos),
             breaker,
+            turn: Default::default(),
             settings,
         })
     });

@@ -46,6 +46,7 @@ async fn sample_chunk_is_processed_once_even_when_redelivered() {
     let consumer = Consumer {
         breakers: store.clone(),
         breaker: Default::default(),
+        turn: Default::default(),
         store: store.clone(),
         lanes: Arc::new(MemoryLanes::default()),
         queue: Arc::new(MemoryQueue::default()),
@@ -75,6 +76,7 @@ async fn undecodable_messages_are_reported_failed() {
     let consumer = Consumer {
         breakers: Arc::new(MemoryStore::default()),
         breaker: Default::default(),
+        turn: Default::default(),
         store: Arc::new(MemoryStore::default()),
         lanes: Arc::new(MemoryLanes::default()),
         queue: Arc::new(MemoryQueue::default()),

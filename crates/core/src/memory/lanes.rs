@@ -20,6 +20,8 @@ pub struct MemoryLanes {
     inner: Mutex<LanesInner>,
     writes: AtomicUsize,
     chunk_writes: AtomicUsize,
+    state_reads: AtomicUsize,
+    claims: AtomicUsize,
 }
 
 impl MemoryLanes {
@@ -32,6 +34,16 @@ impl MemoryLanes {
     /// Waiting chunks written, each write counted (a chunk written twice counts twice).
     pub fn chunks_written(&self) -> usize {
         self.chunk_writes.load(Ordering::SeqCst)
+    }
+
+    /// Reads of a caller's lane state.
+    pub fn state_reads(&self) -> usize {
+        self.state_reads.load(Ordering::SeqCst)
+    }
+
+    /// Claims made, the ones that lost included.
+    pub fn claims(&self) -> usize {
+        self.claims.load(Ordering::SeqCst)
     }
 }
 
@@ -88,6 +100,7 @@ impl LaneStore for MemoryLanes {
     }
 
     async fn lane_state(&self, owner: &str) -> Result<LaneState, StoreError> {
+        self.state_reads.fetch_add(1, Ordering::SeqCst);
         Ok(lock(&self.inner)
             .states
             .get(owner)
@@ -133,6 +146,7 @@ impl LaneStore for MemoryLanes {
         replacing: Option<Handoff>,
         _expires_at: OffsetDateTime,
     ) -> Result<LaneStep, StoreError> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
         let allowed = |s: &LaneState| s.cursor == cursor && cursor < s.next_seq;
         Ok(lock(&self.inner).hand_off(
             owner,

@@ -13,10 +13,11 @@ use crate::chunk::{ChunkMessage, WorkMessage};
 use crate::config::Settings;
 use crate::ports::{BeneficiaryBackend, LaneStore, TaskStore, Vehicle, WorkQueue};
 use crate::task::TaskId;
+use crate::usecases::hand_off_turn::HandOffTurn;
 use crate::usecases::process_chunk::{
     process_chunk, Attempts, ChunkError, ChunkReport, ChunkRun, Deferred,
 };
-use crate::usecases::schedule::{hand_on, ScheduleError};
+use crate::usecases::schedule::{hand_on, HandOff, ScheduleError};
 use crate::usecases::upstream_wait::{Upstream, REFRESH_CLOSED};
 use std::time::Instant;
 use time::OffsetDateTime;
@@ -29,6 +30,8 @@ pub struct Ports<'a> {
     pub queue: &'a dyn WorkQueue,
     pub backend: &'a dyn BeneficiaryBackend,
     pub upstream: Upstream<'a>,
+    /// The process's turn for hand-offs, so the messages of a batch do not race each other.
+    pub turn: &'a HandOffTurn,
 }
 
 /// When hand-off records and waiting chunks written now may expire: after their task, like
@@ -46,20 +49,30 @@ pub async fn pass_lane_on(
     chunk: &ChunkMessage,
     redelivered: bool,
 ) -> Result<(), ScheduleError> {
+    let turn = HandOffTurn::default();
+    pass_lane_on_in_turn(&turn, lanes, queue, settings, chunk, redelivered).await
+}
+
+/// [`pass_lane_on`] in the process's `turn`.
+async fn pass_lane_on_in_turn(
+    turn: &HandOffTurn,
+    lanes: &dyn LaneStore,
+    queue: &dyn WorkQueue,
+    settings: &Settings,
+    chunk: &ChunkMessage,
+    redelivered: bool,
+) -> Result<(), ScheduleError> {
     let Some(owner) = chunk.owner.as_deref() else {
         return Ok(());
     };
-    let expires_at = lane_records_expire(settings);
-    if let Some(next) = hand_on(
-        lanes,
+    let step = HandOff {
         owner,
-        Vehicle::of_chunk(chunk),
-        redelivered,
-        None,
-        expires_at,
-    )
-    .await?
-    {
+        vehicle: Vehicle::of_chunk(chunk),
+        resend: redelivered,
+        appended_until: None,
+        expires_at: lane_records_expire(settings),
+    };
+    if let Some(next) = turn.hand_on(lanes, &step).await? {
         queue.enqueue(&[WorkMessage::Chunk(next)]).await?;
     }
     Ok(())
@@ -113,7 +126,14 @@ pub async fn consume(
         }
     };
     let (handed_on, worked) = tokio::join!(
-        pass_lane_on(ports.lanes, ports.queue, settings, chunk, redelivered),
+        pass_lane_on_in_turn(
+            ports.turn,
+            ports.lanes,
+            ports.queue,
+            settings,
+            chunk,
+            redelivered
+        ),
         process_chunk(&run, chunk, Attempts::Retryable)
     );
     // Either failing sends the message back: the work skips what is final, and the hand-off
@@ -230,6 +250,7 @@ mod tests {
                 breaker: &breaker,
                 store: &store,
             },
+            turn: &HandOffTurn::default(),
         };
         let limit = Semaphore::new(4);
 

@@ -8,6 +8,7 @@ pub mod dead_letter;
 pub mod deliver;
 pub mod deliveries;
 pub mod export;
+pub mod hand_off_turn;
 pub mod idempotency;
 pub mod ingest;
 pub mod live_progress;

@@ -188,7 +188,6 @@ async fn admit_with(
 /// for a redelivery (the earlier send may have been lost) and for starts (whose chunk is
 /// worked on in place), false for a first delivery. `appended_until` is a start's
 /// [`LaneStart::appended_until`].
-#[tracing::instrument(skip_all, fields(vehicle = ?vehicle))]
 pub async fn hand_on(
     lanes: &dyn LaneStore,
     owner: &str,
@@ -197,6 +196,47 @@ pub async fn hand_on(
     appended_until: Option<u64>,
     expires_at: OffsetDateTime,
 ) -> Result<Option<ChunkMessage>, ScheduleError> {
+    let step = HandOff {
+        owner,
+        vehicle,
+        resend,
+        appended_until,
+        expires_at,
+    };
+    Ok(hand_on_from(lanes, &step, None).await?.chunk)
+}
+
+/// One hand-off to make: whose lane, by which vehicle, and how ([`hand_on`]'s arguments).
+pub struct HandOff<'a> {
+    pub owner: &'a str,
+    pub vehicle: Vehicle,
+    pub resend: bool,
+    pub appended_until: Option<u64>,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a hand-off did, and the owner's lane state as its last step left it, when known.
+pub struct HandedOn {
+    pub chunk: Option<ChunkMessage>,
+    pub learnt: Option<LaneState>,
+}
+
+/// [`hand_on`], starting from `known`, the owner's lane state as the caller believes it, if
+/// any: the read of the state is skipped. A stale belief costs a claim that loses, and the
+/// claim's refusal says the state it lost to; it never hands on twice.
+#[tracing::instrument(skip_all, fields(vehicle = ?step.vehicle))]
+pub async fn hand_on_from(
+    lanes: &dyn LaneStore,
+    step: &HandOff<'_>,
+    known: Option<LaneState>,
+) -> Result<HandedOn, ScheduleError> {
+    let HandOff {
+        owner,
+        vehicle,
+        resend,
+        appended_until,
+        expires_at,
+    } = *step;
     // `replacing`: a recorded hand-off to a chunk that has since expired, to be replaced.
     let mut replacing: Option<Handoff> = None;
     let wait_until = tokio::time::Instant::now() + APPEND_WAIT;
@@ -211,7 +251,9 @@ pub async fn hand_on(
     // other lanes is told the state they left (`LaneStep::Moved`): it tries again at once.
     // Neither is trusted for safety: a claim or close whose view was stale just loses.
     let mut known_handoff: Option<Option<Handoff>> = (!resend).then_some(None);
-    let mut known_state: Option<LaneState> = None;
+    let mut known_state: Option<LaneState> = known;
+    // The owner's lane state as the last step left it.
+    let mut learnt: Option<LaneState> = None;
     while races < RACE_RETRIES {
         let recorded = match known_handoff.take() {
             Some(recorded) => recorded,
@@ -223,7 +265,9 @@ pub async fn hand_on(
                 Some(state) => state,
                 None => lanes.lane_state(owner).await?,
             };
+            learnt = Some(state);
             let claiming = state.cursor < state.next_seq;
+            let uncount = state.lanes > 0;
             let step = if claiming {
                 lanes
                     .claim(owner, state.cursor, vehicle, replacing, expires_at)
@@ -235,16 +279,28 @@ pub async fn hand_on(
                 tokio::time::sleep(append_poll).await;
                 append_poll = (append_poll * 2).min(std::time::Duration::from_millis(160));
                 known_handoff = Some(recorded);
+                learnt = None;
                 continue;
             } else {
-                let uncount = state.lanes > 0;
                 lanes
                     .close_lane(owner, state.cursor, uncount, vehicle, replacing, expires_at)
                     .await?
             };
             match step {
-                LaneStep::Done if claiming => state.cursor,
-                LaneStep::Done => return Ok(None),
+                LaneStep::Done if claiming => {
+                    learnt = Some(LaneState {
+                        cursor: state.cursor + 1,
+                        ..state
+                    });
+                    state.cursor
+                }
+                LaneStep::Done => {
+                    let lanes = state.lanes - u64::from(uncount);
+                    return Ok(HandedOn {
+                        chunk: None,
+                        learnt: Some(LaneState { lanes, ..state }),
+                    });
+                }
                 LaneStep::Moved(now) => {
                     races += 1;
                     known_handoff = Some(replacing);
@@ -253,6 +309,7 @@ pub async fn hand_on(
                 }
                 LaneStep::Lost => {
                     races += 1;
+                    learnt = None;
                     continue;
                 }
             }
@@ -260,11 +317,21 @@ pub async fn hand_on(
             match recorded {
                 Some(Handoff::Seq(seq)) if resend => seq,
                 // Handed on by an earlier delivery: a duplicate sends nothing more.
-                _ => return Ok(None),
+                _ => {
+                    return Ok(HandedOn {
+                        chunk: None,
+                        learnt,
+                    })
+                }
             }
         };
         match lanes.chunk_at(owner, seq).await? {
-            Some(chunk) => return Ok(Some(chunk)),
+            Some(chunk) => {
+                return Ok(HandedOn {
+                    chunk: Some(chunk),
+                    learnt,
+                })
+            }
             None => {
                 // Expired while the owner's lanes stood still for a month: take the next
                 // chunk in its place rather than carry a hole.
