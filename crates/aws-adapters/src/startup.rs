@@ -40,16 +40,19 @@ pub fn init_tracing() {
 /// The SDK configuration with bounded time-outs: a queue or table that does not answer
 /// becomes an error within seconds, never a hung invocation.
 pub async fn aws_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .timeout_config(
-            TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(5))
-                .operation_timeout(Duration::from_secs(15))
-                .build(),
-        )
-        .load()
-        .await
+    sdk_defaults().load().await
+}
+
+/// What [`aws_config`] loads before it reads the environment: its behaviour version and
+/// time-outs. The bench builds its clients from it to measure what a function's requests cost.
+pub fn sdk_defaults() -> aws_config::ConfigLoader {
+    aws_config::defaults(BehaviorVersion::latest()).timeout_config(
+        TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .operation_attempt_timeout(Duration::from_secs(5))
+            .operation_timeout(Duration::from_secs(15))
+            .build(),
+    )
 }
 
 /// Why a function refuses to start. Its `Debug` is the cause chain, since that is what the

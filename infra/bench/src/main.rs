@@ -2,7 +2,7 @@
 //! `docs/benchmarks.md` (or `BENCH_OUTPUT`). Run it through `scripts/bench`, which builds the
 //! release binaries and starts DynamoDB Local and moto.
 
-mod bos_call_floor;
+mod call_floors;
 mod coldstart;
 mod counting_proxy;
 mod cpu;

@@ -291,12 +291,21 @@ async fn full_speed(report: &mut Report, s: &Shipped, peaks: &mut Peaks) -> Resu
                 per_item(consumers) <= 60.0,
             );
             let at_once = (s.cap / s.consumers) as usize;
-            let floor = crate::bos_call_floor::micros_per_call(latency_ms, at_once).await?;
+            let floor = crate::call_floors::bos_call(latency_ms, at_once).await?;
             report.info(
                 format!(
                     "  floor under it: client CPU of one bare HTTP call to BOS (reqwest, {at_once} at once on one thread, as a consumer; BOS at {latency_ms} ms)"
                 ),
                 format!("{floor:.0} µs a call; the consumer makes one call an item"),
+            );
+            let ddb_url = env("DYNAMODB_ENDPOINT", "http://127.0.0.1:8000");
+            let request = crate::call_floors::dynamodb_get(&ddb_url, &b.table, 2).await?;
+            report.info(
+                "  and under the rest: client CPU of one DynamoDB GetItem through the AWS SDK (the functions' configuration, 2 at once on one thread, DynamoDB Local)",
+                format!(
+                    "{request:.0} µs a request; a chunk's hand-off and outcome write are requests like it (requests row), shared by its {} items",
+                    s.chunk_size
+                ),
             );
         }
         let bound = FULL_SPEED_ITEMS as f64 * latency_ms as f64 / 1000.0 / s.cap as f64;
