@@ -76,7 +76,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .then(|| "docs/benchmarks.md".to_owned());
     let chosen = std::env::var("BENCH_OUTPUT").ok().filter(|o| !o.is_empty());
     if let Some(out) = chosen.or(default_out) {
-        std::fs::write(&out, text)?;
+        let previous = std::fs::read_to_string(&out).unwrap_or_default();
+        std::fs::write(&out, report::with_kept_notes(&text, &previous))?;
         eprintln!("written to {out}");
     }
     Ok(())

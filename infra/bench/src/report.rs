@@ -87,6 +87,24 @@ impl Report {
     }
 }
 
+/// The heading of the hand-written notes at the end of docs/benchmarks.md: earlier partial
+/// runs and profiles, each dated. A run that rewrites the table keeps them, since they hold
+/// what no single run prints (A/B runs, profiles, what was tried and dropped).
+pub const KEPT_NOTES_HEADING: &str = "## Earlier runs";
+
+/// `table` (a fresh [`Report::render`]) followed by the kept notes of `previous` (the file it
+/// replaces), if it has any.
+pub fn with_kept_notes(table: &str, previous: &str) -> String {
+    let kept = previous
+        .lines()
+        .position(|line| line.trim_end() == KEPT_NOTES_HEADING)
+        .map(|at| previous.lines().skip(at).collect::<Vec<_>>().join("\n"));
+    match kept {
+        Some(notes) => format!("{}\n\n{notes}\n", table.trim_end()),
+        None => table.to_owned(),
+    }
+}
+
 fn cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -127,4 +145,29 @@ pub fn median(mut v: Vec<f64>) -> f64 {
         return 0.0;
     }
     v[v.len() / 2]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rewritten_table_keeps_the_notes_under_their_heading_and_drops_the_old_table() {
+        let previous = "# Benchmarks\n\n| old row |\n\n## Earlier runs\n\n- an A/B run\n";
+        let written = with_kept_notes("# Benchmarks\n\n| new row |\n", previous);
+        assert_eq!(
+            written,
+            "# Benchmarks\n\n| new row |\n\n## Earlier runs\n\n- an A/B run\n"
+        );
+    }
+
+    #[test]
+    fn without_the_heading_the_table_is_written_alone() {
+        let table = "# Benchmarks\n\n| new row |\n";
+        assert_eq!(
+            with_kept_notes(table, "# Benchmarks\n\n| old row |\n"),
+            table
+        );
+        assert_eq!(with_kept_notes(table, ""), table);
+    }
 }
