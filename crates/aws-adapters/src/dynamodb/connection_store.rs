@@ -63,15 +63,7 @@ impl ConnectionStore for DynamoTaskStore {
         let mut item = connection_key(id);
         item.insert("owner".into(), s(owner.storage_key()));
         item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
-        self.table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.table.put(item).await
     }
 
     async fn watched_tasks(&self, id: &ConnectionId) -> Result<Option<Vec<TaskId>>, StoreError> {

@@ -207,6 +207,18 @@ impl Table {
         Err(store_error(SdkError::ServiceError(se)))
     }
 
+    /// Writes `item` whole, replacing any item with its key.
+    pub(crate) async fn put(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
     /// Sends a conditional put: `false` when its condition failed (the item exists, or
     /// changed since it was read), any other failure an error.
     pub(crate) async fn put_if(&self, put: PutItemFluentBuilder) -> Result<bool, StoreError> {

@@ -10,6 +10,7 @@ use super::outcome_records;
 use super::table::{build_error, store_error, Table};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
@@ -296,6 +297,27 @@ enum Written {
     },
 }
 
+/// Adds to a task update what every move to a final status writes: when it finished, and
+/// when the finished task's record expires, if it does.
+fn set_finished(
+    mut req: UpdateItemFluentBuilder,
+    set: &mut Vec<String>,
+    to: TaskStatus,
+    expires_at: Option<OffsetDateTime>,
+) -> UpdateItemFluentBuilder {
+    if to.is_final() {
+        set.push("#finished_at = :now".into());
+        req = req.expression_attribute_names("#finished_at", "finished_at");
+        if let Some(exp) = expires_at {
+            set.push("#expires_at = :exp".into());
+            req = req
+                .expression_attribute_names("#expires_at", "expires_at")
+                .expression_attribute_values(":exp", n(exp.unix_timestamp()));
+        }
+    }
+    req
+}
+
 #[async_trait]
 impl TaskStore for DynamoTaskStore {
     #[tracing::instrument(skip_all, fields(task_id = %task.id))]
@@ -339,11 +361,10 @@ impl TaskStore for DynamoTaskStore {
         if !from.can_become(to) {
             return Ok(false);
         }
-        let mut set = vec!["#status = :to", "#updated_at = :now"];
+        let mut set: Vec<String> = vec!["#status = :to".into(), "#updated_at = :now".into()];
         let mut req = self
             .client()
             .update_item()
-            .table_name(&self.table.name)
             .set_key(Some(task_key(id)))
             .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
@@ -352,7 +373,7 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":now", s(rfc3339(now)));
         if matches!(to, TaskStatus::Running | TaskStatus::Validating) {
-            set.push("#started_at = if_not_exists(#started_at, :now)");
+            set.push("#started_at = if_not_exists(#started_at, :now)".into());
             req = req.expression_attribute_names("#started_at", "started_at");
         }
         // The open upload session's expiry ends with it.
@@ -361,27 +382,10 @@ impl TaskStore for DynamoTaskStore {
             remove = " REMOVE #expires_at";
             req = req.expression_attribute_names("#expires_at", "expires_at");
         }
-        if to.is_final() {
-            set.push("#finished_at = :now");
-            req = req.expression_attribute_names("#finished_at", "finished_at");
-            if let Some(exp) = expires_at {
-                set.push("#expires_at = :exp");
-                req = req
-                    .expression_attribute_names("#expires_at", "expires_at")
-                    .expression_attribute_values(":exp", n(exp.unix_timestamp()));
-            }
-        }
-        match req
-            .update_expression(format!("SET {}{remove}", set.join(", ")))
-            .send()
+        let req = set_finished(req, &mut set, to, expires_at);
+        self.table
+            .update_if(req.update_expression(format!("SET {}{remove}", set.join(", "))))
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
     }
 
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError> {
@@ -621,27 +625,10 @@ impl TaskStore for DynamoTaskStore {
                 .expression_attribute_names("#rejection", "rejection")
                 .expression_attribute_values(":rejection", s(json));
         }
-        if end.to.is_final() {
-            set.push("#finished_at = :now".into());
-            req = req.expression_attribute_names("#finished_at", "finished_at");
-            if let Some(exp) = end.expires_at {
-                set.push("#expires_at = :exp".into());
-                req = req
-                    .expression_attribute_names("#expires_at", "expires_at")
-                    .expression_attribute_values(":exp", n(exp.unix_timestamp()));
-            }
-        }
-        match req
-            .update_expression(format!("SET {}", set.join(", ")))
-            .send()
+        let req = set_finished(req, &mut set, end.to, end.expires_at);
+        self.table
+            .update_if(req.update_expression(format!("SET {}", set.join(", "))))
             .await
-        {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(se)) if se.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(store_error(e)),
-        }
     }
 
     async fn mark_result_files(&self, id: TaskId) -> Result<(), StoreError> {

@@ -39,15 +39,7 @@ impl TicketStore for DynamoTaskStore {
         // subject as the connection's owner, whichever way the caller signed in.
         item.insert("subject".into(), s(owner.as_str()));
         item.insert("expires_at".into(), n(expires_at.unix_timestamp()));
-        self.table
-            .client
-            .put_item()
-            .table_name(&self.table.name)
-            .set_item(Some(item))
-            .send()
-            .await
-            .map_err(store_error)?;
-        Ok(())
+        self.table.put(item).await
     }
 
     async fn take_ticket(
