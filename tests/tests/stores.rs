@@ -1,19 +1,22 @@
 //! The DynamoDB stores' conditional steps that spare the consumer a read, against DynamoDB
-//! Local: an outcomes' write that says whether it may have completed its task, and a lost
-//! lane claim that says which state it lost to; and item outcomes grouped in records, read
-//! back page by page, beside a task stored before grouping. Each answer is checked against
-//! the table.
+//! Local: an outcomes' write that says whether it may have completed its task, a lost lane
+//! claim that says which state it lost to, and a chunk's state read with the breaker in front
+//! of BOS; and item outcomes grouped in records, read back page by page, beside a task stored
+//! before grouping. Each answer is checked against the table.
 
 use aws_adapters::dynamodb::{DynamoLanes, DynamoTaskStore};
 use integration_tests::spawn_app;
 use serde_json::Map;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tasks_core::breaker::BreakerRecord;
 use tasks_core::chunk::ChunkMessage;
 use tasks_core::error_body::ErrorDetail;
 use tasks_core::identity::Owner;
 use tasks_core::outcome::{ItemOutcome, OutcomeResult};
 use tasks_core::ports::{
-    Handoff, LaneState, LaneStep, LaneStore, OutcomeFilter, Recorded, TaskStore, Vehicle,
+    BreakerStore, Handoff, LaneState, LaneStep, LaneStore, OutcomeFilter, Recorded, TaskStore,
+    Vehicle,
 };
 use tasks_core::task::{Task, TaskId, TaskType};
 use time::OffsetDateTime;
@@ -107,6 +110,30 @@ async fn only_the_write_that_completes_a_task_may_have_completed_it() {
     // And a repeated write is a conflict that counts nothing twice
     assert_eq!(record(&store, &task, &[4]).await, Recorded::Conflict);
     assert_eq!(store.get_task(task.id).await.unwrap().unwrap().succeeded, 4);
+}
+
+#[tokio::test]
+async fn a_chunk_reads_the_breaker_with_its_task_as_the_breaker_store_reads_it() {
+    // Given a task with one outcome, in a table whose breaker was never written
+    let app = spawn_app().await;
+    let store = DynamoTaskStore::new(app.ddb.clone(), app.table());
+    let task = new_task(&store, 5).await;
+    record(&store, &task, &[1]).await;
+
+    // Then a chunk of it reads the breaker closed beside its task and done items
+    let state = store.chunk_state(task.id, &[0, 1]).await.unwrap().unwrap();
+    assert_eq!(state.task.id, task.id);
+    assert_eq!(state.done, HashSet::from([1]));
+    assert_eq!(state.breaker, Some(BreakerRecord::default()));
+
+    // And once another consumer opened it, the next chunk reads it open
+    let open = BreakerRecord::default()
+        .opened(1_000, Duration::from_secs(30))
+        .unwrap();
+    assert!(store.write_breaker(0, &open).await.unwrap());
+    let state = store.chunk_state(task.id, &[0, 1]).await.unwrap().unwrap();
+    assert_eq!(state.breaker, Some(store.read_breaker().await.unwrap()));
+    assert!(state.breaker.is_some_and(|b| b.open));
 }
 
 #[tokio::test]
@@ -296,8 +323,8 @@ async fn a_task_stored_before_grouping_keeps_one_item_an_outcome() {
         indexes(&store, &task, OutcomeFilter::FailedOnly, Some(28), 2).await,
         (vec![35], false)
     );
-    let (_, done) = store.chunk_state(task.id, &[0, 39]).await.unwrap().unwrap();
-    assert_eq!(done.len(), 2);
+    let state = store.chunk_state(task.id, &[0, 39]).await.unwrap().unwrap();
+    assert_eq!(state.done.len(), 2);
     assert_eq!(record(&store, &task, &[39]).await, Recorded::Conflict);
     let stored = store.get_task(task.id).await.unwrap().unwrap();
     assert_eq!(stored.succeeded + stored.failed, 40);

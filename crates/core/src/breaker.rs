@@ -192,7 +192,26 @@ impl Breaker {
     /// Takes what the table says. A record closed by someone else's probe clears what this
     /// process saw before, so old failures do not reopen it at once.
     pub fn adopt(&self, record: BreakerRecord, now: Instant) {
+        self.adopt_if(record, now, |_| true);
+    }
+
+    /// [`Breaker::adopt`], unless this view is already at a later version: another message
+    /// of this process read or wrote the record after `record` was read.
+    pub fn adopt_unless_older(&self, record: BreakerRecord, now: Instant) {
+        let version = record.version;
+        self.adopt_if(record, now, |view| view.version <= version);
+    }
+
+    fn adopt_if(
+        &self,
+        record: BreakerRecord,
+        now: Instant,
+        wanted: impl Fn(&BreakerRecord) -> bool,
+    ) {
         let mut l = self.lock();
+        if !wanted(&l.record) {
+            return;
+        }
         if l.record.open && !record.open {
             l.window.clear();
             l.to_open = None;

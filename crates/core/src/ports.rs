@@ -107,6 +107,17 @@ pub enum Recorded {
     Conflict,
 }
 
+/// What a chunk reads before its first call to BOS.
+#[derive(Debug, Clone)]
+pub struct ChunkState {
+    pub task: Task,
+    /// Which of the chunk's items already have an outcome.
+    pub done: HashSet<u32>,
+    /// The breaker's record, where the store read it in the same request: the chunk's first
+    /// round of calls starts from it, instead of a read of its own a moment later.
+    pub breaker: Option<BreakerRecord>,
+}
+
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Writes a new task; its id is random, so this never overwrites.
@@ -133,16 +144,21 @@ pub trait TaskStore: Send + Sync {
     async fn final_items(&self, id: TaskId, indexes: &[u32]) -> Result<HashSet<u32>, StoreError>;
 
     /// The task and which of these items already have an outcome, or `None` if the task does
-    /// not exist. Stores that can do it in one request (DynamoDB) override this.
+    /// not exist. Stores that can do it in one request (DynamoDB) override this, and read the
+    /// breaker in front of BOS in the same request.
     async fn chunk_state(
         &self,
         id: TaskId,
         indexes: &[u32],
-    ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
+    ) -> Result<Option<ChunkState>, StoreError> {
         let Some(task) = self.get_task(id).await? else {
             return Ok(None);
         };
-        Ok(Some((task, self.final_items(id, indexes).await?)))
+        Ok(Some(ChunkState {
+            task,
+            done: self.final_items(id, indexes).await?,
+            breaker: None,
+        }))
     }
 
     /// Writes outcomes of items that have none yet and adds them to the task's counters in one

@@ -10,11 +10,21 @@ use std::collections::HashMap;
 use tasks_core::breaker::BreakerRecord;
 use tasks_core::ports::{BreakerStore, StoreError};
 
-fn breaker_key() -> Item {
+const BREAKER_PK: &str = "BREAKER#bos";
+
+pub(super) fn breaker_key() -> Item {
     HashMap::from([
-        ("pk".to_owned(), s("BREAKER#bos")),
+        ("pk".to_owned(), s(BREAKER_PK)),
         ("sk".to_owned(), s("BREAKER")),
     ])
+}
+
+/// Whether `item` is the breaker's record (as read in a chunk's `BatchGetItem`).
+pub(super) fn is_breaker(item: &Item) -> bool {
+    item.get("pk")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some(BREAKER_PK)
 }
 
 fn to_item(r: &BreakerRecord) -> Item {
@@ -28,7 +38,7 @@ fn to_item(r: &BreakerRecord) -> Item {
     item
 }
 
-fn from_item(item: &Item) -> Result<BreakerRecord, StoreError> {
+pub(super) fn from_item(item: &Item) -> Result<BreakerRecord, StoreError> {
     let num = |k: &'static str| -> Result<u64, StoreError> {
         item.get(k)
             .and_then(|v| v.as_n().ok())

@@ -1,6 +1,7 @@
 //! [`TaskStore`] on the task table: tasks, their item outcomes and the counters that move
 //! with them (keys and codecs in `codec`).
 
+use super::breaker_store;
 use super::codec::corrupt;
 use super::codec::{
     self, index_of, is_task, item_key, listing_key, n, outcome_from_item, outcome_to_item, rfc3339,
@@ -15,11 +16,12 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 use std::collections::HashSet;
+use tasks_core::breaker::BreakerRecord;
 use tasks_core::chunk::MAX_CHUNK_SIZE;
 use tasks_core::identity::Owner;
 use tasks_core::outcome::{ItemOutcome, Tally};
 use tasks_core::ports::{
-    CancelOutcome, OutcomeFilter, Recorded, StoreError, TaskStore, ValidationEnd,
+    CancelOutcome, ChunkState, OutcomeFilter, Recorded, StoreError, TaskStore, ValidationEnd,
 };
 use tasks_core::task::{Task, TaskId, TaskStatus, TaskType};
 use tasks_core::upload::Validation;
@@ -169,27 +171,37 @@ impl DynamoTaskStore {
     /// Which of `indexes` have an outcome, and the task if `with_task` (`None` when it is
     /// gone): the task and the records that hold them in one `BatchGetItem`, and the items
     /// of a task stored before grouping in a second.
+    /// Which of `indexes` have an outcome; with `for_chunk`, also the task and the breaker's
+    /// record, all in one `BatchGetItem` (the breaker is read as a chunk starts anyway, so
+    /// this saves that `GetItem`).
     async fn finals(
         &self,
         id: TaskId,
         indexes: &[u32],
-        with_task: bool,
-    ) -> Result<(Option<Task>, HashSet<u32>), StoreError> {
+        for_chunk: bool,
+    ) -> Result<(Option<Task>, HashSet<u32>, Option<BreakerRecord>), StoreError> {
         let wanted: HashSet<u32> = indexes.iter().copied().collect();
         let mut keys = vec![task_key(id)];
         keys.extend(outcome_records::record_keys(id, indexes));
+        if for_chunk {
+            keys.push(breaker_store::breaker_key());
+        }
         let items = self.table.batch_get(keys, None).await?;
         let mut task = None;
         let mut grouped = false;
         let mut done = HashSet::new();
+        // A breaker never written is closed, as `read_breaker` reads it.
+        let mut breaker = for_chunk.then(BreakerRecord::default);
         for item in &items {
             if is_task(item) {
                 grouped = item.contains_key(outcome_records::GROUPED);
-                if with_task {
+                if for_chunk {
                     task = Some(task_from_item(item)?);
                 }
             } else if outcome_records::is_record(item) {
                 done.extend(outcome_records::indexes(item).filter(|i| wanted.contains(i)));
+            } else if breaker_store::is_breaker(item) {
+                breaker = Some(breaker_store::from_item(item)?);
             }
         }
         if !grouped {
@@ -197,7 +209,7 @@ impl DynamoTaskStore {
             let items = self.table.batch_get(keys, Some("idx")).await?;
             done.extend(items.iter().filter_map(index_of));
         }
-        Ok((task, done))
+        Ok((task, done, breaker))
     }
 
     /// A page of a task's grouped outcomes from index `from`: the records from the one that
@@ -392,14 +404,18 @@ impl TaskStore for DynamoTaskStore {
         Ok(self.finals(id, indexes, false).await?.1)
     }
 
-    /// The task and the records of its chunk's items in one `BatchGetItem`.
+    /// The task, the records of its chunk's items and the breaker in one `BatchGetItem`.
     async fn chunk_state(
         &self,
         id: TaskId,
         indexes: &[u32],
-    ) -> Result<Option<(Task, HashSet<u32>)>, StoreError> {
-        let (task, done) = self.finals(id, indexes, true).await?;
-        Ok(task.map(|t| (t, done)))
+    ) -> Result<Option<ChunkState>, StoreError> {
+        let (task, done, breaker) = self.finals(id, indexes, true).await?;
+        Ok(task.map(|task| ChunkState {
+            task,
+            done,
+            breaker,
+        }))
     }
 
     /// One `TransactWriteItems`: an update per outcome record (`outcome_records`), each item

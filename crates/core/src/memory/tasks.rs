@@ -74,6 +74,22 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
+    /// As the DynamoDB store reads it: the breaker comes with the task.
+    async fn chunk_state(
+        &self,
+        id: TaskId,
+        indexes: &[u32],
+    ) -> Result<Option<ChunkState>, StoreError> {
+        let Some(task) = self.get_task(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(ChunkState {
+            task,
+            done: self.final_items(id, indexes).await?,
+            breaker: Some(lock(&self.breaker).clone()),
+        }))
+    }
+
     async fn record_outcomes(
         &self,
         id: TaskId,

@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::error::Chain;
 use crate::metrics::MetricSet;
 use crate::outcome::{ItemOutcome, OutcomeResult};
-use crate::ports::{BeneficiaryBackend, StoreError, TaskStore};
+use crate::ports::{BeneficiaryBackend, ChunkState, StoreError, TaskStore};
 use crate::task::{TaskStatus, TaskType};
 use crate::task_types::run_item;
 use crate::trace;
@@ -183,7 +183,12 @@ async fn process_in_trace(
     let ChunkRun {
         store, settings, ..
     } = *run;
-    let Some((task, done)) = store.chunk_state(msg.task_id, &msg.indexes()).await? else {
+    let Some(ChunkState {
+        task,
+        done,
+        breaker,
+    }) = store.chunk_state(msg.task_id, &msg.indexes()).await?
+    else {
         // The task was removed because its enqueue failed, or it expired: nothing to do.
         tracing::warn!("chunk of an unknown task dropped");
         return Ok(ChunkReport::default());
@@ -245,11 +250,13 @@ async fn process_in_trace(
         skipped,
         ..ChunkReport::default()
     };
+    // The first round starts from the breaker as read with the task; later rounds read it.
+    let mut breaker_read = breaker;
     loop {
         if run.upstream.breaker.is_open() {
             waiting.set(true).await?;
         }
-        let ready = run.upstream.ready(until).await?;
+        let ready = run.upstream.ready(until, breaker_read.take()).await?;
         let batch = match ready {
             Ready::Call => {
                 waiting.set(false).await?;

@@ -53,7 +53,21 @@ impl Upstream<'_> {
     /// Publishes an opening this process saw, and rereads the record if the view is older
     /// than `max_age`.
     pub async fn sync(&self, max_age: Duration) -> Result<(), StoreError> {
+        self.sync_from(max_age, None).await
+    }
+
+    /// [`Upstream::sync`], taking `read` (a record the caller read a moment ago) as the
+    /// reread, if given.
+    async fn sync_from(
+        &self,
+        max_age: Duration,
+        read: Option<BreakerRecord>,
+    ) -> Result<(), StoreError> {
         if self.publish().await? {
+            return Ok(());
+        }
+        if let Some(record) = read {
+            self.breaker.adopt_unless_older(record, Instant::now());
             return Ok(());
         }
         let stale = self
@@ -83,10 +97,16 @@ impl Upstream<'_> {
         }
     }
 
-    /// Waits until BOS may be called, or this process holds the probe, or `until`.
-    pub async fn ready(&self, until: Instant) -> Result<Ready, StoreError> {
+    /// Waits until BOS may be called, or this process holds the probe, or `until`. `read`:
+    /// the record as the chunk read it with its task a moment ago, if its store did (then the
+    /// first look reads nothing more).
+    pub async fn ready(
+        &self,
+        until: Instant,
+        mut read: Option<BreakerRecord>,
+    ) -> Result<Ready, StoreError> {
         loop {
-            match self.look(until, true).await? {
+            match self.look(until, true, read.take()).await? {
                 Look::Wait(wake) => tokio::time::sleep(wake).await,
                 Look::Ready(ready) => return Ok(ready),
             }
@@ -97,16 +117,22 @@ impl Upstream<'_> {
     /// work may start. Claims nothing: for a message that must first hand its lane on.
     pub async fn open_wait(&self, until: Instant) -> Result<bool, StoreError> {
         loop {
-            match self.look(until, false).await? {
+            match self.look(until, false, None).await? {
                 Look::Wait(wake) => tokio::time::sleep(wake).await,
                 Look::Ready(ready) => return Ok(ready != Ready::Release),
             }
         }
     }
 
-    async fn look(&self, until: Instant, claim: bool) -> Result<Look, StoreError> {
-        // A round of calls starts from the record as it is now (one read per chunk): a view
-        // even a second old would let a consumer call BOS after another heard `Retry-After`.
+    async fn look(
+        &self,
+        until: Instant,
+        claim: bool,
+        read: Option<BreakerRecord>,
+    ) -> Result<Look, StoreError> {
+        // A round of calls starts from the record as it is now (one read per chunk, with the
+        // chunk's task where the store can): a view even a second old would let a consumer
+        // call BOS after another heard `Retry-After`.
         let max_age = if self.breaker.is_open() {
             POLL_OPEN
         } else if claim {
@@ -114,7 +140,7 @@ impl Upstream<'_> {
         } else {
             REFRESH_CLOSED
         };
-        self.sync(max_age).await?;
+        self.sync_from(max_age, read).await?;
         if !self.breaker.is_open() {
             return Ok(Look::Ready(Ready::Call));
         }
@@ -249,12 +275,12 @@ mod tests {
 
         // Then the second, at its next look, holds its calls until its time runs out
         let soon = Instant::now() + Duration::from_millis(300);
-        assert_eq!(ub.ready(soon).await.unwrap(), Ready::Release);
+        assert_eq!(ub.ready(soon, None).await.unwrap(), Ready::Release);
         assert!(b.is_open() && !b.admit());
 
         // And once the probe is due, one of them claims it, and its answer closes the breaker
         let later = Instant::now() + Duration::from_secs(5);
-        assert_eq!(ub.ready(later).await.unwrap(), Ready::Probe);
+        assert_eq!(ub.ready(later, None).await.unwrap(), Ready::Probe);
         assert!(b.admit(), "the probe's one call");
         b.observe("probe", Health::Answered);
         ub.conclude_probe().await.unwrap();
@@ -274,7 +300,7 @@ mod tests {
         let open = BreakerRecord::default().opened(0, Duration::ZERO).unwrap();
         assert!(store.write_breaker(0, &open).await.unwrap());
         let far = Instant::now() + Duration::from_secs(5);
-        assert_eq!(up.ready(far).await.unwrap(), Ready::Probe);
+        assert_eq!(up.ready(far, None).await.unwrap(), Ready::Probe);
         assert!(b.admit());
         b.observe(
             "probe",
@@ -286,5 +312,64 @@ mod tests {
         let record = store.read_breaker().await.unwrap();
         assert!(record.open);
         assert!(record.retry_at_ms >= now_ms() + 29_000, "{record:?}");
+    }
+
+    /// A breaker store that counts its reads.
+    #[derive(Default)]
+    struct CountingReads {
+        inner: MemoryStore,
+        reads: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl BreakerStore for CountingReads {
+        async fn read_breaker(&self) -> Result<BreakerRecord, StoreError> {
+            self.reads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.inner.read_breaker().await
+        }
+        async fn write_breaker(&self, seen: u64, next: &BreakerRecord) -> Result<bool, StoreError> {
+            self.inner.write_breaker(seen, next).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_round_given_the_record_read_with_its_chunk_reads_nothing_more_and_obeys_it() {
+        // Given a view that says closed, and a table where another process opened the breaker
+        let store = CountingReads::default();
+        let b = Breaker::default();
+        let up = Upstream {
+            breaker: &b,
+            store: &store,
+        };
+        up.sync(Duration::ZERO).await.unwrap();
+        let open = BreakerRecord::default()
+            .opened(now_ms(), Duration::from_secs(30))
+            .unwrap();
+        assert!(store.write_breaker(0, &open).await.unwrap());
+        let reads = store.reads.load(std::sync::atomic::Ordering::Relaxed);
+
+        // When a chunk's first round starts from the record it read with its task
+        let soon = Instant::now() + Duration::from_millis(100);
+        let ready = up.ready(soon, Some(open.clone())).await.unwrap();
+
+        // Then it holds its calls as that record says, and its first look read nothing
+        assert_eq!(ready, Ready::Release);
+        assert!(b.is_open() && !b.admit());
+        assert_eq!(b.record(), open);
+        assert_eq!(
+            store.reads.load(std::sync::atomic::Ordering::Relaxed),
+            reads
+        );
+
+        // And a record older than the view changes nothing
+        up.ready(soon, Some(BreakerRecord::default()))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.record(),
+            open,
+            "an older read does not replace a newer view"
+        );
     }
 }
