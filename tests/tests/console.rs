@@ -129,6 +129,37 @@ impl Browser {
         url.fragment().unwrap_or_default().to_owned()
     }
 
+    /// Submits `file` from the console's New task form (with `shot`, a screenshot of the
+    /// filled form by that name), and waits for the new task's page to open: its task id.
+    async fn submit_file(&self, file: &Path, shot: Option<&str>) -> String {
+        self.click("//nav//a[normalize-space()='New task']").await;
+        let input = self
+            .client
+            .wait()
+            .at_most(POLL_BOUND)
+            .for_element(Locator::Id("new-file"))
+            .await
+            .expect("the file input");
+        input
+            .send_keys(&file.display().to_string())
+            .await
+            .expect("a file chosen");
+        if let Some(name) = shot {
+            self.screenshot(name).await;
+        }
+        self.click("//form//button[normalize-space()='Submit']")
+            .await;
+        eventually(|| async {
+            self.hash()
+                .await
+                .starts_with("/tasks/beneficiaries-import/")
+                .then_some(())
+        })
+        .await
+        .expect("the new task's page opens");
+        self.hash().await.rsplit('/').next().unwrap().to_owned()
+    }
+
     async fn screenshot(&self, name: &str) {
         let Ok(dir) = std::env::var("CONSOLE_SCREENSHOTS") else {
             return;
@@ -187,31 +218,9 @@ async fn a_person_imports_a_csv_watches_it_finish_live_and_retries_its_failures(
         .await;
 
     // …and submits the CSV as a new import
-    b.click("//nav//a[normalize-space()='New task']").await;
-    let input = b
-        .client
-        .wait()
-        .at_most(POLL_BOUND)
-        .for_element(Locator::Id("new-file"))
-        .await
-        .expect("the file input");
-    input
-        .send_keys(&file.display().to_string())
-        .await
-        .expect("a file chosen");
-    b.screenshot("new-task").await;
-    b.click("//form//button[normalize-space()='Submit']").await;
+    let task_id = b.submit_file(&file, Some("new-task")).await;
 
     // Then the task's page shows it running, live, and reaching 100 % without a reload
-    eventually(|| async {
-        b.hash()
-            .await
-            .starts_with("/tasks/beneficiaries-import/")
-            .then_some(())
-    })
-    .await
-    .expect("the new task's page opens");
-    let task_id = b.hash().await.rsplit('/').next().unwrap().to_owned();
     b.client
         .execute("window.sameDocument = true; return null;", vec![])
         .await
@@ -347,35 +356,14 @@ async fn a_file_over_the_inline_limit_goes_through_an_upload_session() {
         .expect("the console loads");
     b.click("//button[normalize-space()='Sign in as bob']")
         .await;
-    b.click("//nav//a[normalize-space()='New task']").await;
-    let input = b
-        .client
-        .wait()
-        .at_most(POLL_BOUND)
-        .for_element(Locator::Id("new-file"))
-        .await
-        .expect("the file input");
-    input
-        .send_keys(&file.display().to_string())
-        .await
-        .expect("a file chosen");
-    b.click("//form//button[normalize-space()='Submit']").await;
+    let task_id = b.submit_file(&file, None).await;
 
     // Then the browser hashed and PUT the file to storage, closed the session, and the task
     // ran to the end: one made from a file, which an inline POST could not have made
-    eventually(|| async {
-        b.hash()
-            .await
-            .starts_with("/tasks/beneficiaries-import/")
-            .then_some(())
-    })
-    .await
-    .expect("the new task's page opens");
     let done = b
         .text_until("#task-summary .progress-text", |t| t.ends_with("(100%)"))
         .await;
     assert_eq!(done, "40 of 40 items (100%)");
-    let task_id = b.hash().await.rsplit('/').next().unwrap().to_owned();
     let task = app
         .get(BOB, &format!("/tasks/beneficiaries-import/{task_id}"))
         .await;
