@@ -136,86 +136,109 @@ enum Until {
     FirstAnswer,
 }
 
+/// The median of `runs` cold starts of `binary`, in ms.
 async fn cold_start_ms(
     binary: &PathBuf,
     runs: usize,
     secrets: Secrets<'_>,
     until: Until,
 ) -> Result<f64, BoxError> {
+    let mut times = vec![];
+    for _ in 0..runs {
+        times.push(start_once(binary, secrets, until).await?);
+    }
+    Ok(median(times))
+}
+
+/// The medians of `runs` first polls of `binary` and of `hello`, started in turn, so both see
+/// the machine at the same moments: on 2 cores a burst of other work (DynamoDB Local's JVM
+/// after a large section) would otherwise land on one and not the other.
+async fn first_poll_beside_hello_ms(
+    binary: &PathBuf,
+    hello: &PathBuf,
+    runs: usize,
+    secrets: Secrets<'_>,
+) -> Result<(f64, f64), BoxError> {
+    let (mut times, mut hellos) = (vec![], vec![]);
+    for _ in 0..runs {
+        hellos.push(start_once(hello, Secrets::Environment, Until::FirstPoll).await?);
+        times.push(start_once(binary, secrets, Until::FirstPoll).await?);
+    }
+    Ok((median(times), median(hellos)))
+}
+
+/// One cold start of `binary`, from spawning it to `until`, in ms.
+async fn start_once(binary: &PathBuf, secrets: Secrets<'_>, until: Until) -> Result<f64, BoxError> {
     let name = binary
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     let shipped = crate::shipped::settings_of(&crate::shipped::template()?, name);
-    let mut times = vec![];
-    for _ in 0..runs {
-        let event = (until == Until::FirstAnswer).then(|| first_event(name));
-        let (addr, mut seen) = fake_runtime_api(event).await?;
-        let started = Instant::now();
-        let mut command = tokio::process::Command::new(binary);
-        command
-            .env_clear()
-            // The function's own settings as template.yaml ships them (e.g. the authorizer's
-            // issuer, audiences and key-set URL, at their parameters' defaults: its keys are
-            // fetched on first use, so no cold start reaches that URL). What follows does not
-            // run the shipped values: it replaces what names a deployed stack's resources
-            // (`!Ref`s with no value before deployment: the table, BOS, the queues, the uploads
-            // bucket, the WebSocket API, the secrets, the CA bundle) with local stand-ins. No
-            // start reaches any of them before its first poll; only the secrets are read, from
-            // moto, before the first answer.
-            .envs(&shipped)
-            .env("AWS_LAMBDA_RUNTIME_API", &addr)
-            .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "bench")
-            .env("AWS_SECRET_ACCESS_KEY", "bench")
-            .env("TABLE_NAME", "bench")
-            .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
-            .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
-            .env("INGEST_QUEUE_URL", "http://127.0.0.1:9/ingest")
-            .env("UPLOADS_BUCKET", "bench-uploads")
-            .env("BOS_URL", "http://127.0.0.1:9")
-            .env("WEBSOCKET_API_ENDPOINT", "http://127.0.0.1:9/live")
-            // As template.yaml sets it (with this machine's bundle path).
-            .env(
-                "SSL_CERT_FILE",
-                local_gateway::local_ca_bundle().unwrap_or_default(),
-            )
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true);
-        // The secrets every function refuses to start without.
-        match secrets {
-            // Without the template's secret names, or those would be read instead.
-            Secrets::Environment => command
-                .env_remove("PAGE_TOKEN_SECRET_SECRET_ID")
-                .env_remove("LOG_PSEUDONYM_KEY_SECRET_ID")
-                .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
-                .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key"),
-            Secrets::Manager(endpoint) => command
-                .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
-                .env("PAGE_TOKEN_SECRET_SECRET_ID", PAGE_TOKEN_SECRET_NAME)
-                .env("LOG_PSEUDONYM_KEY_SECRET_ID", LOG_PSEUDONYM_SECRET_NAME),
-        };
-        let mut child = command.spawn()?;
-        let reached = loop {
-            let next = tokio::time::timeout(Duration::from_secs(10), seen.recv())
-                .await
-                .map_err(|_| format!("{} never reached the Runtime API", binary.display()))?
-                .ok_or("the fake Runtime API stopped")?;
-            match (until, next) {
-                (Until::FirstPoll, Seen::Polled(at)) | (Until::FirstAnswer, Seen::Answered(at)) => {
-                    break at
-                }
-                _ => continue,
+    let event = (until == Until::FirstAnswer).then(|| first_event(name));
+    let (addr, mut seen) = fake_runtime_api(event).await?;
+    let started = Instant::now();
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .env_clear()
+        // The function's own settings as template.yaml ships them (e.g. the authorizer's
+        // issuer, audiences and key-set URL, at their parameters' defaults: its keys are
+        // fetched on first use, so no cold start reaches that URL). What follows does not
+        // run the shipped values: it replaces what names a deployed stack's resources
+        // (`!Ref`s with no value before deployment: the table, BOS, the queues, the uploads
+        // bucket, the WebSocket API, the secrets, the CA bundle) with local stand-ins. No
+        // start reaches any of them before its first poll; only the secrets are read, from
+        // moto, before the first answer.
+        .envs(&shipped)
+        .env("AWS_LAMBDA_RUNTIME_API", &addr)
+        .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "bench")
+        .env("AWS_SECRET_ACCESS_KEY", "bench")
+        .env("TABLE_NAME", "bench")
+        .env("WORK_QUEUE_URL", "http://127.0.0.1:9/queue")
+        .env("DELIVERY_QUEUE_URL", "http://127.0.0.1:9/deliveries")
+        .env("INGEST_QUEUE_URL", "http://127.0.0.1:9/ingest")
+        .env("UPLOADS_BUCKET", "bench-uploads")
+        .env("BOS_URL", "http://127.0.0.1:9")
+        .env("WEBSOCKET_API_ENDPOINT", "http://127.0.0.1:9/live")
+        // As template.yaml sets it (with this machine's bundle path).
+        .env(
+            "SSL_CERT_FILE",
+            local_gateway::local_ca_bundle().unwrap_or_default(),
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    // The secrets every function refuses to start without.
+    match secrets {
+        // Without the template's secret names, or those would be read instead.
+        Secrets::Environment => command
+            .env_remove("PAGE_TOKEN_SECRET_SECRET_ID")
+            .env_remove("LOG_PSEUDONYM_KEY_SECRET_ID")
+            .env("PAGE_TOKEN_SECRET", "bench-page-token-secret")
+            .env("LOG_PSEUDONYM_KEY", "bench-log-pseudonym-key"),
+        Secrets::Manager(endpoint) => command
+            .env("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
+            .env("PAGE_TOKEN_SECRET_SECRET_ID", PAGE_TOKEN_SECRET_NAME)
+            .env("LOG_PSEUDONYM_KEY_SECRET_ID", LOG_PSEUDONYM_SECRET_NAME),
+    };
+    let mut child = command.spawn()?;
+    let reached = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .map_err(|_| format!("{} never reached the Runtime API", binary.display()))?
+            .ok_or("the fake Runtime API stopped")?;
+        match (until, next) {
+            (Until::FirstPoll, Seen::Polled(at)) | (Until::FirstAnswer, Seen::Answered(at)) => {
+                break at
             }
-        };
-        times.push((reached - started).as_secs_f64() * 1e3);
-        child.kill().await?;
-    }
-    Ok(median(times))
+            _ => continue,
+        }
+    };
+    child.kill().await?;
+    Ok((reached - started).as_secs_f64() * 1e3)
 }
 
 pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> {
@@ -266,14 +289,14 @@ pub async fn cold_starts_and_sizes(report: &mut Report) -> Result<(), BoxError> 
     ] {
         let binary = dir.join(f);
         let manager = Secrets::Manager(&moto);
-        let ms = cold_start_ms(&binary, 21, manager, Until::FirstPoll).await?;
+        let (ms, hello) = first_poll_beside_hello_ms(&binary, &hello_binary, 21, manager).await?;
         let answer = cold_start_ms(&binary, 21, manager, Until::FirstAnswer).await?;
         let env_answer =
             cold_start_ms(&binary, 21, Secrets::Environment, Until::FirstAnswer).await?;
         report.check(
             format!("cold start, {f} (exec → first poll; → first answer; median of 21)"),
             format!(
-                "{ms:.1} ms ({:.1}× hello-world); first answer {answer:.1} ms ({:.1}× hello-world's; {env_answer:.1} ms with the secrets in the environment); binary {:.1} MB",
+                "{ms:.1} ms ({:.1}× hello-world's {hello:.1} ms, started in turn with it); first answer {answer:.1} ms ({:.1}× hello-world's; {env_answer:.1} ms with the secrets in the environment); binary {:.1} MB",
                 ms / hello,
                 answer / hello_answer,
                 size(f)
