@@ -118,6 +118,26 @@ pub struct ChunkState {
     pub breaker: Option<BreakerRecord>,
 }
 
+impl ChunkState {
+    /// The task and its done items read one after the other, for a store without one request
+    /// for both; `breaker` as the store has it at hand, if it does.
+    pub async fn read_in_parts<S: TaskStore + ?Sized>(
+        store: &S,
+        id: TaskId,
+        indexes: &[u32],
+        breaker: Option<BreakerRecord>,
+    ) -> Result<Option<Self>, StoreError> {
+        let Some(task) = store.get_task(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            task,
+            done: store.final_items(id, indexes).await?,
+            breaker,
+        }))
+    }
+}
+
 #[async_trait]
 pub trait TaskStore: Send + Sync {
     /// Writes a new task; its id is random, so this never overwrites.
@@ -151,14 +171,7 @@ pub trait TaskStore: Send + Sync {
         id: TaskId,
         indexes: &[u32],
     ) -> Result<Option<ChunkState>, StoreError> {
-        let Some(task) = self.get_task(id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(ChunkState {
-            task,
-            done: self.final_items(id, indexes).await?,
-            breaker: None,
-        }))
+        ChunkState::read_in_parts(self, id, indexes, None).await
     }
 
     /// Writes outcomes of items that have none yet and adds them to the task's counters in one

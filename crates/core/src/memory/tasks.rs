@@ -80,14 +80,8 @@ impl TaskStore for MemoryStore {
         id: TaskId,
         indexes: &[u32],
     ) -> Result<Option<ChunkState>, StoreError> {
-        let Some(task) = self.get_task(id).await? else {
-            return Ok(None);
-        };
-        Ok(Some(ChunkState {
-            task,
-            done: self.final_items(id, indexes).await?,
-            breaker: Some(lock(&self.breaker).clone()),
-        }))
+        let breaker = lock(&self.breaker).clone();
+        ChunkState::read_in_parts(self, id, indexes, Some(breaker)).await
     }
 
     async fn record_outcomes(
