@@ -168,12 +168,10 @@ impl DynamoTaskStore {
         }
     }
 
-    /// Which of `indexes` have an outcome, and the task if `with_task` (`None` when it is
-    /// gone): the task and the records that hold them in one `BatchGetItem`, and the items
-    /// of a task stored before grouping in a second.
-    /// Which of `indexes` have an outcome; with `for_chunk`, also the task and the breaker's
-    /// record, all in one `BatchGetItem` (the breaker is read as a chunk starts anyway, so
-    /// this saves that `GetItem`).
+    /// Which of `indexes` have an outcome; with `for_chunk`, also the task (`None` when it is
+    /// gone) and the breaker's record, which a chunk reads as it starts anyway. The task, the
+    /// records that hold the outcomes and the breaker come in one `BatchGetItem`; the items of
+    /// a task stored before grouping in a second.
     async fn finals(
         &self,
         id: TaskId,
