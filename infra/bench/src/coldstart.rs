@@ -143,9 +143,10 @@ async fn cold_start_ms(
     secrets: Secrets<'_>,
     until: Until,
 ) -> Result<f64, BoxError> {
+    let launch = Launch::of(binary)?;
     let mut times = vec![];
     for _ in 0..runs {
-        times.push(start_once(binary, secrets, until).await?);
+        times.push(start_once(&launch, secrets, until).await?);
     }
     Ok(median(times))
 }
@@ -159,21 +160,48 @@ async fn first_poll_beside_hello_ms(
     runs: usize,
     secrets: Secrets<'_>,
 ) -> Result<(f64, f64), BoxError> {
+    let (launch, hello) = (Launch::of(binary)?, Launch::of(hello)?);
     let (mut times, mut hellos) = (vec![], vec![]);
     for _ in 0..runs {
-        hellos.push(start_once(hello, Secrets::Environment, Until::FirstPoll).await?);
-        times.push(start_once(binary, secrets, Until::FirstPoll).await?);
+        hellos.push(start_once(&hello, Secrets::Environment, Until::FirstPoll).await?);
+        times.push(start_once(&launch, secrets, Until::FirstPoll).await?);
     }
     Ok((median(times), median(hellos)))
 }
 
-/// One cold start of `binary`, from spawning it to `until`, in ms.
-async fn start_once(binary: &PathBuf, secrets: Secrets<'_>, until: Until) -> Result<f64, BoxError> {
-    let name = binary
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
-    let shipped = crate::shipped::settings_of(&crate::shipped::template()?, name);
+/// A function binary and its settings as template.yaml ships them, read once for its runs.
+struct Launch<'a> {
+    binary: &'a PathBuf,
+    name: &'a str,
+    shipped: std::collections::BTreeMap<String, String>,
+}
+
+impl<'a> Launch<'a> {
+    fn of(binary: &'a PathBuf) -> Result<Self, BoxError> {
+        let name = binary
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let shipped = crate::shipped::settings_of(&crate::shipped::template()?, name);
+        Ok(Self {
+            binary,
+            name,
+            shipped,
+        })
+    }
+}
+
+/// One cold start, from spawning the binary to `until`, in ms.
+async fn start_once(
+    launch: &Launch<'_>,
+    secrets: Secrets<'_>,
+    until: Until,
+) -> Result<f64, BoxError> {
+    let Launch {
+        binary,
+        name,
+        shipped,
+    } = launch;
     let event = (until == Until::FirstAnswer).then(|| first_event(name));
     let (addr, mut seen) = fake_runtime_api(event).await?;
     let started = Instant::now();
@@ -188,7 +216,7 @@ async fn start_once(binary: &PathBuf, secrets: Secrets<'_>, until: Until) -> Res
         // bucket, the WebSocket API, the secrets, the CA bundle) with local stand-ins. No
         // start reaches any of them before its first poll; only the secrets are read, from
         // moto, before the first answer.
-        .envs(&shipped)
+        .envs(shipped.iter())
         .env("AWS_LAMBDA_RUNTIME_API", &addr)
         .env("AWS_LAMBDA_FUNCTION_NAME", "bench")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
